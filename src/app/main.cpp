@@ -1,0 +1,2 @@
+// opd entry point (placeholder until app/ lands).
+int main() { return 0; }

@@ -1,0 +1,48 @@
+// CPU implementations of the op set (Kokkos kernels + OpenBLAS); one op family per .cpp file.
+// Same signatures and contracts as backend/ops.hpp, host tensors only.
+#pragma once
+
+#include "backend/ops.hpp"
+
+namespace opd::backend::cpu {
+
+void fill(Tensor& x, float value);
+void copy(const Tensor& src, Tensor& dst);
+void scale(Tensor& x, float alpha);
+void axpy(float alpha, const Tensor& x, Tensor& y);
+void add(const Tensor& a, const Tensor& b, Tensor& out);
+void add_bias(Tensor& x, const Tensor& bias);
+void bias_backward(const Tensor& dy, Tensor& dbias);
+double sum_squares(const Tensor& x);
+void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
+          float alpha, float beta);
+void gemm_batched(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
+                  float alpha, float beta);
+void embedding_forward(const Tensor& table, const Tensor& ids, Tensor& out);
+void embedding_backward(const Tensor& d_out, const Tensor& ids, Tensor& d_table);
+void rmsnorm_forward(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor* rstd);
+void rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy,
+                      Tensor& dx, Tensor& dw);
+void rope_forward(Tensor& x, const Tensor& pos, float theta);
+void rope_backward(Tensor& dx, const Tensor& pos, float theta);
+void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& out);
+void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& d_out, Tensor& d_gate,
+                     Tensor& d_up);
+void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& q_pos,
+                       float scale, Tensor& out, Tensor* probs);
+void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs,
+                        const Tensor& d_out, float scale, Tensor& dq, Tensor& dk, Tensor& dv);
+void log_softmax_rows(const Tensor& x, Tensor& out);
+void logsumexp_rows(const Tensor& x, Tensor& out);
+void entropy_rows(const Tensor& x, Tensor& out);
+void topk_rows(const Tensor& x, int k, Tensor& vals, Tensor& ids);
+void lm_head_stats(const Tensor& h, const Tensor& w, const Tensor* targets, float temperature,
+                   int64_t chunk, HeadStats& out);
+void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targets,
+                                    const Tensor& lse, const Tensor& d_loss, float temperature,
+                                    int64_t chunk, Tensor& dh, Tensor& dw);
+void sample_rows(const Tensor& logits, float temperature, int top_k, float top_p,
+                 const Tensor& uniforms, Tensor& ids, Tensor& logprobs);
+void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& hp);
+
+}  // namespace opd::backend::cpu

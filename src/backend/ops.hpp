@@ -1,0 +1,130 @@
+// The op set: every numeric kernel the model, objectives and diagnostics use, declared once.
+// Model code is written against these functions only and never branches on device; each call
+// dispatches on the device of its tensors to backend/cpu (Kokkos + OpenBLAS) or backend/cuda.
+//
+// Conventions
+//  - Tensors are contiguous row-major. Unless noted, float tensors are F32 and id tensors I32.
+//  - "overwrite" outputs are fully written; "accumulate" outputs are added into (gradients of
+//    parameters accumulate across micro-batches, so their backward ops add).
+//  - Linear weights use the Hugging Face layout [out_features, in_features].
+//  - Shapes in comments: N = rows (tokens), D = features, V = vocabulary, B = batch,
+//    T = query length, S = key length, H = query heads, G = key/value heads (H % G == 0), E = head dim.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.hpp"
+
+namespace opd::backend {
+
+using core::Tensor;
+
+// ---- runtime -----------------------------------------------------------------------------
+// Starts Kokkos (and CUDA where built) for the lifetime of the object; create one in main().
+class Runtime {
+ public:
+  Runtime();
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+};
+// Number of BLAS threads (OpenBLAS); 0 leaves the library default.
+void set_blas_threads(int n);
+int blas_threads();
+
+// ---- elementwise and copies ----------------------------------------------------------------
+void fill(Tensor& x, float value);                             // overwrite; F32 or I32
+void copy(const Tensor& src, Tensor& dst);                     // same dtype and numel
+void scale(Tensor& x, float alpha);                            // x *= alpha
+void axpy(float alpha, const Tensor& x, Tensor& y);            // y += alpha * x
+void add(const Tensor& a, const Tensor& b, Tensor& out);       // out = a + b (out may alias a or b)
+void add_bias(Tensor& x, const Tensor& bias);                  // x[N, D] += bias[D]
+void bias_backward(const Tensor& dy, Tensor& dbias);           // dbias[D] += sum_n dy[N, D]
+double sum_squares(const Tensor& x);                           // sum of x^2 in double
+
+// ---- matrix products (OpenBLAS / cuBLASLt) -------------------------------------------------
+// c = alpha * op(a) @ op(b) + beta * c, with op(x) = x or x^T; a, b, c are 2-d (or viewed so).
+void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
+          float alpha = 1.0f, float beta = 0.0f);
+// Batched: a [L, ., .], b [L, ., .], c [L, ., .], the same per-matrix rule for each of L.
+void gemm_batched(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
+                  float alpha = 1.0f, float beta = 0.0f);
+
+// ---- embedding -----------------------------------------------------------------------------
+void embedding_forward(const Tensor& table, const Tensor& ids, Tensor& out);   // [V,D],[N] -> [N,D]
+void embedding_backward(const Tensor& d_out, const Tensor& ids, Tensor& d_table);  // accumulate
+
+// ---- RMSNorm: y = x / rms(x) * w, rms(x) = sqrt(mean(x^2) + eps), row-wise over D -----------
+// rstd [N] (may be null) receives 1/rms for the backward.
+void rmsnorm_forward(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor* rstd);
+// dx overwrite, dw accumulate.
+void rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy,
+                      Tensor& dx, Tensor& dw);
+
+// ---- rotary position embedding (Hugging Face "rotate_half" convention) ---------------------
+// x [N, H, E] rotated in place: for i < E/2, the pair (x_i, x_{i+E/2}) turns by angle
+// pos[n] * theta^(-2i/E). pos [N] I32. The backward turns by the opposite angle.
+void rope_forward(Tensor& x, const Tensor& pos, float theta);
+void rope_backward(Tensor& dx, const Tensor& pos, float theta);
+
+// ---- SwiGLU: out = silu(gate) * up ---------------------------------------------------------
+void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& out);
+void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& d_out, Tensor& d_gate,
+                     Tensor& d_up);  // overwrite both
+
+// ---- causal grouped-query attention ------------------------------------------------------
+// q [B, T, H, E]; k, v [B, S, G, E]; q_pos [B, T] I32 the absolute position of each query.
+// Query (b, t) attends to keys j with j <= q_pos[b, t] (j < S): training uses q_pos = t, a
+// KV-cache decode step uses q_pos = the sequence's current length. Head h reads kv head
+// h / (H / G). Scores = scale * q k^T, softmax over the visible keys, out = P v.
+// probs [B, H, T, S] (may be null) keeps P for the backward.
+void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& q_pos,
+                       float scale, Tensor& out, Tensor* probs);
+// dq, dk, dv overwrite (dk, dv sum over the query heads sharing a kv head).
+void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs,
+                        const Tensor& d_out, float scale, Tensor& dq, Tensor& dk, Tensor& dv);
+
+// ---- row-wise vocabulary ops on materialised logits x [N, V] ---------------------------------
+void log_softmax_rows(const Tensor& x, Tensor& out);                 // [N, V]
+void logsumexp_rows(const Tensor& x, Tensor& out);                   // [N]
+void entropy_rows(const Tensor& x, Tensor& out);                     // [N], of softmax(x)
+// The k largest of each row, in descending order (ties: lower id first). vals F32, ids I32 [N, k].
+void topk_rows(const Tensor& x, int k, Tensor& vals, Tensor& ids);
+
+// ---- vocabulary-chunked LM head ------------------------------------------------------------
+// Rows h [N, D] against the head w [V, D]: logits = (h w^T) / temperature, produced chunk
+// columns at a time so that at most [rows_block, chunk] fp32 logits exist at once.
+struct HeadStats {
+  Tensor lse;           // [N]      log-sum-exp of the logits             (required)
+  Tensor target_logit;  // [N]      logit at targets[n]                    (optional; needs targets)
+  Tensor entropy;       // [N]      entropy of softmax(logits)             (optional)
+};
+void lm_head_stats(const Tensor& h, const Tensor& w, const Tensor* targets, float temperature,
+                   int64_t chunk, HeadStats& out);
+// Backward of sum_n d_loss[n] * (lse[n] - target_logit[n]), i.e. cross-entropy weighted per row
+// (rows with d_loss 0 or targets < 0 contribute nothing). dh overwrite, dw accumulate.
+void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targets,
+                                    const Tensor& lse, const Tensor& d_loss, float temperature,
+                                    int64_t chunk, Tensor& dh, Tensor& dw);
+
+// ---- sampling --------------------------------------------------------------------------------
+// One token per row of logits [B, V]. temperature <= 0 is greedy (argmax). Else softmax(x / T),
+// restricted to the top_k largest (top_k <= 0: all), then to the smallest prefix (by descending
+// probability) whose mass reaches top_p (top_p >= 1: all), renormalised, and inverted at u[b]
+// (uniforms [B] F32 in [0, 1), supplied by the caller from per-sequence RNG streams so that a
+// sequence's tokens do not depend on the rest of the batch).
+// ids [B] I32; logprobs [B] F32 = log of the chosen token's probability under that final
+// distribution (0 for greedy).
+void sample_rows(const Tensor& logits, float temperature, int top_k, float top_p,
+                 const Tensor& uniforms, Tensor& ids, Tensor& logprobs);
+
+// ---- optimizer -------------------------------------------------------------------------------
+struct AdamWParams {
+  float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.0f;
+  int64_t step = 1;         // 1-based, for bias correction
+  float grad_scale = 1.0f;  // multiplies the gradient first (global-norm clipping)
+};
+// Decoupled weight decay: p -= lr * (wd * p + mhat / (sqrt(vhat) + eps)).
+void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& hp);
+
+}  // namespace opd::backend
