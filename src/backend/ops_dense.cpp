@@ -1,4 +1,5 @@
-// Dispatch of the op set on the device of the tensors (DESIGN.md §2).
+// Dispatch on device (DESIGN.md §2) for the dense ops: elementwise, GEMM, embedding, norms,
+// RoPE, SwiGLU, attention, AdamW.
 #include "backend/ops.hpp"
 
 #include "backend/cpu/cpu_ops.hpp"
@@ -110,45 +111,6 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
                         const Tensor& d_out, float scale, Tensor& dq, Tensor& dk, Tensor& dv) {
   require_host("attention_backward", q);
   cpu::attention_backward(q, k, v, probs, d_out, scale, dq, dk, dv);
-}
-
-void log_softmax_rows(const Tensor& x, Tensor& out) {
-  require_host("log_softmax_rows", x);
-  cpu::log_softmax_rows(x, out);
-}
-
-void logsumexp_rows(const Tensor& x, Tensor& out) {
-  require_host("logsumexp_rows", x);
-  cpu::logsumexp_rows(x, out);
-}
-
-void entropy_rows(const Tensor& x, Tensor& out) {
-  require_host("entropy_rows", x);
-  cpu::entropy_rows(x, out);
-}
-
-void topk_rows(const Tensor& x, int k, Tensor& vals, Tensor& ids) {
-  require_host("topk_rows", x);
-  cpu::topk_rows(x, k, vals, ids);
-}
-
-void lm_head_stats(const Tensor& h, const Tensor& w, const Tensor* targets, float temperature,
-                   int64_t chunk, HeadStats& out) {
-  require_host("lm_head_stats", h);
-  cpu::lm_head_stats(h, w, targets, temperature, chunk, out);
-}
-
-void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targets,
-                                    const Tensor& lse, const Tensor& d_loss, float temperature,
-                                    int64_t chunk, Tensor& dh, Tensor& dw) {
-  require_host("lm_head_cross_entropy_backward", h);
-  cpu::lm_head_cross_entropy_backward(h, w, targets, lse, d_loss, temperature, chunk, dh, dw);
-}
-
-void sample_rows(const Tensor& logits, float temperature, int top_k, float top_p,
-                 const Tensor& uniforms, Tensor& ids, Tensor& logprobs) {
-  require_host("sample_rows", logits);
-  cpu::sample_rows(logits, temperature, top_k, top_p, uniforms, ids, logprobs);
 }
 
 void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& hp) {
