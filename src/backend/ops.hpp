@@ -84,6 +84,10 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs,
                         const Tensor& d_out, float scale, Tensor& dq, Tensor& dk, Tensor& dv);
 
+// ---- KV cache ---------------------------------------------------------------------------------
+// dst[b, pos[b, t], :] = src[b, t, :] for src [B, T, R], pos [B, T] I32 (0 <= pos < S), dst [B, S, R].
+void scatter_rows(const Tensor& src, const Tensor& pos, Tensor& dst);
+
 // ---- row-wise vocabulary ops on materialised logits x [N, V] ---------------------------------
 void log_softmax_rows(const Tensor& x, Tensor& out);                 // [N, V]
 void logsumexp_rows(const Tensor& x, Tensor& out);                   // [N]

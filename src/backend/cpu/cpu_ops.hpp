@@ -32,6 +32,7 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
                        float scale, Tensor& out, Tensor* probs);
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs,
                         const Tensor& d_out, float scale, Tensor& dq, Tensor& dk, Tensor& dv);
+void scatter_rows(const Tensor& src, const Tensor& pos, Tensor& dst);
 void log_softmax_rows(const Tensor& x, Tensor& out);
 void logsumexp_rows(const Tensor& x, Tensor& out);
 void entropy_rows(const Tensor& x, Tensor& out);
