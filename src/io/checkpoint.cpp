@@ -1,0 +1,623 @@
+// io/checkpoint.cpp: CheckpointWriter and CheckpointReader (see checkpoint.hpp).
+#include "io/checkpoint.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+
+#include "core/error.hpp"
+#include "io/checksum.hpp"
+#include "io/hdf5_file.hpp"
+
+namespace opd::io {
+
+// Checksums are taken over the in-memory bytes and must equal those of the little-endian file.
+static_assert(std::endian::native == std::endian::little, "opd checkpoints assume little-endian");
+
+namespace fs = std::filesystem;
+using core::DType;
+using core::Tensor;
+
+namespace {
+
+constexpr const char* kChecksumAttr = "fnv1a64";
+constexpr const char* kDtypeAttr = "dtype";
+
+// Dataset names are slash paths; a leading slash is allowed and dropped.
+std::string normalize_name(const std::string& name) {
+  std::size_t i = name.find_first_not_of('/');
+  std::string n = i == std::string::npos ? std::string() : name.substr(i);
+  OPD_CHECK(!n.empty(), "empty checkpoint dataset name '", name, "'");
+  std::size_t pos = 0;
+  while (pos <= n.size()) {
+    std::size_t slash = n.find('/', pos);
+    std::string part = n.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos);
+    OPD_CHECK(!part.empty() && part != "." && part != "..", "bad checkpoint dataset name '",
+              name, "'");
+    if (slash == std::string::npos) break;
+    pos = slash + 1;
+  }
+  return n;
+}
+
+hid_t file_type_of(DType dt) {
+  switch (dt) {
+    case DType::F32: return H5T_IEEE_F32LE;
+    case DType::BF16: return H5T_STD_U16LE;  // raw bf16 bits; `dtype` says how to read them
+    case DType::I32: return H5T_STD_I32LE;
+    case DType::I64: return H5T_STD_I64LE;
+  }
+  return H5I_INVALID_HID;
+}
+
+hid_t mem_type_of(DType dt) {
+  switch (dt) {
+    case DType::F32: return H5T_NATIVE_FLOAT;
+    case DType::BF16: return H5T_NATIVE_UINT16;
+    case DType::I32: return H5T_NATIVE_INT32;
+    case DType::I64: return H5T_NATIVE_INT64;
+  }
+  return H5I_INVALID_HID;
+}
+
+std::optional<DType> dtype_of_stored(StoredType t) {
+  switch (t) {
+    case StoredType::F32: return DType::F32;
+    case StoredType::BF16: return DType::BF16;
+    case StoredType::I32: return DType::I32;
+    case StoredType::I64: return DType::I64;
+    default: return std::nullopt;
+  }
+}
+
+StoredType classify(const h5::Dataset& d) {
+  h5::Handle t = d.type();
+  std::size_t size = H5Tget_size(t.id());
+  switch (H5Tget_class(t.id())) {
+    case H5T_FLOAT:
+      return size == 4 ? StoredType::F32 : size == 8 ? StoredType::F64 : StoredType::Other;
+    case H5T_STRING: return StoredType::String;
+    case H5T_INTEGER: {
+      bool is_signed = H5Tget_sign(t.id()) == H5T_SGN_2;
+      if (is_signed && size == 4) return StoredType::I32;
+      if (is_signed && size == 8) return StoredType::I64;
+      if (!is_signed && size == 8) return StoredType::U64;
+      if (!is_signed && size == 2 && d.has_attribute(kDtypeAttr) &&
+          d.read_attribute_string(kDtypeAttr) == "bf16")
+        return StoredType::BF16;
+      return StoredType::Other;
+    }
+    default: return StoredType::Other;
+  }
+}
+
+std::string hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// fsync a file or directory by path: the data (or the rename) must be on disk before `latest`
+// points at it, or a crash could publish an empty file.
+void fsync_path(const std::string& path, bool directory) {
+  int fd = ::open(path.c_str(), directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
+  if (fd < 0) input_error(path, std::string("cannot open for fsync: ") + std::strerror(errno));
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  // Some file systems refuse fsync on directories (EINVAL); the rename is still atomic there.
+  if (rc != 0 && !(directory && (err == EINVAL || err == ENOTSUP)))
+    input_error(path, std::string("fsync failed: ") + std::strerror(err), "disk full or failing?");
+}
+
+std::string parent_dir(const std::string& path) {
+  fs::path p = fs::path(path).parent_path();
+  return p.empty() ? std::string(".") : p.string();
+}
+
+// "layers.2" < "layers.10": digit runs compare as numbers, so listings follow layer order.
+bool natural_less(const std::string& a, const std::string& b) {
+  std::size_t i = 0, j = 0;
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  while (i < a.size() && j < b.size()) {
+    if (digit(a[i]) && digit(b[j])) {
+      std::size_t i2 = i, j2 = j;
+      while (i2 < a.size() && digit(a[i2])) ++i2;
+      while (j2 < b.size() && digit(b[j2])) ++j2;
+      std::string_view x(a.data() + i, i2 - i), y(b.data() + j, j2 - j);
+      while (x.size() > 1 && x.front() == '0') x.remove_prefix(1);
+      while (y.size() > 1 && y.front() == '0') y.remove_prefix(1);
+      if (x.size() != y.size()) return x.size() < y.size();
+      if (x != y) return x < y;
+      i = i2;
+      j = j2;
+    } else {
+      if (a[i] != b[j]) return a[i] < b[j];
+      ++i;
+      ++j;
+    }
+  }
+  return a.size() - i < b.size() - j;
+}
+
+}  // namespace
+
+const char* stored_type_name(StoredType t) {
+  switch (t) {
+    case StoredType::F32: return "f32";
+    case StoredType::BF16: return "bf16";
+    case StoredType::I32: return "i32";
+    case StoredType::I64: return "i64";
+    case StoredType::U64: return "u64";
+    case StoredType::F64: return "f64";
+    case StoredType::String: return "string";
+    case StoredType::Other: return "other";
+  }
+  return "other";
+}
+
+// ================================ CheckpointWriter =============================================
+
+struct CheckpointWriter::Impl {
+  // A dataset written in blocks: complete (and checksummed) at commit.
+  struct Blocks {
+    Shape global;
+    DType dtype;
+    int64_t written = 0;  // elements; the parallel version all-reduces this
+  };
+
+  std::string final_path, temp_path;
+  std::optional<h5::File> file;
+  std::set<std::string> complete;       // datasets written whole, checksum set
+  std::map<std::string, Blocks> blocks;  // datasets written in blocks
+  bool committed = false;
+
+  h5::File& f() {
+    OPD_CHECK(file && !committed, "checkpoint ", final_path, ": written after commit()");
+    return *file;
+  }
+
+  void check_new(const std::string& name) const {
+    OPD_CHECK(!complete.count(name) && !blocks.count(name), "checkpoint ", final_path,
+              ": dataset '", name, "' written twice");
+  }
+
+  // Creates a dataset, writes all of it with `mem_type` and stamps its checksum.
+  void write_whole(const std::string& name, hid_t file_type, hid_t mem_type, const Shape& shape,
+                   const void* data, std::size_t bytes) {
+    check_new(name);
+    h5::Dataset d = f().create_dataset(name, file_type, shape);
+    d.write(mem_type, data);
+    d.write_attribute(kChecksumAttr, fnv1a64(data, bytes));
+    complete.insert(name);
+  }
+};
+
+CheckpointWriter::CheckpointWriter(std::string final_path) : impl_(std::make_unique<Impl>()) {
+  OPD_CHECK(!final_path.empty(), "empty checkpoint path");
+  impl_->final_path = std::move(final_path);
+  impl_->temp_path = impl_->final_path + ".tmp";
+  std::error_code ec;
+  fs::create_directories(parent_dir(impl_->final_path), ec);
+  if (ec)
+    input_error(parent_dir(impl_->final_path),
+                "cannot create the checkpoint directory: " + ec.message());
+  impl_->file.emplace(h5::File::create(impl_->temp_path));
+  h5::Object root = impl_->file->root();
+  root.write_attribute("format", std::string(kCheckpointFormat));
+  root.write_attribute("format_version", kCheckpointFormatVersion);
+}
+
+CheckpointWriter::~CheckpointWriter() {
+  if (!impl_ || impl_->committed) return;
+  impl_->file.reset();  // closes (errors ignored: the file is discarded anyway)
+  std::error_code ec;
+  fs::remove(impl_->temp_path, ec);
+}
+
+const std::string& CheckpointWriter::final_path() const { return impl_->final_path; }
+const std::string& CheckpointWriter::temp_path() const { return impl_->temp_path; }
+bool CheckpointWriter::committed() const { return impl_->committed; }
+
+void CheckpointWriter::write_tensor(const std::string& raw_name, const Tensor& local,
+                                    const Shape& global_shape, const Shape& offset) {
+  std::string name = normalize_name(raw_name);
+  OPD_CHECK(local.defined() && local.is_host(), "checkpoint tensor '", name,
+            "' must be a host tensor (copy device tensors to the host first)");
+  Shape global = global_shape.empty() ? local.shape() : global_shape;
+  Shape off = offset.empty() ? Shape(global.size(), 0) : offset;
+  OPD_CHECK(local.ndim() == static_cast<int>(global.size()) && off.size() == global.size(),
+            "checkpoint tensor '", name, "': local ", local.describe(), " at offset ",
+            core::shape_str(off), " does not fit global shape ", core::shape_str(global));
+  for (std::size_t i = 0; i < global.size(); ++i)
+    OPD_CHECK(off[i] >= 0 && off[i] + local.shape()[i] <= global[i], "checkpoint tensor '", name,
+              "': block ", local.describe(), " at ", core::shape_str(off), " outside ",
+              core::shape_str(global));
+  Impl& im = *impl_;
+  DType dt = local.dtype();
+
+  if (global == local.shape()) {
+    im.write_whole(name, file_type_of(dt), mem_type_of(dt), global, local.raw(), local.bytes());
+    h5::Dataset d = im.f().open_dataset(name);
+    d.write_attribute(kDtypeAttr, std::string(core::dtype_name(dt)));
+    return;
+  }
+
+  // One block of a larger dataset: create it on the first block, then write the hyperslab.
+  auto it = im.blocks.find(name);
+  if (it == im.blocks.end()) {
+    im.check_new(name);
+    h5::Dataset d = im.f().create_dataset(name, file_type_of(dt), global);
+    d.write_attribute(kDtypeAttr, std::string(core::dtype_name(dt)));
+    it = im.blocks.emplace(name, Impl::Blocks{global, dt, 0}).first;
+  }
+  OPD_CHECK(it->second.global == global && it->second.dtype == dt, "checkpoint tensor '", name,
+            "': block of ", core::dtype_name(dt), core::shape_str(global), " for a dataset of ",
+            core::dtype_name(it->second.dtype), core::shape_str(it->second.global));
+  h5::Dataset d = im.f().open_dataset(name);
+  d.write(mem_type_of(dt), local.raw(), off, local.shape());
+  it->second.written += local.numel();
+}
+
+void CheckpointWriter::write_string(const std::string& raw_name, const std::string& text) {
+  std::string name = normalize_name(raw_name);
+  OPD_CHECK(text.find('\0') == std::string::npos, "checkpoint string '", name,
+            "' contains a NUL byte");
+  h5::Handle t = h5::make_string_type(text.size());
+  OPD_CHECK(t.valid(), "cannot make an HDF5 string type");
+  // HDF5 has no zero-length fixed strings: the empty text is stored as one NUL (padding).
+  std::string buf = text.empty() ? std::string(1, '\0') : text;
+  impl_->check_new(name);
+  h5::Dataset d = impl_->f().create_dataset(name, t.id(), {});
+  d.write(t.id(), buf.data());
+  d.write_attribute(kChecksumAttr, fnv1a64(text.data(), text.size()));
+  impl_->complete.insert(name);
+}
+
+void CheckpointWriter::write_int(const std::string& name, int64_t value) {
+  impl_->write_whole(normalize_name(name), H5T_STD_I64LE, H5T_NATIVE_INT64, {}, &value,
+                     sizeof value);
+}
+
+void CheckpointWriter::write_double(const std::string& name, double value) {
+  impl_->write_whole(normalize_name(name), H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, {}, &value,
+                     sizeof value);
+}
+
+void CheckpointWriter::write_ints(const std::string& name, const std::vector<int64_t>& values) {
+  impl_->write_whole(normalize_name(name), H5T_STD_I64LE, H5T_NATIVE_INT64,
+                     {static_cast<int64_t>(values.size())}, values.data(),
+                     values.size() * sizeof(int64_t));
+}
+
+void CheckpointWriter::write_u64s(const std::string& name, const std::vector<uint64_t>& values) {
+  impl_->write_whole(normalize_name(name), H5T_STD_U64LE, H5T_NATIVE_UINT64,
+                     {static_cast<int64_t>(values.size())}, values.data(),
+                     values.size() * sizeof(uint64_t));
+}
+
+void CheckpointWriter::set_attribute(const std::string& name, const std::string& value) {
+  OPD_CHECK(name != "format" && name != "format_version", "root attribute '", name,
+            "' is reserved");
+  impl_->f().root().write_attribute(name, value);
+}
+
+void CheckpointWriter::set_attribute(const std::string& name, int64_t value) {
+  OPD_CHECK(name != "format" && name != "format_version", "root attribute '", name,
+            "' is reserved");
+  impl_->f().root().write_attribute(name, value);
+}
+
+void CheckpointWriter::commit() {
+  Impl& im = *impl_;
+  h5::File& file = im.f();
+  // Datasets written in blocks: every element must have been written (else the file would hold
+  // zeros where a block is missing), then the checksum is taken over the data read back.
+  // Parallel version: the counts are all-reduced and one rank reads back; the attribute write
+  // is collective.
+  for (auto& [name, b] : im.blocks) {
+    int64_t total = core::shape_numel(b.global);
+    OPD_CHECK(b.written == total, "checkpoint ", im.final_path, ": dataset '", name,
+              "' blocks cover ", b.written, " of ", total, " elements");
+    Tensor back = Tensor::empty(b.global, b.dtype);
+    h5::Dataset d = file.open_dataset(name);
+    d.read(mem_type_of(b.dtype), back.raw());
+    d.write_attribute(kChecksumAttr, fnv1a64(back.raw(), back.bytes()));
+  }
+  file.close();
+  im.file.reset();
+  fsync_path(im.temp_path, false);
+  // Parallel version: barrier here, then rank 0 alone renames and fsyncs.
+  if (std::rename(im.temp_path.c_str(), im.final_path.c_str()) != 0)
+    input_error(im.final_path, std::string("cannot publish the checkpoint (rename from .tmp): ") +
+                                   std::strerror(errno));
+  im.committed = true;
+  fsync_path(parent_dir(im.final_path), true);
+}
+
+// ================================ CheckpointReader =============================================
+
+struct CheckpointReader::Impl {
+  std::string path;
+  std::optional<h5::File> file;
+  int64_t version = 0;
+  std::vector<std::string> names;  // every dataset (walking them validates the metadata)
+
+  [[noreturn]] void fail(const std::string& what, const std::string& hint = {}) const {
+    input_error(path, what, hint);
+  }
+
+  h5::Dataset open(const std::string& raw_name) const {
+    std::string name = normalize_name(raw_name);
+    if (file->object_type(name) != H5I_DATASET)
+      fail("has no dataset '" + name + "'",
+           "was the checkpoint written for another model or by another opd version?");
+    return file->open_dataset(name);
+  }
+
+  void check_checksum(const h5::Dataset& d, const void* data, std::size_t bytes) const {
+    if (!d.has_attribute(kChecksumAttr))
+      fail("dataset '" + d.name() + "' has no " + kChecksumAttr + " checksum attribute",
+           "the file was not written by opd");
+    uint64_t stored = d.read_attribute_u64(kChecksumAttr);
+    uint64_t actual = fnv1a64(data, bytes);
+    if (stored != actual)
+      fail("dataset '" + d.name() + "' fails its checksum (stored " + hex(stored) +
+               ", computed " + hex(actual) + "): the file is corrupt",
+           "restore it from a copy, or resume from an older checkpoint");
+  }
+
+  // Reads a scalar or 1-d dataset of the expected type whole, checksum verified.
+  template <class T>
+  std::vector<T> read_values(const std::string& name, StoredType want, int rank,
+                             hid_t mem_type) const {
+    h5::Dataset d = open(name);
+    StoredType got = classify(d);
+    Shape shape = d.shape();
+    if (got != want || static_cast<int>(shape.size()) != rank)
+      fail("dataset '" + d.name() + "' is " + stored_type_name(got) + core::shape_str(shape) +
+           ", expected " + (rank == 0 ? "a scalar " : "a vector of ") + stored_type_name(want));
+    std::vector<T> v(static_cast<std::size_t>(core::shape_numel(shape)));
+    d.read(mem_type, v.data());
+    check_checksum(d, v.data(), v.size() * sizeof(T));
+    return v;
+  }
+
+  // The dataset's tensor dtype, or an Input error naming what it holds instead.
+  DType tensor_dtype(const h5::Dataset& d) const {
+    StoredType st = classify(d);
+    auto dt = dtype_of_stored(st);
+    if (!dt)
+      fail("dataset '" + d.name() + "' holds " + stored_type_name(st) + ", not a tensor",
+           "tensors are f32, bf16, i32 or i64");
+    return *dt;
+  }
+
+  void check_block(const h5::Dataset& d, const Shape& shape, const Shape& offset,
+                   const Shape& count) const {
+    bool ok = offset.size() == shape.size() && count.size() == shape.size();
+    for (std::size_t i = 0; ok && i < shape.size(); ++i)
+      ok = offset[i] >= 0 && count[i] >= 0 && offset[i] + count[i] <= shape[i];
+    if (!ok)
+      fail("block at offset " + core::shape_str(offset) + " of shape " + core::shape_str(count) +
+               " lies outside dataset '" + d.name() + "' of shape " + core::shape_str(shape),
+           "the requested layout does not divide this tensor");
+  }
+};
+
+CheckpointReader::CheckpointReader(std::string path) : impl_(std::make_unique<Impl>()) {
+  Impl& im = *impl_;
+  im.path = std::move(path);
+  const std::string& p = im.path;
+  if (p.size() >= 4 && p.compare(p.size() - 4, 4, ".tmp") == 0)
+    input_error(p, "refusing to load an unpublished checkpoint (a .tmp file is still being "
+                   "written, or was left by a crash)",
+                "load the published file, or the one named in `latest`");
+  std::error_code ec;
+  if (!fs::exists(p, ec))
+    input_error("", "checkpoint " + p + " does not exist",
+                "check the path; checkpoints are RUN/<stage>/checkpoints/step_NNNNNNNN.h5");
+  const std::string unreadable = p + " is not a readable opd checkpoint (truncated or corrupt?)";
+  const std::string fix = "delete it and resume from an older checkpoint";
+  if (!fs::is_regular_file(p, ec)) input_error("", unreadable, "it is not a regular file");
+  try {
+    im.file.emplace(h5::File::open_read_only(p));
+    im.names = im.file->dataset_names();
+  } catch (const Error& e) {
+    input_error("", unreadable, e.message() + "; " + fix);
+  }
+  h5::Object root = im.file->root();
+  std::string format;
+  try {
+    format = root.read_attribute_string("format");
+  } catch (const Error&) {
+    input_error("", p + " is not an opd checkpoint (no string root attribute 'format')",
+                "was it written by another program?");
+  }
+  if (format != kCheckpointFormat)
+    input_error("", p + " is not an opd checkpoint (root attribute format = '" + format +
+                        "', expected '" + kCheckpointFormat + "')",
+                "was it written by another program?");
+  try {
+    im.version = root.read_attribute_int("format_version");
+  } catch (const Error&) {
+    input_error("", p + " has no integer root attribute 'format_version'", fix);
+  }
+  if (im.version > kCheckpointFormatVersion)
+    input_error("", p + " was written by a newer opd (format_version " +
+                        std::to_string(im.version) + "; this build reads up to " +
+                        std::to_string(kCheckpointFormatVersion) + ")",
+                "upgrade opd to load it");
+  if (im.version < 1)
+    input_error("", p + " has an invalid format_version " + std::to_string(im.version), fix);
+}
+
+CheckpointReader::~CheckpointReader() = default;
+
+const std::string& CheckpointReader::path() const { return impl_->path; }
+int64_t CheckpointReader::format_version() const { return impl_->version; }
+
+bool CheckpointReader::has(const std::string& name) const {
+  return impl_->file->exists(normalize_name(name));
+}
+
+DatasetInfo CheckpointReader::info(const std::string& name) const {
+  h5::Dataset d = impl_->open(name);
+  DatasetInfo out;
+  out.name = d.name();
+  out.type = classify(d);
+  out.shape = d.shape();
+  out.is_tensor = d.has_attribute(kDtypeAttr);
+  return out;
+}
+
+std::vector<DatasetInfo> CheckpointReader::list() const {
+  std::vector<std::string> names = impl_->names;
+  std::sort(names.begin(), names.end(), natural_less);
+  std::vector<DatasetInfo> out;
+  out.reserve(names.size());
+  for (const auto& n : names) out.push_back(info(n));
+  return out;
+}
+
+Tensor CheckpointReader::read_tensor(const std::string& name) const {
+  h5::Dataset d = impl_->open(name);
+  DType dt = impl_->tensor_dtype(d);
+  Tensor t = Tensor::empty(d.shape(), dt);
+  d.read(mem_type_of(dt), t.raw());
+  impl_->check_checksum(d, t.raw(), t.bytes());
+  return t;
+}
+
+Tensor CheckpointReader::read_block(const std::string& name, const Shape& offset,
+                                    const Shape& count) const {
+  h5::Dataset d = impl_->open(name);
+  DType dt = impl_->tensor_dtype(d);
+  Shape shape = d.shape();
+  impl_->check_block(d, shape, offset, count);
+  Tensor t = Tensor::empty(count, dt);
+  if (count == shape) {  // the whole dataset: the checksum comes for free
+    d.read(mem_type_of(dt), t.raw());
+    impl_->check_checksum(d, t.raw(), t.bytes());
+  } else {
+    d.read(mem_type_of(dt), t.raw(), offset, count);
+  }
+  return t;
+}
+
+void CheckpointReader::read_tensor_into(const std::string& name, Tensor& dst,
+                                        const Shape& offset) const {
+  h5::Dataset d = impl_->open(name);
+  OPD_CHECK(dst.defined() && dst.is_host(), "read_tensor_into '", name,
+            "': the destination must be a host tensor");
+  DType dt = impl_->tensor_dtype(d);
+  Shape shape = d.shape();
+  if (dt != dst.dtype() || (offset.empty() && shape != dst.shape()))
+    impl_->fail("dataset '" + d.name() + "' is " + core::dtype_name(dt) + core::shape_str(shape) +
+                    " but the destination is " + core::dtype_name(dst.dtype()) +
+                    core::shape_str(dst.shape()),
+                "was the checkpoint written for another model configuration?");
+  if (offset.empty() || dst.shape() == shape) {
+    if (!offset.empty()) impl_->check_block(d, shape, offset, dst.shape());
+    d.read(mem_type_of(dt), dst.raw());
+    impl_->check_checksum(d, dst.raw(), dst.bytes());
+    return;
+  }
+  impl_->check_block(d, shape, offset, dst.shape());
+  d.read(mem_type_of(dt), dst.raw(), offset, dst.shape());
+}
+
+void CheckpointReader::verify(const std::string& name) const {
+  h5::Dataset d = impl_->open(name);
+  StoredType st = classify(d);
+  if (st == StoredType::String) {
+    (void)read_string(name);
+    return;
+  }
+  h5::Handle t = d.type();
+  std::size_t bytes = static_cast<std::size_t>(core::shape_numel(d.shape())) * H5Tget_size(t.id());
+  std::vector<unsigned char> buf(bytes);
+  // Read in the stored type: the checksum is over the stored bytes whatever they hold.
+  h5::Handle mem = h5::owned_type(H5Tget_native_type(t.id(), H5T_DIR_ASCEND));
+  d.read(mem.id(), buf.data());
+  impl_->check_checksum(d, buf.data(), buf.size());
+}
+
+std::string CheckpointReader::read_string(const std::string& name) const {
+  h5::Dataset d = impl_->open(name);
+  h5::Handle t = d.type();
+  if (H5Tget_class(t.id()) != H5T_STRING || !d.shape().empty())
+    impl_->fail("dataset '" + d.name() + "' is " + stored_type_name(classify(d)) +
+                core::shape_str(d.shape()) + ", expected a string");
+  std::string text;
+  if (H5Tis_variable_str(t.id()) > 0) {
+    impl_->fail("dataset '" + d.name() + "' is a variable-length string",
+                "opd writes fixed-length strings; the file was not written by opd");
+  }
+  text.assign(H5Tget_size(t.id()), '\0');
+  d.read(t.id(), text.data());
+  text.resize(std::strlen(text.c_str()));  // drop the NUL padding (texts hold no NULs)
+  impl_->check_checksum(d, text.data(), text.size());
+  return text;
+}
+
+int64_t CheckpointReader::read_int(const std::string& name) const {
+  return impl_->read_values<int64_t>(name, StoredType::I64, 0, H5T_NATIVE_INT64)[0];
+}
+
+double CheckpointReader::read_double(const std::string& name) const {
+  return impl_->read_values<double>(name, StoredType::F64, 0, H5T_NATIVE_DOUBLE)[0];
+}
+
+std::vector<int64_t> CheckpointReader::read_ints(const std::string& name) const {
+  return impl_->read_values<int64_t>(name, StoredType::I64, 1, H5T_NATIVE_INT64);
+}
+
+std::vector<uint64_t> CheckpointReader::read_u64s(const std::string& name) const {
+  return impl_->read_values<uint64_t>(name, StoredType::U64, 1, H5T_NATIVE_UINT64);
+}
+
+bool CheckpointReader::has_attribute(const std::string& name) const {
+  return impl_->file->root().has_attribute(name);
+}
+
+std::string CheckpointReader::attribute_string(const std::string& name) const {
+  return impl_->file->root().read_attribute_string(name);
+}
+
+int64_t CheckpointReader::attribute_int(const std::string& name) const {
+  return impl_->file->root().read_attribute_int(name);
+}
+
+std::vector<std::pair<std::string, std::string>> CheckpointReader::attributes() const {
+  h5::Object root = impl_->file->root();
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& n : root.attribute_names()) {
+    std::string value;
+    switch (root.attribute_class(n)) {
+      case H5T_STRING: value = root.read_attribute_string(n); break;
+      case H5T_INTEGER: value = std::to_string(root.read_attribute_int(n)); break;
+      case H5T_FLOAT: {
+        std::ostringstream os;
+        os << root.read_attribute_double(n);
+        value = os.str();
+        break;
+      }
+      default: value = "(unsupported attribute type)";
+    }
+    out.emplace_back(n, value);
+  }
+  return out;
+}
+
+}  // namespace opd::io
