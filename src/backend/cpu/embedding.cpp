@@ -1,0 +1,83 @@
+// CPU token embedding: row gather (forward) and scatter-add into the table (backward).
+#include <Kokkos_Core.hpp>
+#include <algorithm>
+#include <cstdint>
+
+#include "backend/cpu/cpu_ops.hpp"
+#include "core/error.hpp"
+
+namespace opd::backend::cpu {
+
+namespace {
+
+using core::DType;
+using Policy = Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace, Kokkos::IndexType<int64_t>>;
+
+// Columns owned by one work item of the backward (each item loops over all ids, so two ids
+// naming the same table row never race).
+constexpr int64_t kColBlock = 512;
+
+struct EmbShape {
+  int64_t v = 0, d = 0, n = 0;
+};
+
+EmbShape check_shapes(const char* op, const Tensor& table, const Tensor& ids, const Tensor& rows) {
+  OPD_CHECK(table.dtype() == DType::F32 && table.is_host() && table.ndim() == 2, op,
+            ": the table must be a host f32 [V, D] tensor, got ", table.describe());
+  OPD_CHECK(ids.dtype() == DType::I32 && ids.is_host(), op, ": ids must be host i32, got ",
+            ids.describe());
+  EmbShape s{table.dim(0), table.dim(1), ids.numel()};
+  OPD_CHECK(rows.dtype() == DType::F32 && rows.is_host() && rows.ndim() >= 1 &&
+                rows.dim(-1) == s.d && rows.numel() == s.n * s.d,
+            op, ": rows ", rows.describe(), " do not match ids ", ids.describe(), " and table ",
+            table.describe());
+  // Validate every id before touching memory (no throwing inside a parallel body).
+  const int32_t* pid = ids.data<int32_t>();
+  const int64_t v = s.v;
+  int64_t bad = 0;
+  Kokkos::parallel_reduce(
+      "opd::embedding_check_ids", Policy(0, s.n),
+      [=](int64_t i, int64_t& count) { count += (pid[i] < 0 || pid[i] >= v) ? 1 : 0; }, bad);
+  if (bad > 0) {
+    int64_t first = 0;
+    while (pid[first] >= 0 && pid[first] < v) ++first;
+    OPD_CHECK(bad == 0, op, ": ", bad, " id(s) outside [0, ", v, "), first ids[", first,
+              "] = ", pid[first], " for table ", table.describe());
+  }
+  return s;
+}
+
+}  // namespace
+
+void embedding_forward(const Tensor& table, const Tensor& ids, Tensor& out) {
+  const EmbShape s = check_shapes("embedding_forward", table, ids, out);
+  const float* pt = table.data<float>();
+  const int32_t* pid = ids.data<int32_t>();
+  float* po = out.data<float>();
+  const int64_t d = s.d;
+  Kokkos::parallel_for("opd::embedding_forward", Policy(0, s.n), [=](int64_t i) {
+    const float* src = pt + static_cast<int64_t>(pid[i]) * d;
+    float* dst = po + i * d;
+    for (int64_t j = 0; j < d; ++j) dst[j] = src[j];
+  });
+}
+
+void embedding_backward(const Tensor& d_out, const Tensor& ids, Tensor& d_table) {
+  const EmbShape s = check_shapes("embedding_backward", d_table, ids, d_out);
+  const float* pg = d_out.data<float>();
+  const int32_t* pid = ids.data<int32_t>();
+  float* pt = d_table.data<float>();
+  const int64_t d = s.d, n = s.n;
+  const int64_t blocks = (d + kColBlock - 1) / kColBlock;
+  Kokkos::parallel_for("opd::embedding_backward", Policy(0, blocks), [=](int64_t blk) {
+    const int64_t j0 = blk * kColBlock;
+    const int64_t w = std::min(kColBlock, d - j0);
+    for (int64_t i = 0; i < n; ++i) {
+      float* dst = pt + static_cast<int64_t>(pid[i]) * d + j0;
+      const float* src = pg + i * d + j0;
+      for (int64_t j = 0; j < w; ++j) dst[j] += src[j];
+    }
+  });
+}
+
+}  // namespace opd::backend::cpu
