@@ -1,0 +1,41 @@
+// The `eval` stage: accuracy of a model on a verifiable prompt set — greedy, or avg@k over k
+// sampled responses per prompt — written to RUN/<stage>/results.json with sample generations.
+#pragma once
+
+#include <vector>
+
+#include "data/dataset.hpp"
+#include "data/sequence.hpp"
+#include "distill/stage.hpp"
+#include "model/transformer.hpp"
+
+namespace opd::distill {
+
+struct EvalResult {
+  int64_t examples = 0, samples = 0, correct = 0;
+  double accuracy = 0;  // avg@k: mean over examples of the fraction of correct samples
+  double mean_response_tokens = 0;
+  double truncated = 0;  // fraction of samples that hit the length limit
+};
+
+// Evaluates `m` on `examples` (their `answer` field is the reference). `first_lines` receives up
+// to that many decoded samples for inspection.
+EvalResult evaluate(model::Transformer& m, const data::Tokenizer& tok,
+                    const std::vector<data::Example>& examples, const EvalConfig& cfg,
+                    uint64_t seed, std::vector<std::string>* first_lines = nullptr,
+                    std::size_t max_lines = 0);
+
+class EvalStage final : public Stage {
+ public:
+  EvalStage(const JobConfig& job, const StageConfig& stage, const data::Tokenizer& tokenizer);
+  void prepare() override;
+  StageOutcome run(StopCondition& stop) override;
+
+ private:
+  const JobConfig& job_;
+  const StageConfig& cfg_;
+  const data::Tokenizer& tok_;
+  std::vector<data::Example> examples_;
+};
+
+}  // namespace opd::distill

@@ -1,0 +1,86 @@
+#include "distill/model_io.hpp"
+
+#include "core/error.hpp"
+
+namespace opd::distill {
+
+void write_model(io::CheckpointWriter& w, const model::Transformer& m,
+                 const std::string& tokenizer_id) {
+  const model::ModelConfig& c = m.config();
+  w.write_int("config/model/vocab_size", c.vocab_size);
+  w.write_int("config/model/d_model", c.d_model);
+  w.write_int("config/model/n_layers", c.n_layers);
+  w.write_int("config/model/n_heads", c.n_heads);
+  w.write_int("config/model/n_kv_heads", c.n_kv_heads);
+  w.write_int("config/model/head_dim", c.head_size());
+  w.write_int("config/model/d_ff", c.d_ff);
+  w.write_int("config/model/max_seq_len", c.max_seq_len);
+  w.write_double("config/model/rope_theta", c.rope_theta);
+  w.write_double("config/model/norm_eps", c.norm_eps);
+  w.write_int("config/model/qkv_bias", c.qkv_bias);
+  w.write_int("config/model/qk_norm", c.qk_norm);
+  w.write_int("config/model/tie_embeddings", c.tie_embeddings);
+  w.write_double("config/model/init_std", c.init_std);
+  w.write_string("config/tokenizer", tokenizer_id);
+  for (const auto& p : m.params().all()) w.write_tensor("model/" + p.name, p.value);
+}
+
+void write_optimizer(io::CheckpointWriter& w, const model::Transformer& m, model::AdamW& opt) {
+  const auto& ps = m.params().all();
+  w.write_int("optimizer/step", opt.steps());
+  for (std::size_t i = 0; i < ps.size(); ++i) {
+    w.write_tensor("optimizer/exp_avg/" + ps[i].name, opt.exp_avg()[i]);
+    w.write_tensor("optimizer/exp_avg_sq/" + ps[i].name, opt.exp_avg_sq()[i]);
+  }
+}
+
+model::ModelConfig read_model_config(io::CheckpointReader& r) {
+  model::ModelConfig c;
+  c.vocab_size = r.read_int("config/model/vocab_size");
+  c.d_model = r.read_int("config/model/d_model");
+  c.n_layers = r.read_int("config/model/n_layers");
+  c.n_heads = r.read_int("config/model/n_heads");
+  c.n_kv_heads = r.read_int("config/model/n_kv_heads");
+  c.head_dim = r.read_int("config/model/head_dim");
+  c.d_ff = r.read_int("config/model/d_ff");
+  c.max_seq_len = r.read_int("config/model/max_seq_len");
+  c.rope_theta = r.read_double("config/model/rope_theta");
+  c.norm_eps = r.read_double("config/model/norm_eps");
+  c.qkv_bias = r.read_int("config/model/qkv_bias") != 0;
+  c.qk_norm = r.read_int("config/model/qk_norm") != 0;
+  c.tie_embeddings = r.read_int("config/model/tie_embeddings") != 0;
+  c.init_std = r.read_double("config/model/init_std");
+  return c;
+}
+
+void check_tokenizer(io::CheckpointReader& r, const std::string& tokenizer_id) {
+  const std::string have = r.read_string("config/tokenizer");
+  if (have != tokenizer_id)
+    input_error(r.path(), "checkpoint was made with tokenizer '" + have + "', the job uses '" +
+                              tokenizer_id + "'",
+                "use the same tokenizer as the model was trained with");
+}
+
+void read_model_weights(io::CheckpointReader& r, model::Transformer& m) {
+  for (auto& p : m.params().all()) r.read_tensor_into("model/" + p.name, p.value);
+}
+
+void read_optimizer(io::CheckpointReader& r, const model::Transformer& m, model::AdamW& opt) {
+  const auto& ps = m.params().all();
+  opt.set_steps(r.read_int("optimizer/step"));
+  for (std::size_t i = 0; i < ps.size(); ++i) {
+    r.read_tensor_into("optimizer/exp_avg/" + ps[i].name, opt.exp_avg()[i]);
+    r.read_tensor_into("optimizer/exp_avg_sq/" + ps[i].name, opt.exp_avg_sq()[i]);
+  }
+}
+
+std::unique_ptr<model::Transformer> load_model(const std::string& path,
+                                               const std::string& tokenizer_id) {
+  io::CheckpointReader r(path);
+  check_tokenizer(r, tokenizer_id);
+  auto m = std::make_unique<model::Transformer>(read_model_config(r));
+  read_model_weights(r, *m);
+  return m;
+}
+
+}  // namespace opd::distill

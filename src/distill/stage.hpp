@@ -1,0 +1,39 @@
+// A stage of a job (DESIGN.md §8): prepare() reads and validates everything it needs without
+// writing anything (so bad input leaves RUN untouched), run() does the work under RUN/<stage>/,
+// resuming from that stage's latest checkpoint, and leaves a DONE marker when finished.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "data/tokenizer.hpp"
+#include "distill/stage_config.hpp"
+#include "distill/stop_condition.hpp"
+
+namespace opd::distill {
+
+enum class StageOutcome { Done, Interrupted };
+
+class Stage {
+ public:
+  virtual ~Stage() = default;
+  virtual void prepare() = 0;
+  virtual StageOutcome run(StopCondition& stop) = 0;
+};
+
+std::unique_ptr<Stage> make_stage(const JobConfig& job, const StageConfig& stage,
+                                  const data::Tokenizer& tokenizer);
+
+// RUN/<stage>
+std::string stage_dir(const JobConfig& job, const std::string& stage_name);
+// RUN/<stage>/DONE exists.
+bool stage_done(const JobConfig& job, const std::string& stage_name);
+// The checkpoint a `model` reference of a later stage names: "@stage" → that stage's latest
+// published checkpoint (Input error if it has none); anything else → a path.
+std::string resolve_checkpoint(const JobConfig& job, const std::string& ref);
+// The context length (max_seq_len) of the model a `model` reference names, known before any
+// stage runs: an architecture's, an "@stage"'s source model's (followed back), or a
+// checkpoint's.
+int64_t model_context(const JobConfig& job, const std::string& ref, const data::Tokenizer& tok);
+
+}  // namespace opd::distill

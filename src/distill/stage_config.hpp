@@ -1,0 +1,65 @@
+// The typed form of a job file (DESIGN.md §8): the run, the tokenizer, named model shapes and the
+// ordered stages. app/job_config.cpp fills these from TOML with strict validation.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "model/generator.hpp"
+#include "model/model_config.hpp"
+#include "model/optimizer.hpp"
+
+namespace opd::distill {
+
+struct RunConfig {
+  std::string dir = "runs/default";  // RUN: every stage writes under RUN/<stage>/
+  uint64_t seed = 1234;
+  int threads = 0;                   // BLAS threads; 0 = library default
+  double walltime = 0;               // seconds; at a step boundary past walltime - margin the
+                                     // stage checkpoints and opd exits with status 3
+  double walltime_margin = 30;
+};
+
+struct CheckpointConfig {
+  int64_t every = 0;      // steps; 0 = only at the end
+  int64_t keep_last = 2;
+  int64_t keep_every = 0; // also keep every M-th step's checkpoint; 0 = none
+};
+
+struct EvalConfig {
+  int64_t samples = 1;             // k of avg@k
+  model::SamplingConfig sampling;  // temperature 0 = greedy
+  int64_t batch_size = 64;
+  int64_t limit = 0;               // first N examples; 0 = all
+  std::string marker = "auto";     // answer | boxed | auto
+};
+
+struct StageConfig {
+  std::string name, kind;   // kind: pretrain | sft | eval
+  std::string where;        // "job.toml: stage[1]", for messages
+  // The model: an architecture name from [model.*] (fresh init), "@stage" (that stage's final
+  // checkpoint) or a checkpoint path.
+  std::string model;
+  std::string data;
+  std::string data_format = "auto";  // auto | jsonl | text
+  std::string loss = "auto";         // all | response (auto: all for pretrain, response for sft)
+  // Training stages.
+  int64_t steps = 0, batch_size = 16, seq_len = 128, log_every = 10, vocab_chunk = 4096;
+  model::OptimConfig optim;
+  CheckpointConfig checkpoint;
+  // Eval stages.
+  EvalConfig eval;
+};
+
+struct JobConfig {
+  std::string path;       // the job file
+  std::string toml_text;  // the job as given (after --set), stored in checkpoints
+  RunConfig run;
+  std::string tokenizer = "char";
+  std::map<std::string, model::ModelConfig> models;
+  std::vector<StageConfig> stages;
+};
+
+}  // namespace opd::distill

@@ -1,0 +1,192 @@
+#include "distill/train_stage.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/timer.hpp"
+#include "data/dataset.hpp"
+#include "data/sequence.hpp"
+#include "distill/metrics_log.hpp"
+#include "distill/model_io.hpp"
+#include "distill/progress.hpp"
+#include "io/checkpoint.hpp"
+#include "model/lm_loss.hpp"
+#include "model/optimizer.hpp"
+
+namespace opd::distill {
+
+namespace fs = std::filesystem;
+using core::DType;
+using core::Tensor;
+
+TrainStage::TrainStage(const JobConfig& job, const StageConfig& stage,
+                       const data::Tokenizer& tokenizer)
+    : job_(job), cfg_(stage), tok_(tokenizer), dir_(stage_dir(job, stage.name)) {}
+
+namespace {
+// A stable (not std::hash) digest of the stage name: each stage draws its own data order.
+uint64_t name_hash(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+bool is_text(const StageConfig& s) {
+  if (s.data_format != "auto") return s.data_format == "text";
+  return fs::path(s.data).extension() == ".txt";
+}
+}  // namespace
+
+void TrainStage::prepare() {
+  const uint64_t data_seed = job_.run.seed ^ name_hash(cfg_.name);
+  if (is_text(cfg_)) {
+    text_.emplace(tok_.encode(data::load_text(cfg_.data)), cfg_.batch_size, cfg_.seq_len,
+                  data_seed);
+  } else {
+    std::vector<data::TokenSequence> seqs;
+    for (const auto& ex : data::load_jsonl(cfg_.data))
+      seqs.push_back(data::build_sequence(tok_, ex.prompt, ex.response, cfg_.loss == "response"));
+    sequences_.emplace(std::move(seqs), cfg_.batch_size, cfg_.seq_len, data_seed, tok_.pad_id(),
+                       data::Overlong::Reject);
+  }
+  // The model must exist (or be made by an earlier stage) and fit the sequences.
+  if (cfg_.model.rfind('@', 0) == 0) return;
+  auto it = job_.models.find(cfg_.model);
+  int64_t context = 0;
+  if (it != job_.models.end()) {
+    model::ModelConfig mc = it->second;
+    if (mc.vocab_size == 0) mc.vocab_size = tok_.vocab_size();
+    if (mc.vocab_size < tok_.vocab_size())
+      input_error(cfg_.where, "model '" + cfg_.model + "' has vocab_size " +
+                                  std::to_string(mc.vocab_size) + " < the tokenizer's " +
+                                  std::to_string(tok_.vocab_size()),
+                  "raise vocab_size or leave it 0 to take the tokenizer's");
+    mc.validate("model." + cfg_.model);
+    context = mc.max_seq_len;
+  } else {
+    if (!fs::exists(cfg_.model))
+      input_error(cfg_.where, "model '" + cfg_.model +
+                                  "' is neither a [model.*] table, an \"@stage\" nor an existing "
+                                  "checkpoint file",
+                  "define [model." + cfg_.model + "] or fix the path");
+    io::CheckpointReader r(cfg_.model);
+    check_tokenizer(r, tok_.describe());
+    context = read_model_config(r).max_seq_len;
+  }
+  if (cfg_.seq_len > context)
+    input_error(cfg_.where, "seq_len " + std::to_string(cfg_.seq_len) +
+                                " is longer than the model's context " + std::to_string(context),
+                "lower seq_len or raise the model's max_seq_len");
+}
+
+data::TokenBatch TrainStage::next_batch() {
+  return sequences_ ? sequences_->next() : text_->next();
+}
+
+std::unique_ptr<model::Transformer> TrainStage::initial_model() const {
+  auto it = job_.models.find(cfg_.model);
+  if (it != job_.models.end()) {
+    model::ModelConfig mc = it->second;
+    if (mc.vocab_size == 0) mc.vocab_size = tok_.vocab_size();
+    auto m = std::make_unique<model::Transformer>(mc);
+    m->init_weights(job_.run.seed);
+    return m;
+  }
+  return load_model(resolve_checkpoint(job_, cfg_.model), tok_.describe());
+}
+
+void TrainStage::save(model::Transformer& m, model::AdamW& opt, int64_t step,
+                      int64_t tokens_seen) {
+  io::CheckpointDir ckdir((fs::path(dir_) / "checkpoints").string());
+  io::CheckpointWriter w(ckdir.path_for_step(step));
+  write_model(w, m, tok_.describe());
+  write_optimizer(w, m, opt);
+  w.write_int("state/step", step);
+  w.write_int("state/tokens_seen", tokens_seen);
+  w.write_int("state/data_cursor",
+              static_cast<int64_t>(sequences_ ? sequences_->cursor() : text_->cursor()));
+  w.write_string("config/job_toml", job_.toml_text);
+  w.write_string("config/stage", cfg_.name);
+  w.set_attribute("layout", "tp1.pp1.dp1");
+  w.commit();
+  ckdir.publish(step);
+  ckdir.prune(cfg_.checkpoint.keep_last, cfg_.checkpoint.keep_every);
+}
+
+StageOutcome TrainStage::run(StopCondition& stop) {
+  fs::create_directories(fs::path(dir_) / "checkpoints");
+  io::CheckpointDir ckdir((fs::path(dir_) / "checkpoints").string());
+  std::unique_ptr<model::Transformer> m;
+  int64_t step = 0, tokens_seen = 0;
+  std::optional<std::string> resume = ckdir.latest_path();
+  if (resume) {
+    io::CheckpointReader r(*resume);
+    check_tokenizer(r, tok_.describe());
+    m = std::make_unique<model::Transformer>(read_model_config(r));
+    read_model_weights(r, *m);
+    step = r.read_int("state/step");
+    tokens_seen = r.read_int("state/tokens_seen");
+    const auto cursor = static_cast<uint64_t>(r.read_int("state/data_cursor"));
+    if (sequences_) sequences_->set_cursor(cursor);
+    else text_->set_cursor(cursor);
+    core::log::info(cfg_.name, ": resuming from ", *resume, " at step ", step);
+  } else {
+    m = initial_model();
+  }
+  model::AdamW opt(m->params());
+  if (resume) {
+    io::CheckpointReader r(*resume);
+    read_optimizer(r, *m, opt);
+  }
+  MetricsLog metrics((fs::path(dir_) / "metrics.jsonl").string(), resume ? step : -1);
+  core::log::info(cfg_.name, ": ", cfg_.kind, " of a ", m->params().numel(), "-parameter model (",
+                  m->config().describe(), ") for ", cfg_.steps, " steps");
+
+  Progress progress(cfg_.name, step, cfg_.steps);
+  const int64_t first_step = step;
+  while (step < cfg_.steps) {
+    if (step > first_step && stop.should_stop(step)) {
+      save(*m, opt, step, tokens_seen);
+      core::log::info(cfg_.name, ": stopping at step ", step, " (", stop.reason(),
+                      "); checkpoint written, resubmit to continue");
+      return StageOutcome::Interrupted;
+    }
+    core::Stopwatch clock;
+    data::TokenBatch batch = next_batch();
+    const int64_t count = batch.num_targets();
+    Tensor ids = Tensor::from_vector(batch.inputs, {batch.batch, batch.seq_len});
+    Tensor targets = Tensor::from_vector(batch.targets, {batch.batch, batch.seq_len});
+    Tensor pos = model::causal_positions(batch.batch, batch.seq_len);
+    m->params().zero_grad();
+    const float per_token = count > 0 ? 1.0f / static_cast<float>(count) : 0.0f;
+    model::LossSum loss =
+        model::lm_cross_entropy(*m, ids, pos, targets, per_token, cfg_.vocab_chunk);
+    const double lr = model::scheduled_lr(cfg_.optim, step, cfg_.steps);
+    const double gnorm = opt.step(m->params(), cfg_.optim, lr);
+    ++step;
+    tokens_seen += batch.batch * batch.seq_len;
+    const double secs = clock.seconds();
+    if (!std::isfinite(loss.mean()))
+      input_error(cfg_.where, "loss became " + std::to_string(loss.mean()) + " at step " +
+                                  std::to_string(step),
+                  "lower optim.lr or raise optim.warmup");
+    nlohmann::json rec = {{"step", step},          {"loss", loss.mean()},
+                          {"lr", lr},              {"grad_norm", gnorm},
+                          {"tokens", count},       {"tokens_seen", tokens_seen},
+                          {"step_seconds", secs}};
+    metrics.write(rec);
+    progress.update(step, loss.mean(), lr, gnorm, static_cast<double>(batch.batch * batch.seq_len) / secs);
+    if (step % cfg_.log_every == 0 || step == cfg_.steps) progress.print();
+    if (cfg_.checkpoint.every > 0 && step % cfg_.checkpoint.every == 0 && step < cfg_.steps)
+      save(*m, opt, step, tokens_seen);
+  }
+  save(*m, opt, step, tokens_seen);
+  std::ofstream(fs::path(dir_) / "DONE") << "step " << step << "\n";
+  return StageOutcome::Done;
+}
+
+}  // namespace opd::distill

@@ -1,0 +1,35 @@
+// The `pretrain` and `sft` stages: next-token training of a model on text or prompt/response
+// data (sft: loss on the response only), with AdamW, schedules, clipping, checkpoints and exact
+// resume (model, optimizer, step and data cursor).
+#pragma once
+
+#include <memory>
+#include <optional>
+
+#include "data/batch_sampler.hpp"
+#include "data/text_window_sampler.hpp"
+#include "distill/stage.hpp"
+#include "model/transformer.hpp"
+
+namespace opd::distill {
+
+class TrainStage final : public Stage {
+ public:
+  TrainStage(const JobConfig& job, const StageConfig& stage, const data::Tokenizer& tokenizer);
+  void prepare() override;
+  StageOutcome run(StopCondition& stop) override;
+
+ private:
+  data::TokenBatch next_batch();
+  std::unique_ptr<model::Transformer> initial_model() const;
+  void save(model::Transformer& m, model::AdamW& opt, int64_t step, int64_t tokens_seen);
+
+  const JobConfig& job_;
+  const StageConfig& cfg_;
+  const data::Tokenizer& tok_;
+  std::string dir_;
+  std::optional<data::BatchSampler> sequences_;
+  std::optional<data::TextWindowSampler> text_;
+};
+
+}  // namespace opd::distill

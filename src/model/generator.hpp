@@ -1,0 +1,35 @@
+// Batched autoregressive generation with a KV cache: prefill of prompts of different lengths,
+// then one decode step per token; temperature / top-k / top-p sampling, EOS and stop tokens,
+// max new tokens. Each sequence draws its uniforms from its own Philox stream
+// (seed, Sampling, stream_id), so its tokens do not depend on the rest of the batch.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/transformer.hpp"
+
+namespace opd::model {
+
+struct SamplingConfig {
+  float temperature = 1.0f;  // <= 0: greedy
+  int top_k = 0;             // <= 0: no top-k filter
+  float top_p = 1.0f;        // >= 1: no nucleus filter
+  int64_t max_new_tokens = 64;
+  std::vector<int32_t> stop_tokens;  // besides EOS
+};
+
+struct Generation {
+  std::vector<int32_t> tokens;    // generated tokens, including the EOS/stop token if one came
+  std::vector<float> logprobs;    // log-probability of each token under the sampler
+  bool stopped = false;           // ended by EOS or a stop token (else by a length limit)
+};
+
+// prompts: token ids, each non-empty and shorter than the model's context (Input error if not).
+// stream_ids: one per prompt (e.g. the example index times samples-per-prompt plus sample).
+std::vector<Generation> generate(Transformer& model,
+                                 const std::vector<std::vector<int32_t>>& prompts,
+                                 const SamplingConfig& cfg, uint64_t seed,
+                                 const std::vector<uint64_t>& stream_ids, int32_t eos_id);
+
+}  // namespace opd::model

@@ -1,0 +1,59 @@
+#include "model/optimizer.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "backend/ops.hpp"
+#include "core/error.hpp"
+
+namespace opd::model {
+
+namespace ops = opd::backend;
+
+double scheduled_lr(const OptimConfig& cfg, int64_t step, int64_t total) {
+  if (cfg.warmup > 0 && step < cfg.warmup)
+    return cfg.lr * static_cast<double>(step + 1) / static_cast<double>(cfg.warmup);
+  const double floor = cfg.lr * cfg.min_lr_ratio;
+  const int64_t span = std::max<int64_t>(1, total - cfg.warmup);
+  const double frac =
+      std::clamp(static_cast<double>(step - cfg.warmup) / static_cast<double>(span), 0.0, 1.0);
+  if (cfg.schedule == "linear") return floor + (cfg.lr - floor) * (1.0 - frac);
+  if (cfg.schedule == "cosine") return floor + (cfg.lr - floor) * 0.5 * (1.0 + std::cos(M_PI * frac));
+  return cfg.lr;
+}
+
+AdamW::AdamW(const ParamSet& params) {
+  for (const auto& p : params.all()) {
+    m_.push_back(core::Tensor::zeros(p.value.shape()));
+    v_.push_back(core::Tensor::zeros(p.value.shape()));
+  }
+}
+
+double grad_norm(const ParamSet& params) {
+  double s = 0.0;
+  for (const auto& p : params.all()) s += ops::sum_squares(p.grad);
+  return std::sqrt(s);
+}
+
+double AdamW::step(ParamSet& params, const OptimConfig& cfg, double lr) {
+  OPD_CHECK(params.size() == m_.size(), "optimizer state does not match the parameters");
+  const double norm = grad_norm(params);
+  float grad_scale = 1.0f;
+  if (cfg.grad_clip > 0 && norm > cfg.grad_clip) grad_scale = static_cast<float>(cfg.grad_clip / norm);
+  ++steps_;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    Param& p = params[i];
+    ops::AdamWParams hp;
+    hp.lr = static_cast<float>(lr);
+    hp.beta1 = static_cast<float>(cfg.beta1);
+    hp.beta2 = static_cast<float>(cfg.beta2);
+    hp.eps = static_cast<float>(cfg.eps);
+    hp.weight_decay = p.decay ? static_cast<float>(cfg.weight_decay) : 0.0f;
+    hp.step = steps_;
+    hp.grad_scale = grad_scale;
+    ops::adamw_step(p.value, p.grad, m_[i], v_[i], hp);
+  }
+  return norm;
+}
+
+}  // namespace opd::model

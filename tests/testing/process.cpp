@@ -1,0 +1,73 @@
+#include "testing/process.hpp"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+
+namespace opd::testing {
+
+namespace fs = std::filesystem;
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream os;
+  os << in.rdbuf();
+  return os.str();
+}
+
+void write_file(const fs::path& p, const std::string& text) {
+  if (p.has_parent_path()) fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << text;
+}
+
+ProcessResult run_command(const std::string& command, const fs::path& cwd) {
+  static int counter = 0;
+  const fs::path base = fs::temp_directory_path() /
+                        ("opd-proc-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+  const std::string out = base.string() + ".out", err = base.string() + ".err";
+  const std::string full = "cd '" + cwd.string() + "' && " + command + " >'" + out + "' 2>'" + err + "'";
+  const int raw = std::system(full.c_str());
+  ProcessResult r;
+  if (WIFEXITED(raw)) r.status = WEXITSTATUS(raw);
+  else if (WIFSIGNALED(raw)) r.status = 128 + WTERMSIG(raw);
+  r.out = read_file(out);
+  r.err = read_file(err);
+  fs::remove(out);
+  fs::remove(err);
+  return r;
+}
+
+ProcessResult run_opd(const std::string& args, const fs::path& cwd) {
+  return run_command(std::string("'") + OPD_BINARY_PATH + "' " + args, cwd);
+}
+
+ScratchDir::ScratchDir(const std::string& tag) {
+  std::random_device rd;
+  path_ = fs::temp_directory_path() /
+          ("opd-test-" + tag + "-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+  fs::create_directories(path_);
+}
+
+ScratchDir::~ScratchDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+std::string tree_snapshot(const fs::path& dir) {
+  if (!fs::exists(dir)) return "(absent)";
+  std::set<std::string> rows;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    std::string row = fs::relative(e.path(), dir).string();
+    if (e.is_regular_file()) row += " " + std::to_string(e.file_size());
+    rows.insert(row);
+  }
+  std::string s;
+  for (const auto& r : rows) s += r + "\n";
+  return s;
+}
+
+}  // namespace opd::testing

@@ -1,0 +1,36 @@
+// Running the opd binary from tests: exit status, stdout and stderr of one command, and scratch
+// directories that remove themselves.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace opd::testing {
+
+struct ProcessResult {
+  int status = -1;  // exit status (128 + signal when killed by one)
+  std::string out, err;
+};
+
+// Runs `command` with /bin/sh in directory `cwd`, capturing both streams.
+ProcessResult run_command(const std::string& command, const std::filesystem::path& cwd);
+// Runs the opd binary under test (OPD_BINARY) with `args`.
+ProcessResult run_opd(const std::string& args, const std::filesystem::path& cwd);
+
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& tag);
+  ~ScratchDir();
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& p) const { return path_ / p; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+std::string read_file(const std::filesystem::path& p);
+void write_file(const std::filesystem::path& p, const std::string& text);
+// Every path under `dir` with its size, sorted: a snapshot to compare before and after.
+std::string tree_snapshot(const std::filesystem::path& dir);
+
+}  // namespace opd::testing

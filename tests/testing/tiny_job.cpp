@@ -1,0 +1,30 @@
+#include "testing/tiny_job.hpp"
+
+#include <stdexcept>
+
+#include "testing/process.hpp"
+
+namespace opd::testing {
+
+void make_arith_data(const std::filesystem::path& dir, int count) {
+  for (auto [name, n, seed] : {std::tuple{"train.jsonl", count, 1}, std::tuple{"test.jsonl", 40, 2}}) {
+    auto r = run_opd("data arith --out " + std::string(name) + " --count " + std::to_string(n) +
+                         " --seed " + std::to_string(seed) + " --max-digits 2",
+                     dir);
+    if (r.status != 0) throw std::runtime_error("opd data arith failed: " + r.err);
+  }
+}
+
+std::string tiny_job(const std::string& run_dir, int steps, int every) {
+  return "[run]\ndir = \"" + run_dir + "\"\nseed = 7\n\n"
+         "[model.tiny]\nd_model = 32\nn_layers = 1\nn_heads = 2\nd_ff = 64\nmax_seq_len = 48\n\n"
+         "[[stage]]\nname = \"pretrain\"\nkind = \"pretrain\"\nmodel = \"tiny\"\n"
+         "data = \"train.jsonl\"\nsteps = " + std::to_string(steps) +
+         "\nbatch_size = 8\nseq_len = 40\nlog_every = 5\n"
+         "[stage.optim]\nlr = 3e-3\nwarmup = 2\nschedule = \"cosine\"\nweight_decay = 0.1\n"
+         "[stage.checkpoint]\nevery = " + std::to_string(every) + "\nkeep_last = 3\n\n"
+         "[[stage]]\nname = \"eval\"\nkind = \"eval\"\nmodel = \"@pretrain\"\n"
+         "data = \"test.jsonl\"\nmax_new_tokens = 30\nlimit = 8\n";
+}
+
+}  // namespace opd::testing

@@ -1,0 +1,16 @@
+// A tiny pretrain → eval job over generated arithmetic data, for tests of the opd binary.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace opd::testing {
+
+// Writes train.jsonl (count examples) and test.jsonl (40) under dir with `opd data arith`.
+void make_arith_data(const std::filesystem::path& dir, int count = 400);
+
+// A job: [model.tiny] (d_model 32, 1 layer), a pretrain stage of `steps` steps on
+// train.jsonl checkpointing every `every` steps, then an eval stage on test.jsonl.
+std::string tiny_job(const std::string& run_dir, int steps, int every = 0);
+
+}  // namespace opd::testing
