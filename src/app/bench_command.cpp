@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "app/bench_ceilings.hpp"
 #include "app/commands.hpp"
 #include "backend/ops.hpp"
 #include "core/timer.hpp"
@@ -33,35 +34,6 @@ struct BenchArgs {
   int64_t prompt = 16, new_tokens = 32;
   std::string json;
 };
-
-// The sgemm rate (GFLOP/s) of a large square product through the backend.
-double measure_sgemm_gflops(int64_t n = 2048) {
-  Tensor a = Tensor::empty({n, n}), b = Tensor::empty({n, n}), c = Tensor::empty({n, n});
-  ops::fill(a, 0.5f);
-  ops::fill(b, 0.25f);
-  ops::gemm(a, false, b, false, c);  // warm-up (thread start, packing buffers)
-  double best = 0;
-  for (int r = 0; r < 3; ++r) {
-    core::Stopwatch t;
-    ops::gemm(a, false, b, false, c);
-    best = std::max(best, 2.0 * n * n * n / t.seconds() / 1e9);
-  }
-  return best;
-}
-
-// Streaming read bandwidth (GB/s) over a buffer far larger than the caches.
-double measure_read_bandwidth(int64_t bytes = int64_t{1} << 30) {
-  Tensor x = Tensor::empty({bytes / 4});
-  ops::fill(x, 1.0f);  // first touch outside the timing
-  double best = 0;
-  for (int r = 0; r < 3; ++r) {
-    core::Stopwatch t;
-    volatile double s = ops::sum_squares(x);
-    (void)s;
-    best = std::max(best, static_cast<double>(bytes) / t.seconds() / 1e9);
-  }
-  return best;
-}
 
 double peak_rss_mib() {
   rusage u{};
@@ -136,7 +108,7 @@ nlohmann::json bench_train(const BenchArgs& a, int threads) {
 
 nlohmann::json bench_decode(const BenchArgs& a, int threads) {
   ops::set_blas_threads(threads);
-  const double bw = measure_read_bandwidth();
+  const double bw = measure_read_bandwidth(threads);
   model::Transformer m(a.model);
   m.init_weights(1);
   const auto& c = m.config();

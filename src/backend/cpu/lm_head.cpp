@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_ops.hpp"
+#include "backend/cpu/fast_exp.hpp"
 #include "core/error.hpp"
 
 namespace opd::backend::cpu {
@@ -168,12 +169,18 @@ void lm_head_stats(const Tensor& h, const Tensor& w, const Tensor* targets, floa
         if (want_entropy) {
           for (int64_t j = 0; j < cn; ++j) {
             const float d = lr[j] - mf;
-            const float e = std::exp(d);
+            const float e = fast_exp(d);
             s += e;
             t += static_cast<double>(e) * d;
           }
         } else {
-          for (int64_t j = 0; j < cn; ++j) s += std::exp(lr[j] - mf);
+          // Eight float lanes (vectorisable, every term <= 1), summed in double per chunk.
+          float lane[8] = {};
+          int64_t j = 0;
+          for (; j + 8 <= cn; j += 8)
+            for (int u = 0; u < 8; ++u) lane[u] += fast_exp(lr[j + u] - mf);
+          for (; j < cn; ++j) s += fast_exp(lr[j] - mf);
+          for (float x : lane) s += x;
         }
         if (S[r] > 0.0) {  // rescale what earlier chunks summed relative to m_old
           const double a = std::exp(m_old - m_new);
@@ -256,7 +263,7 @@ void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tens
                            [=](int64_t r) {
                              float* lr = L + r * cn;
                              const float g = G[r], l0 = LSE[r];
-                             for (int64_t j = 0; j < cn; ++j) lr[j] = g * std::exp(lr[j] - l0);
+                             for (int64_t j = 0; j < cn; ++j) lr[j] = g * fast_exp(lr[j] - l0);
                              const int64_t t = TG[r];
                              if (t >= c0 && t < c0 + cn) lr[t - c0] -= g;
                            });

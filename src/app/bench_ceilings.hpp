@@ -1,0 +1,15 @@
+// Machine ceilings measured inside `opd bench`, so that throughput is stated as a fraction of
+// what this machine does in the same process with the same settings: the sgemm rate (through the
+// backend, i.e. OpenBLAS or cuBLAS) and the streaming read bandwidth of host memory.
+#pragma once
+
+#include <cstdint>
+
+namespace opd::app {
+
+// GFLOP/s of an n x n x n sgemm through backend::gemm (best of three after a warm-up).
+double measure_sgemm_gflops(int64_t n = 2048);
+// GB/s of a streaming read of `bytes` by `threads` threads (best of three, pages touched first).
+double measure_read_bandwidth(int threads, int64_t bytes = int64_t{1} << 30);
+
+}  // namespace opd::app
