@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_ops.hpp"
+#include "backend/cpu/kernel_support.hpp"
 #include "backend/cpu/fast_exp.hpp"
 #include "core/error.hpp"
 
@@ -21,7 +22,6 @@ namespace opd::backend::cpu {
 namespace {
 
 using core::DType;
-using Policy = Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace, Kokkos::IndexType<int64_t>>;
 
 // Query rows per block: scores of a block ([kRowBlock, S] floats) stay in cache.
 constexpr int64_t kRowBlock = 64;
@@ -29,11 +29,6 @@ constexpr int64_t kRowBlock = 64;
 struct Dims {
   int64_t b = 0, t = 0, h = 0, e = 0, s = 0, g = 0;
 };
-
-void require_f32(const char* op, const char* name, const Tensor& x) {
-  OPD_CHECK(x.dtype() == DType::F32 && x.is_host(), op, ": ", name,
-            " must be a host f32 tensor, got ", x.describe());
-}
 
 Dims check_qkv(const char* op, const Tensor& q, const Tensor& k, const Tensor& v) {
   require_f32(op, "q", q);

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "backend/cpu/cpu_ops.hpp"
+#include "backend/cpu/kernel_support.hpp"
 #include "core/error.hpp"
 
 namespace opd::backend::cpu {
@@ -12,7 +13,6 @@ namespace opd::backend::cpu {
 namespace {
 
 using core::DType;
-using Policy = Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace, Kokkos::IndexType<int64_t>>;
 using ByteView =
     Kokkos::View<unsigned char*, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
 
@@ -21,11 +21,6 @@ using ByteView =
 constexpr int64_t kColBlock = 256;
 // Elements per work item of sum_squares (each reduced in double with independent accumulators).
 constexpr int64_t kSumBlock = 4096;
-
-void require_f32(const char* op, const char* name, const Tensor& t) {
-  OPD_CHECK(t.dtype() == DType::F32 && t.is_host(), op, ": ", name,
-            " must be a host f32 tensor, got ", t.describe());
-}
 
 void require_same_numel(const char* op, const Tensor& a, const Tensor& b) {
   OPD_CHECK(a.numel() == b.numel(), op, ": element counts differ: ", a.describe(), " vs ",

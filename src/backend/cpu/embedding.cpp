@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "backend/cpu/cpu_ops.hpp"
+#include "backend/cpu/kernel_support.hpp"
 #include "core/error.hpp"
 
 namespace opd::backend::cpu {
@@ -11,7 +12,6 @@ namespace opd::backend::cpu {
 namespace {
 
 using core::DType;
-using Policy = Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace, Kokkos::IndexType<int64_t>>;
 
 // Columns owned by one work item of the backward (each item loops over all ids, so two ids
 // naming the same table row never race).

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_ops.hpp"
+#include "backend/cpu/kernel_support.hpp"
 #include "backend/cpu/fast_exp.hpp"
 #include "core/error.hpp"
 
@@ -29,7 +30,6 @@ namespace opd::backend::cpu {
 namespace {
 
 using core::DType;
-using HostRange = Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace>;
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
@@ -142,7 +142,7 @@ void lm_head_stats(const Tensor& h, const Tensor& w, const Tensor* targets, floa
 
   for (int64_t r0 = 0; r0 < N; r0 += RB) {
     const int64_t nb = std::min(RB, N - r0);
-    Kokkos::parallel_for("opd::cpu::lm_head_stats::init", HostRange(0, nb), [=](int64_t r) {
+    Kokkos::parallel_for("opd::cpu::lm_head_stats::init", Policy(0, nb), [=](int64_t r) {
       M[r] = kNegInf;
       S[r] = 0.0;
       T[r] = 0.0;
@@ -153,7 +153,7 @@ void lm_head_stats(const Tensor& h, const Tensor& w, const Tensor* targets, floa
       // L[nb, cn] = (h[r0:r0+nb] w[c0:c0+cn]^T) / temperature
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(nb), int(cn), int(D), inv_t,
                   hp + r0 * D, int(D), wp + c0 * D, int(D), 0.0f, L, int(cn));
-      Kokkos::parallel_for("opd::cpu::lm_head_stats::chunk", HostRange(0, nb), [=](int64_t r) {
+      Kokkos::parallel_for("opd::cpu::lm_head_stats::chunk", Policy(0, nb), [=](int64_t r) {
         const float* lr = L + r * cn;
         if (tp) {
           const int64_t t = tp[r0 + r];
@@ -193,7 +193,7 @@ void lm_head_stats(const Tensor& h, const Tensor& w, const Tensor* targets, floa
         M[r] = m_new;
       });
     }
-    Kokkos::parallel_for("opd::cpu::lm_head_stats::finish", HostRange(0, nb), [=](int64_t r) {
+    Kokkos::parallel_for("opd::cpu::lm_head_stats::finish", Policy(0, nb), [=](int64_t r) {
       const double log_s = std::log(S[r]);
       lse_p[r0 + r] = static_cast<float>(M[r] + log_s);
       if (ent_p) ent_p[r0 + r] = static_cast<float>(log_s - T[r] / S[r]);
@@ -221,7 +221,7 @@ void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tens
   float* dhp = dh.data<float>();
   float* dwp = dw.data<float>();
 
-  Kokkos::parallel_for("opd::cpu::lm_head_ce_backward::zero_dh", HostRange(0, N),
+  Kokkos::parallel_for("opd::cpu::lm_head_ce_backward::zero_dh", Policy(0, N),
                        [=](int64_t n) { std::fill(dhp + n * D, dhp + (n + 1) * D, 0.0f); });
   if (N == 0 || D == 0) return;
 
@@ -246,7 +246,7 @@ void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tens
 
   for (int64_t a0 = 0; a0 < n_active; a0 += RB) {
     const int64_t nb = std::min(RB, n_active - a0);
-    Kokkos::parallel_for("opd::cpu::lm_head_ce_backward::gather", HostRange(0, nb), [=](int64_t r) {
+    Kokkos::parallel_for("opd::cpu::lm_head_ce_backward::gather", Policy(0, nb), [=](int64_t r) {
       const int64_t n = active[a0 + r];
       std::copy(hp + n * D, hp + (n + 1) * D, hb + r * D);
       std::fill(dhb + r * D, dhb + (r + 1) * D, 0.0f);
@@ -259,7 +259,7 @@ void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tens
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(nb), int(cn), int(D), inv_t, hb,
                   int(D), wp + c0 * D, int(D), 0.0f, L, int(cn));
       // dlogits (w.r.t. h w^T) = d_loss (softmax - onehot) / temperature, in place.
-      Kokkos::parallel_for("opd::cpu::lm_head_ce_backward::dlogits", HostRange(0, nb),
+      Kokkos::parallel_for("opd::cpu::lm_head_ce_backward::dlogits", Policy(0, nb),
                            [=](int64_t r) {
                              float* lr = L + r * cn;
                              const float g = G[r], l0 = LSE[r];
@@ -273,7 +273,7 @@ void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tens
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(cn), int(D), int(nb), 1.0f, L,
                   int(cn), hb, int(D), 1.0f, dwp + c0 * D, int(D));
     }
-    Kokkos::parallel_for("opd::cpu::lm_head_ce_backward::scatter", HostRange(0, nb),
+    Kokkos::parallel_for("opd::cpu::lm_head_ce_backward::scatter", Policy(0, nb),
                          [=](int64_t r) {
                            const int64_t n = active[a0 + r];
                            std::copy(dhb + r * D, dhb + (r + 1) * D, dhp + n * D);

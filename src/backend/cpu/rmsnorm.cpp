@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "backend/cpu/cpu_ops.hpp"
+#include "backend/cpu/kernel_support.hpp"
 #include "core/error.hpp"
 
 namespace opd::backend::cpu {
@@ -12,15 +13,9 @@ namespace opd::backend::cpu {
 namespace {
 
 using core::DType;
-using Policy = Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace, Kokkos::IndexType<int64_t>>;
 
 // Columns owned by one work item of the dw reduction (race-free: each loops over all rows).
 constexpr int64_t kColBlock = 256;
-
-void require_f32(const char* op, const char* name, const Tensor& t) {
-  OPD_CHECK(t.dtype() == DType::F32 && t.is_host(), op, ": ", name,
-            " must be a host f32 tensor, got ", t.describe());
-}
 
 // x viewed as [N, D] with D = w's length; returns N.
 int64_t rows_of(const char* op, const Tensor& x, const Tensor& w) {

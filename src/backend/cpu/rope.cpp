@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_ops.hpp"
+#include "backend/cpu/kernel_support.hpp"
 #include "core/error.hpp"
 
 namespace opd::backend::cpu {
@@ -13,7 +14,6 @@ namespace opd::backend::cpu {
 namespace {
 
 using core::DType;
-using Policy = Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace, Kokkos::IndexType<int64_t>>;
 
 // Turns every pair (x_i, x_{i+E/2}), i < E/2, of every head of row n by sign * pos[n] * f_i,
 // f_i = theta^(-2i/E); angles and their cosines and sines in double, applied in float.

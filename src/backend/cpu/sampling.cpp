@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_ops.hpp"
+#include "backend/cpu/kernel_support.hpp"
 #include "core/error.hpp"
 
 namespace opd::backend::cpu {
@@ -27,7 +28,6 @@ namespace opd::backend::cpu {
 namespace {
 
 using core::DType;
-using HostRange = Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace>;
 
 constexpr std::size_t kSortBelow = 64;
 
@@ -159,7 +159,7 @@ void sample_rows(const Tensor& logits, float temperature, int top_k, float top_p
   const float* xp = logits.data<float>();
   int32_t* ip = ids.data<int32_t>();
   float* lp = logprobs.data<float>();
-  Kokkos::parallel_for("opd::cpu::sample_rows", HostRange(0, B), [=](int64_t b) {
+  Kokkos::parallel_for("opd::cpu::sample_rows", Policy(0, B), [=](int64_t b) {
     const Choice c = sample_row(xp + b * V, V, temperature, top_k, top_p, up[b]);
     ip[b] = c.id;
     lp[b] = c.logprob;

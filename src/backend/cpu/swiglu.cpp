@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "backend/cpu/cpu_ops.hpp"
+#include "backend/cpu/kernel_support.hpp"
 #include "backend/cpu/fast_exp.hpp"
 #include "core/error.hpp"
 
@@ -11,7 +12,6 @@ namespace opd::backend::cpu {
 namespace {
 
 using core::DType;
-using Policy = Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace, Kokkos::IndexType<int64_t>>;
 
 void require_like(const char* op, const char* name, const Tensor& t, const Tensor& gate) {
   OPD_CHECK(t.dtype() == DType::F32 && t.is_host(), op, ": ", name,

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_ops.hpp"
+#include "backend/cpu/kernel_support.hpp"
 #include "core/error.hpp"
 
 namespace opd::backend::cpu {
@@ -17,7 +18,6 @@ namespace opd::backend::cpu {
 namespace {
 
 using core::DType;
-using HostRange = Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace>;
 
 void check_logits(const char* op, const Tensor& x) {
   OPD_CHECK(x.defined() && x.is_host(), op, ": logits must be a defined host tensor");
@@ -78,7 +78,7 @@ void log_softmax_rows(const Tensor& x, Tensor& out) {
   const float* xp = x.data<float>();
   float* op = out.data<float>();
   // out may alias x: each row is fully read (row_stats) before it is written.
-  Kokkos::parallel_for("opd::cpu::log_softmax_rows", HostRange(0, N), [=](int64_t n) {
+  Kokkos::parallel_for("opd::cpu::log_softmax_rows", Policy(0, N), [=](int64_t n) {
     const float* xr = xp + n * V;
     float* orow = op + n * V;
     RowStats r = row_stats(xr, V, false);
@@ -93,7 +93,7 @@ void logsumexp_rows(const Tensor& x, Tensor& out) {
   check_out("logsumexp_rows", "out", out, {N}, DType::F32);
   const float* xp = x.data<float>();
   float* op = out.data<float>();
-  Kokkos::parallel_for("opd::cpu::logsumexp_rows", HostRange(0, N), [=](int64_t n) {
+  Kokkos::parallel_for("opd::cpu::logsumexp_rows", Policy(0, N), [=](int64_t n) {
     RowStats r = row_stats(xp + n * V, V, false);
     op[n] = static_cast<float>(r.m + std::log(r.s));
   });
@@ -106,7 +106,7 @@ void entropy_rows(const Tensor& x, Tensor& out) {
   const float* xp = x.data<float>();
   float* op = out.data<float>();
   // H = -sum p log p = log s - t / s with p = e / s, log p = (x - m) - log s.
-  Kokkos::parallel_for("opd::cpu::entropy_rows", HostRange(0, N), [=](int64_t n) {
+  Kokkos::parallel_for("opd::cpu::entropy_rows", Policy(0, N), [=](int64_t n) {
     RowStats r = row_stats(xp + n * V, V, true);
     op[n] = static_cast<float>(std::log(r.s) - r.t / r.s);
   });
@@ -122,7 +122,7 @@ void topk_rows(const Tensor& x, int k, Tensor& vals, Tensor& ids) {
   float* vp = vals.data<float>();
   int32_t* ip = ids.data<int32_t>();
   const int64_t K = k;
-  Kokkos::parallel_for("opd::cpu::topk_rows", HostRange(0, N), [=](int64_t n) {
+  Kokkos::parallel_for("opd::cpu::topk_rows", Policy(0, N), [=](int64_t n) {
     const float* xr = xp + n * V;
     const Before before{xr};
     // A heap of the best K seen so far whose top is the worst of them: O(V log K), K scratch.
