@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "data/dataset.hpp"
 #include "data/sequence.hpp"
+#include "data/stop_tokens.hpp"
 #include "data/tokenizer.hpp"
 #include "distill/model_io.hpp"
 #include "model/generator.hpp"
@@ -17,7 +18,7 @@ namespace opd::app {
 namespace {
 struct GenerateArgs {
   std::string model, data, tokenizer = "char";
-  std::vector<std::string> prompts;
+  std::vector<std::string> prompts, stop;
   model::SamplingConfig sampling;
   int64_t samples = 1, limit = 0;
   uint64_t seed = 1234;
@@ -30,6 +31,8 @@ int run_generate(const GenerateArgs& a) {
     for (const auto& ex : data::load_jsonl(a.data)) prompts.push_back(ex.prompt);
   if (a.limit > 0 && static_cast<int64_t>(prompts.size()) > a.limit) prompts.resize(static_cast<std::size_t>(a.limit));
   if (prompts.empty()) input_error("generate", "no prompts", "give --prompt TEXT or --data FILE");
+  model::SamplingConfig sampling = a.sampling;
+  sampling.stop_tokens = data::stop_token_ids(*tok, a.stop, "--stop");
   auto m = distill::load_model(a.model, tok->describe());
   std::vector<std::vector<int32_t>> ids;
   std::vector<uint64_t> streams;
@@ -38,7 +41,7 @@ int run_generate(const GenerateArgs& a) {
       ids.push_back(data::build_prompt(*tok, prompts[i]).tokens);
       streams.push_back(i * static_cast<uint64_t>(a.samples) + static_cast<uint64_t>(s));
     }
-  auto gens = model::generate(*m, ids, a.sampling, a.seed, streams, tok->eos_id());
+  auto gens = model::generate(*m, ids, sampling, a.seed, streams, tok->eos_id());
   for (std::size_t i = 0; i < gens.size(); ++i) {
     double lp = 0;
     for (float x : gens[i].logprobs) lp += x;
@@ -66,6 +69,7 @@ void add_generate_command(CLI::App& app, int& status) {
   cmd->add_option("--top-p", a->sampling.top_p, "1 = off")->capture_default_str();
   cmd->add_option("--max-new-tokens", a->sampling.max_new_tokens, "")->capture_default_str();
   cmd->add_option("--seed", a->seed, "Sampling seed")->capture_default_str();
+  cmd->add_option("--stop", a->stop, "A text that ends a response (one token; repeatable)");
   cmd->add_option("--tokenizer", a->tokenizer, "Tokenizer kind")->capture_default_str();
   cmd->callback([a, &status] { status = run_generate(*a); });
 }

@@ -73,6 +73,7 @@ StageConfig read_stage(ConfigTable t, const std::string& source) {
     s.eval.batch_size = t.get_int("batch_size", 64, 1, 1 << 20);
     s.eval.limit = t.get_int("limit", 0, 0, kBig);
     s.eval.marker = t.get_choice("marker", "auto", {"auto", "answer", "boxed"});
+    s.eval.stop = t.get<std::vector<std::string>>("stop", {});
   } else {
     s.loss = t.get_choice("loss", "auto", {"auto", "all", "response"});
     if (s.loss == "auto") s.loss = s.kind == "sft" ? "response" : "all";

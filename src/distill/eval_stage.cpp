@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "data/stop_tokens.hpp"
 #include "data/verifier.hpp"
 #include "distill/model_io.hpp"
 #include "model/generator.hpp"
@@ -67,6 +68,7 @@ EvalStage::EvalStage(const JobConfig& job, const StageConfig& stage,
     : job_(job), cfg_(stage), tok_(tokenizer) {}
 
 void EvalStage::prepare() {
+  stop_tokens_ = data::stop_token_ids(tok_, cfg_.eval.stop, cfg_.where + ": stop");
   examples_ = data::load_jsonl(cfg_.data);
   for (std::size_t i = 0; i < examples_.size(); ++i)
     if (examples_[i].answer.empty())
@@ -89,7 +91,9 @@ StageOutcome EvalStage::run(StopCondition&) {
   const std::string ckpt = resolve_checkpoint(job_, cfg_.model);
   auto m = load_model(ckpt, tok_.describe());
   std::vector<std::string> lines;
-  EvalResult r = evaluate(*m, tok_, examples_, cfg_.eval, job_.run.seed, &lines, 64);
+  EvalConfig ec = cfg_.eval;
+  ec.sampling.stop_tokens = stop_tokens_;
+  EvalResult r = evaluate(*m, tok_, examples_, ec, job_.run.seed, &lines, 64);
   nlohmann::json j = {{"stage", cfg_.name},        {"model", ckpt},
                       {"examples", r.examples},    {"samples_per_example", cfg_.eval.samples},
                       {"correct", r.correct},      {"accuracy", r.accuracy},

@@ -36,6 +36,7 @@ class EvalStage final : public Stage {
   const StageConfig& cfg_;
   const data::Tokenizer& tok_;
   std::vector<data::Example> examples_;
+  std::vector<int32_t> stop_tokens_;
 };
 
 }  // namespace opd::distill

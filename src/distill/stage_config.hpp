@@ -34,6 +34,7 @@ struct EvalConfig {
   int64_t batch_size = 64;
   int64_t limit = 0;               // first N examples; 0 = all
   std::string marker = "auto";     // answer | boxed | auto
+  std::vector<std::string> stop;   // texts that end a response (each one token), besides EOS
 };
 
 struct StageConfig {

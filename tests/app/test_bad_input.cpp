@@ -133,3 +133,8 @@ TEST_F(BadInput, ImpossibleModelShape) {
   std::string err = expect_input_error(replace(good(), "n_heads = 2", "n_heads = 3"));
   EXPECT_NE(err.find("n_heads"), std::string::npos) << err;
 }
+
+TEST_F(BadInput, StopTextMustBeOneToken) {
+  std::string err = expect_input_error(replace(good(), "limit = 8", "limit = 8\nstop = [\"ab\"]"));
+  EXPECT_NE(err.find("stop text \"ab\""), std::string::npos) << err;
+}

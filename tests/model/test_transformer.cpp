@@ -189,6 +189,26 @@ TEST(Transformer, GreedyGenerationFollowsArgmaxOfFullForward) {
   }
 }
 
+TEST(Transformer, StopTokensEndASequence) {
+  ModelConfig c = tiny(false, false, false);
+  c.vocab_size = 15;
+  Transformer m(c);
+  m.init_weights(3);
+  SamplingConfig sc;
+  sc.temperature = 0.0f;
+  sc.max_new_tokens = 8;
+  auto free_run = generate(m, {{1, 6, 9}}, sc, 1, {0}, -1);
+  ASSERT_EQ(free_run[0].tokens.size(), 8u);
+  EXPECT_FALSE(free_run[0].stopped);
+  sc.stop_tokens = {free_run[0].tokens[2]};
+  auto stopped = generate(m, {{1, 6, 9}}, sc, 1, {0}, -1);
+  const auto first = std::find(free_run[0].tokens.begin(), free_run[0].tokens.end(),
+                               free_run[0].tokens[2]) - free_run[0].tokens.begin();
+  EXPECT_EQ(stopped[0].tokens.size(), static_cast<std::size_t>(first + 1));
+  EXPECT_TRUE(stopped[0].stopped);
+  EXPECT_EQ(stopped[0].tokens.back(), free_run[0].tokens[2]);
+}
+
 TEST(Transformer, PromptLongerThanContextIsAnInputError) {
   ModelConfig c = tiny(false, false, false);
   c.max_seq_len = 4;
