@@ -7,6 +7,8 @@
 #include "app/commands.hpp"
 #include "app/job_config.hpp"
 #include "backend/ops.hpp"
+#include "comm/mpi_runtime.hpp"
+#include "core/error.hpp"
 #include "core/log.hpp"
 #include "data/tokenizer.hpp"
 #include "distill/stage.hpp"
@@ -20,6 +22,12 @@ namespace {
 
 int run_job(const std::string& path, const std::vector<std::string>& overrides) {
   distill::JobConfig job = load_job(path, overrides);
+  // Sharded layouts (tensor, pipeline, data parallelism) are not built yet: several ranks would
+  // all write the same run directory.
+  if (comm::world_size() > 1)
+    input_error("opd run", "launched on " + std::to_string(comm::world_size()) +
+                               " ranks, but this version runs a job on one rank",
+                "launch with one rank (mpirun -np 1, srun -n 1)");
   backend::set_blas_threads(job.run.threads);
   auto tok = data::make_tokenizer(job.tokenizer);
   // Everything is read and checked before anything is written: bad input leaves RUN as it was.

@@ -28,6 +28,14 @@ MpiRuntime::~MpiRuntime() {
   if (active_ && !finalized) MPI_Finalize();
 }
 
+int world_size() {
+  int initialized = 0, finalized = 0, size = 1;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (initialized && !finalized) MPI_Comm_size(MPI_COMM_WORLD, &size);
+  return size;
+}
+
 void abort_all(int status) {
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);

@@ -20,6 +20,8 @@ class MpiRuntime {
   int rank_ = 0, size_ = 1;
 };
 
+// Ranks in MPI_COMM_WORLD (1 when MPI was not started).
+int world_size();
 // True when the environment shows an MPI launcher started this process.
 bool launched_by_mpi();
 // Ends every rank with `status` (MPI_Abort when MPI is active, else exit).
