@@ -111,6 +111,72 @@ void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tens
                                     const Tensor& lse, const Tensor& d_loss, float temperature,
                                     int64_t chunk, Tensor& dh, Tensor& dw);
 
+// ---- gathering ---------------------------------------------------------------------------------
+// out[n, i] = x[n, ids[n, i]] for x [N, V], ids [N, k] I32 (0 <= id < V), out [N, k].
+void gather_cols(const Tensor& x, const Tensor& ids, Tensor& out);
+
+// ---- distillation: per-token student/teacher quantities and objective gradients --------------
+// A block of n response positions (rows). Row r holds the student's logits z_r [V] (temperature
+// 1: p = softmax(z)), the sampled token y_r and the teacher's signal (DESIGN.md §3), with
+// q = the teacher's distribution at its temperature (the caller applies tau_T before).
+enum class Signal : uint8_t { Sampled, TopK, Full };
+
+struct TeacherRows {
+  Signal mode = Signal::Sampled;
+  // Sampled: log q(y_r) [n]; entropy_q [n] H(q) and lse_q [n] (diagnostics; may be undefined).
+  Tensor logq_y, entropy_q;
+  // TopK: the student's top-k ids fixed at rollout [n, k] I32 with log q at them [n, k]; the
+  // teacher's own top-k ids [n, k] I32 (descending q) with their log q [n, k].
+  Tensor student_ids, logq_student_ids, teacher_ids, logq_teacher_ids;
+  // Full: the teacher's logits (already divided by tau_T) [n, V].
+  Tensor logits;
+};
+
+// Per-row quantities for advantages and the diagnostics of DESIGN.md §5. Every output is [n] F32
+// and must be allocated by the caller; a quantity the signal mode cannot give is written as NaN.
+//  logp_y, entropy_p           log p(y), H(p)
+//  logq_y, entropy_q           log q(y) (all modes), H(q) (Full; Sampled passes its own through)
+//  kl_full                     KL(p || q) exact (Full)
+//  kl_topk                     KL(p_bar || q_bar) on the student's top-k ids S (TopK: the given
+//                              ids; Full: the top diag_k of p), both renormalised on S
+//  overlap_ratio               |S^p ∩ S^q| / k  (S^p, S^q the top-k sets; TopK: the given ids, k
+//                              their count; Full: k = diag_k)
+//  overlap_mass_p, _q          p(I), q(I) with I = S^p ∩ S^q
+//  overlap_adv                 (1/|I|) sum_{v in I} p_hat(v) (log q_hat(v) - log p_hat(v)), p_hat and
+//                              q_hat renormalised on I (0 when I is empty)
+struct TokenStats {
+  Tensor logp_y, entropy_p, logq_y, entropy_q, kl_full, kl_topk, overlap_ratio, overlap_mass_p,
+      overlap_mass_q, overlap_adv;
+};
+void token_stats(const Tensor& z, const TeacherRows& teacher, const Tensor& y, int diag_k,
+                 TokenStats& out);
+
+enum class ObjectiveKind : uint8_t { PgSampled, PgTopK, TopKRkl, FullRkl, Fkl, Jsd, Sft };
+enum class Support : uint8_t { Student, Teacher, Intersection, Union, SymDiff };
+enum class SupportWeight : uint8_t { StudentP, TeacherP, Uniform };
+
+struct ObjectiveArgs {
+  ObjectiveKind kind = ObjectiveKind::PgSampled;
+  Support support = Support::Student;          // PgTopK
+  SupportWeight weight = SupportWeight::StudentP;  // PgTopK
+  float teacher_weight = 1.0f;  // PgTopK: multiplies (log q - log p)
+  bool use_ratio = true;        // PgSampled/Sft/extra term: importance ratio rho = p(y)/mu(y)
+  float clip = 0.0f;            // PPO-style clip of rho to [1 - clip, 1 + clip]; 0 = off
+  float beta = 0.5f;            // Jsd
+  bool tail = false;            // Fkl in TopK mode: add the tail bucket
+};
+
+// Loss and its gradient with respect to z for each row (DESIGN.md §4), times the row weight w[r]
+// (aggregation: 1/N for token mean). adv[r] is an advantage applied to the sampled token with the
+// importance ratio rho = exp(log p(y) - logmu[r]) (1 in value when !use_ratio):
+//   loss_r = -w ρ adv (clipped PPO-style when clip > 0), d/dz = -w adv ρ (e_y - p)
+// For PgSampled adv is the whole advantage; for every other kind it is an extra term (outcome
+// reward mixing) added to the kind's own loss. baseline[r] (PgTopK) is subtracted from each
+// support token's reward before weighting. loss [n] F32 and dz [n, V] F32 are overwritten.
+void objective_rows(const Tensor& z, const TeacherRows& teacher, const Tensor& y,
+                    const Tensor& logmu, const Tensor& adv, const Tensor& baseline,
+                    const Tensor& w, const ObjectiveArgs& args, Tensor& loss, Tensor& dz);
+
 // ---- sampling --------------------------------------------------------------------------------
 // One token per row of logits [B, V]. temperature <= 0 is greedy (argmax). Else softmax(x / T),
 // restricted to the top_k largest (top_k <= 0: all), then to the smallest prefix (by descending

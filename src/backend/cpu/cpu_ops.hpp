@@ -42,6 +42,12 @@ void lm_head_stats(const Tensor& h, const Tensor& w, const Tensor* targets, floa
 void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targets,
                                     const Tensor& lse, const Tensor& d_loss, float temperature,
                                     int64_t chunk, Tensor& dh, Tensor& dw);
+void gather_cols(const Tensor& x, const Tensor& ids, Tensor& out);
+void token_stats(const Tensor& z, const TeacherRows& teacher, const Tensor& y, int diag_k,
+                 TokenStats& out);
+void objective_rows(const Tensor& z, const TeacherRows& teacher, const Tensor& y,
+                    const Tensor& logmu, const Tensor& adv, const Tensor& baseline,
+                    const Tensor& w, const ObjectiveArgs& args, Tensor& loss, Tensor& dz);
 void sample_rows(const Tensor& logits, float temperature, int top_k, float top_p,
                  const Tensor& uniforms, Tensor& ids, Tensor& logprobs);
 void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& hp);
