@@ -300,6 +300,12 @@ void Dataset::read(hid_t mem_type, void* data, const Shape& offset, const Shape&
     fail("cannot read block at " + core::shape_str(offset) + " (truncated or corrupt file?)");
 }
 
+void Dataset::set_extent(const Shape& shape) {
+  auto dims = to_hsize(shape);
+  if (H5Dset_extent(id(), dims.data()) < 0)
+    fail("cannot change the extent to " + core::shape_str(shape) + " (not a chunked dataset?)");
+}
+
 // ---- files -------------------------------------------------------------------------------------
 
 File File::create(const std::string& path) {
@@ -316,6 +322,18 @@ File File::open_read_only(const std::string& path) {
   Handle f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.id()), H5Fclose);
   if (!f.valid()) fail(path, "", "cannot open as HDF5");
   return File(std::move(f), path);
+}
+
+File File::open_read_write(const std::string& path) {
+  silence_errors();
+  Handle fapl = file_access_plist(path);
+  Handle f(H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl.id()), H5Fclose);
+  if (!f.valid()) fail(path, "", "cannot open as HDF5 for writing");
+  return File(std::move(f), path);
+}
+
+void File::flush() {
+  if (H5Fflush(handle_.id(), H5F_SCOPE_LOCAL) < 0) fail(path_, "", "cannot flush (disk full?)");
 }
 
 void File::close() {
@@ -370,12 +388,55 @@ Dataset File::create_dataset(const std::string& raw_name, hid_t file_type, const
   return Dataset(std::move(d), path_, name);
 }
 
+Dataset File::create_extendible_dataset(const std::string& raw_name, hid_t file_type,
+                                        const Shape& shape, const Shape& chunk) {
+  std::string name = strip_slash(raw_name);
+  OPD_CHECK(!shape.empty() && chunk.size() == shape.size(), name, ": extendible dataset of shape ",
+            core::shape_str(shape), " with chunk ", core::shape_str(chunk));
+  Handle lcpl = owned_plist(H5Pcreate(H5P_LINK_CREATE));
+  if (!lcpl.valid() || H5Pset_create_intermediate_group(lcpl.id(), 1) < 0)
+    fail(path_, name, "cannot create a link-creation property list");
+  auto dims = to_hsize(shape), chunk_dims = to_hsize(chunk);
+  std::vector<hsize_t> max_dims = dims;
+  max_dims[0] = H5S_UNLIMITED;
+  Handle space = owned_space(
+      H5Screate_simple(static_cast<int>(dims.size()), dims.data(), max_dims.data()));
+  if (!space.valid()) fail(path_, name, "cannot create a dataspace for " + core::shape_str(shape));
+  // Unlimited dimensions require the chunked layout.
+  Handle dcpl = owned_plist(H5Pcreate(H5P_DATASET_CREATE));
+  if (!dcpl.valid() ||
+      H5Pset_chunk(dcpl.id(), static_cast<int>(chunk_dims.size()), chunk_dims.data()) < 0)
+    fail(path_, name, "cannot set the chunk shape " + core::shape_str(chunk));
+  Handle d(H5Dcreate2(handle_.id(), name.c_str(), file_type, space.id(), lcpl.id(), dcpl.id(),
+                      H5P_DEFAULT),
+           H5Dclose);
+  if (!d.valid()) fail(path_, name, "cannot create the dataset");
+  return Dataset(std::move(d), path_, name);
+}
+
 Dataset File::open_dataset(const std::string& raw_name) const {
   std::string name = strip_slash(raw_name);
   if (object_type(name) != H5I_DATASET) fail(path_, name, "no such dataset");
   Handle d(H5Dopen2(handle_.id(), name.c_str(), H5P_DEFAULT), H5Dclose);
   if (!d.valid()) fail(path_, name, "cannot open the dataset");
   return Dataset(std::move(d), path_, name);
+}
+
+void File::remove(const std::string& raw_name) {
+  std::string name = strip_slash(raw_name);
+  if (!exists(name)) fail(path_, name, "no such object to remove");
+  if (H5Ldelete(handle_.id(), name.c_str(), H5P_DEFAULT) < 0)
+    fail(path_, name, "cannot remove the object");
+  for (std::size_t slash = name.rfind('/'); slash != std::string::npos && slash > 0;
+       slash = name.rfind('/')) {
+    name.resize(slash);
+    H5G_info_t info;
+    if (H5Gget_info_by_name(handle_.id(), name.c_str(), &info, H5P_DEFAULT) < 0)
+      fail(path_, name, "cannot read the group");
+    if (info.nlinks > 0) break;
+    if (H5Ldelete(handle_.id(), name.c_str(), H5P_DEFAULT) < 0)
+      fail(path_, name, "cannot remove the empty group");
+  }
 }
 
 namespace {

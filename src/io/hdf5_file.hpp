@@ -120,6 +120,9 @@ class Dataset : public Object {
   void write(hid_t mem_type, const void* data, const Shape& offset = {},
              const Shape& count = {});
   void read(hid_t mem_type, void* data, const Shape& offset = {}, const Shape& count = {}) const;
+  // Changes the current shape of a chunked dataset within its maximum shape (grows or
+  // truncates; truncated elements are gone). Fails (Input error) on a contiguous dataset.
+  void set_extent(const Shape& shape);
 };
 
 // One HDF5 file. Object names are slash paths relative to the root ("model/x.weight").
@@ -128,6 +131,8 @@ class File {
   // Creates (truncating) a file; intermediate groups of dataset names are created as needed.
   static File create(const std::string& path);
   static File open_read_only(const std::string& path);
+  // Opens an existing file for reading and writing (append-style logs that are reopened).
+  static File open_read_write(const std::string& path);
 
   File(File&&) = default;
   File& operator=(File&&) = default;
@@ -139,6 +144,9 @@ class File {
   // closed first (the file is opened with H5F_CLOSE_SEMI so that a leak is an error, not a file
   // silently held open).
   void close();
+  // Writes everything buffered for this file to disk (H5Fflush), so that another process can
+  // read it while it stays open.
+  void flush();
 
   Object root() const;
   // True when `name` leads to an object (walks the path, so a missing parent is not an error).
@@ -146,7 +154,15 @@ class File {
   // H5I_DATASET, H5I_GROUP, or H5I_BADID when there is nothing at `name`.
   H5I_type_t object_type(const std::string& name) const;
   Dataset create_dataset(const std::string& name, hid_t file_type, const Shape& shape);
+  // A chunked dataset of the given current shape whose first dimension is unlimited, so that
+  // set_extent can grow it (rows appended over time); `chunk` is the chunk shape (same rank,
+  // every entry >= 1). Intermediate groups are created as for create_dataset.
+  Dataset create_extendible_dataset(const std::string& name, hid_t file_type, const Shape& shape,
+                                    const Shape& chunk);
   Dataset open_dataset(const std::string& name) const;
+  // Unlinks the object at `name` (which must exist and be closed), then every parent group that
+  // this leaves empty. The file does not shrink; the space is simply unreachable.
+  void remove(const std::string& name);
   // Every dataset in the file, as slash paths, in HDF5's name order.
   std::vector<std::string> dataset_names() const;
 
