@@ -59,36 +59,91 @@ model::SamplingConfig read_sampling(ConfigTable& t, model::SamplingConfig s) {
   return s;
 }
 
-StageConfig read_stage(ConfigTable t, const std::string& source) {
+distill::EvalConfig read_eval(ConfigTable& t) {
+  distill::EvalConfig e;
+  e.samples = t.get_int("samples", 1, 1, 1 << 16);
+  e.sampling = read_sampling(t, model::SamplingConfig{0.0f, 0, 1.0f, 128, {}, 0});
+  e.batch_size = t.get_int("batch_size", 64, 1, 1 << 20);
+  e.limit = t.get_int("limit", 0, 0, kBig);
+  e.marker = t.get_choice("marker", "auto", {"auto", "answer", "boxed"});
+  e.stop = t.get<std::vector<std::string>>("stop", {});
+  return e;
+}
+
+void read_distill(ConfigTable& t, StageConfig& s) {
+  distill::DistillConfig& d = s.distill;
+  d.teacher = t.require<std::string>("teacher");
+  if (d.teacher.rfind('@', 0) == 0 && d.teacher.substr(1) == s.name)
+    input_error(s.where, "a stage cannot be its own teacher", "name an earlier stage");
+  d.signal = t.get_choice("signal", "topk", {"sampled", "topk", "full"});
+  d.topk = static_cast<int>(t.get_int("topk", 16, 1, 4096));
+  d.teacher_temperature = t.get_double("teacher_temperature", 1.0, 1e-3, 100.0);
+  d.prompts_per_step = t.get_int("prompts_per_step", 8, 1, 1 << 20);
+  d.samples_per_prompt = t.get_int("samples_per_prompt", 4, 1, 1 << 16);
+  d.rows_per_block = t.get_int("rows_per_block", 64, 1, 1 << 20);
+  ConfigTable r = t.table_or_empty("rollout");
+  d.sampling = read_sampling(r, model::SamplingConfig{1.0f, 0, 1.0f, 64, {}, 0});
+  ConfigTable o = t.table_or_empty("objective");
+  distill::ObjectiveConfig& oc = d.objective;
+  oc.kind = o.get_choice("kind", "pg_topk",
+                         {"pg_sampled", "pg_topk", "topk_rkl", "full_rkl", "fkl", "jsd", "sft"});
+  oc.support = o.get_choice("support", "student",
+                            {"student", "teacher", "intersection", "union", "symdiff"});
+  oc.weights = o.get_choice("weights", "student_p", {"student_p", "teacher_p", "uniform"});
+  oc.baseline = o.get_choice("baseline", "none", {"none", "kl_full", "kl_topk"});
+  oc.aggregation = o.get_choice("aggregation", "token_mean", {"token_mean", "seq_mean", "sum"});
+  oc.teacher_weight = o.get_double("teacher_weight", 1.0, 0.0, 1e6);
+  oc.reward_weight = o.get_double("reward_weight", 0.0, 0.0, 1e6);
+  oc.discount = o.get_double("discount", 0.0, 0.0, 1.0);
+  oc.importance = o.get<bool>("importance", true);
+  oc.clip = o.get_double("clip", 0.0, 0.0, 1.0);
+  oc.beta = o.get_double("beta", 0.5, 0.0, 1.0);
+  oc.tail = o.get<bool>("tail", false);
+  oc.gkd_lambda = o.get_double("gkd_lambda", 1.0, 0.0, 1.0);
+  ConfigTable g = t.table_or_empty("diag");
+  d.diag_k = static_cast<int>(g.get_int("k", d.topk, 1, 4096));
+  d.position_buckets = static_cast<int>(g.get_int("position_buckets", 4, 1, 64));
+  if (d.signal == "topk" && d.diag_k != d.topk)
+    input_error(g.key_path("k"), "with signal = \"topk\" the overlap diagnostics use the signal's k (" +
+                                     std::to_string(d.topk) + ")",
+                "leave diag.k unset or equal to topk");
+  if (auto e = t.find_table("eval")) {
+    d.eval_data = e->require<std::string>("data");
+    d.eval_every = e->get_int("every", 0, 0, kBig);
+    s.eval = read_eval(*e);
+  }
+}
+
+StageConfig read_stage(ConfigTable t) {
   StageConfig s;
   s.where = t.location();
   s.name = t.require<std::string>("name");
-  s.kind = t.require_choice("kind", {"pretrain", "sft", "eval"});
+  s.kind = t.require_choice("kind", {"pretrain", "sft", "eval", "distill"});
   s.model = t.require<std::string>("model");
   s.data = t.require<std::string>("data");
-  s.data_format = t.get_choice("data_format", "auto", {"auto", "jsonl", "text"});
   if (s.kind == "eval") {
-    s.eval.samples = t.get_int("samples", 1, 1, 1 << 16);
-    s.eval.sampling = read_sampling(t, model::SamplingConfig{0.0f, 0, 1.0f, 128, {}});
-    s.eval.batch_size = t.get_int("batch_size", 64, 1, 1 << 20);
-    s.eval.limit = t.get_int("limit", 0, 0, kBig);
-    s.eval.marker = t.get_choice("marker", "auto", {"auto", "answer", "boxed"});
-    s.eval.stop = t.get<std::vector<std::string>>("stop", {});
-  } else {
-    s.loss = t.get_choice("loss", "auto", {"auto", "all", "response"});
-    if (s.loss == "auto") s.loss = s.kind == "sft" ? "response" : "all";
-    s.steps = t.require_int("steps", 1, kBig);
-    s.batch_size = t.get_int("batch_size", s.batch_size, 1, 1 << 20);
-    s.seq_len = t.get_int("seq_len", s.seq_len, 2, 1 << 22);
-    s.log_every = t.get_int("log_every", s.log_every, 1, kBig);
-    s.vocab_chunk = t.get_int("vocab_chunk", s.vocab_chunk, 1, 1 << 24);
-    s.optim = read_optim(t.table_or_empty("optim"));
-    ConfigTable c = t.table_or_empty("checkpoint");
-    s.checkpoint.every = c.get_int("every", 0, 0, kBig);
-    s.checkpoint.keep_last = c.get_int("keep_last", 2, 1, kBig);
-    s.checkpoint.keep_every = c.get_int("keep_every", 0, 0, kBig);
+    s.eval = read_eval(t);
+    return s;
   }
-  (void)source;
+  // Every training stage (pretrain, sft, distill).
+  s.steps = t.require_int("steps", 1, kBig);
+  s.log_every = t.get_int("log_every", s.log_every, 1, kBig);
+  s.vocab_chunk = t.get_int("vocab_chunk", s.vocab_chunk, 1, 1 << 24);
+  s.optim = read_optim(t.table_or_empty("optim"));
+  ConfigTable c = t.table_or_empty("checkpoint");
+  s.checkpoint.every = c.get_int("every", 0, 0, kBig);
+  s.checkpoint.keep_last = c.get_int("keep_last", 2, 1, kBig);
+  s.checkpoint.keep_every = c.get_int("keep_every", 0, 0, kBig);
+  if (s.kind == "distill") {
+    read_distill(t, s);
+    return s;
+  }
+  // Next-token training on fixed data (pretrain, sft).
+  s.data_format = t.get_choice("data_format", "auto", {"auto", "jsonl", "text"});
+  s.loss = t.get_choice("loss", "auto", {"auto", "all", "response"});
+  if (s.loss == "auto") s.loss = s.kind == "sft" ? "response" : "all";
+  s.batch_size = t.get_int("batch_size", s.batch_size, 1, 1 << 20);
+  s.seq_len = t.get_int("seq_len", s.seq_len, 2, 1 << 22);
   return s;
 }
 
@@ -126,15 +181,13 @@ JobConfig parse_job(const std::string& toml_text, const std::string& source_name
   }
   std::set<std::string> seen;
   for (ConfigTable st : t.tables("stage")) {
-    StageConfig s = read_stage(st, source_name);
+    StageConfig s = read_stage(st);
     if (!seen.insert(s.name).second)
       input_error(s.where, "duplicate stage name '" + s.name + "'", "give every stage its own name");
-    if (s.model.rfind('@', 0) == 0) {
-      const std::string ref = s.model.substr(1);
-      if (!seen.count(ref) || ref == s.name)
-        input_error(s.where, "model = \"" + s.model + "\" names no earlier stage",
+    for (const std::string* ref : {&s.model, &s.distill.teacher})
+      if (ref->rfind('@', 0) == 0 && (!seen.count(ref->substr(1)) || ref->substr(1) == s.name))
+        input_error(s.where, "\"" + *ref + "\" names no earlier stage",
                     "use \"@NAME\" of a stage listed before this one");
-    }
     job.stages.push_back(std::move(s));
   }
   if (job.stages.empty())

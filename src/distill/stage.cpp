@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "core/error.hpp"
+#include "distill/distill_stage.hpp"
 #include "distill/eval_stage.hpp"
 #include "distill/model_io.hpp"
 #include "distill/train_stage.hpp"
@@ -17,8 +18,9 @@ std::unique_ptr<Stage> make_stage(const JobConfig& job, const StageConfig& stage
   if (stage.kind == "pretrain" || stage.kind == "sft")
     return std::make_unique<TrainStage>(job, stage, tokenizer);
   if (stage.kind == "eval") return std::make_unique<EvalStage>(job, stage, tokenizer);
+  if (stage.kind == "distill") return std::make_unique<DistillStage>(job, stage, tokenizer);
   input_error(stage.where, "unknown stage kind '" + stage.kind + "'",
-              "use pretrain, sft or eval");
+              "use pretrain, sft, eval or distill");
 }
 
 std::string stage_dir(const JobConfig& job, const std::string& stage_name) {
@@ -40,20 +42,40 @@ std::string resolve_checkpoint(const JobConfig& job, const std::string& ref) {
   return *latest;
 }
 
-int64_t model_context(const JobConfig& job, const std::string& ref, const data::Tokenizer& tok) {
+model::ModelConfig model_config_of(const JobConfig& job, const std::string& ref,
+                                   const data::Tokenizer& tok) {
   if (ref.rfind('@', 0) == 0) {
     for (const auto& s : job.stages)
-      if (s.name == ref.substr(1)) return model_context(job, s.model, tok);
+      if (s.name == ref.substr(1)) return model_config_of(job, s.model, tok);
     input_error(ref, "names no stage of this job", "use \"@NAME\" of an earlier stage");
   }
   auto it = job.models.find(ref);
-  if (it != job.models.end()) return it->second.max_seq_len;
+  if (it != job.models.end()) {
+    model::ModelConfig mc = it->second;
+    if (mc.vocab_size == 0) mc.vocab_size = tok.vocab_size();
+    return mc;
+  }
   if (!fs::exists(ref))
     input_error(ref, "is neither a [model.*] table, an \"@stage\" nor an existing checkpoint",
                 "define the model or fix the path");
   io::CheckpointReader r(ref);
   check_tokenizer(r, tok.describe());
-  return read_model_config(r).max_seq_len;
+  return read_model_config(r);
+}
+
+int64_t model_context(const JobConfig& job, const std::string& ref, const data::Tokenizer& tok) {
+  return model_config_of(job, ref, tok).max_seq_len;
+}
+
+std::unique_ptr<model::Transformer> initial_model(const JobConfig& job, const std::string& ref,
+                                                  const data::Tokenizer& tok) {
+  auto it = job.models.find(ref);
+  if (it != job.models.end()) {
+    auto m = std::make_unique<model::Transformer>(model_config_of(job, ref, tok));
+    m->init_weights(job.run.seed);
+    return m;
+  }
+  return load_model(resolve_checkpoint(job, ref), tok.describe());
 }
 
 }  // namespace opd::distill

@@ -9,6 +9,7 @@
 #include "data/tokenizer.hpp"
 #include "distill/stage_config.hpp"
 #include "distill/stop_condition.hpp"
+#include "model/transformer.hpp"
 
 namespace opd::distill {
 
@@ -35,5 +36,12 @@ std::string resolve_checkpoint(const JobConfig& job, const std::string& ref);
 // stage runs: an architecture's, an "@stage"'s source model's (followed back), or a
 // checkpoint's.
 int64_t model_context(const JobConfig& job, const std::string& ref, const data::Tokenizer& tok);
+// The shape of the model a reference names (vocab_size filled in from the tokenizer).
+model::ModelConfig model_config_of(const JobConfig& job, const std::string& ref,
+                                   const data::Tokenizer& tok);
+// A stage's starting model: a fresh [model.*] initialised from the run seed, or the weights of a
+// checkpoint ("@stage" or a path).
+std::unique_ptr<model::Transformer> initial_model(const JobConfig& job, const std::string& ref,
+                                                  const data::Tokenizer& tok);
 
 }  // namespace opd::distill

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "distill/objective_config.hpp"
 #include "model/generator.hpp"
 #include "model/model_config.hpp"
 #include "model/optimizer.hpp"
@@ -38,7 +39,7 @@ struct EvalConfig {
 };
 
 struct StageConfig {
-  std::string name, kind;   // kind: pretrain | sft | eval
+  std::string name, kind;   // kind: pretrain | sft | eval | distill
   std::string where;        // "job.toml: stage[1]", for messages
   // The model: an architecture name from [model.*] (fresh init), "@stage" (that stage's final
   // checkpoint) or a checkpoint path.
@@ -50,8 +51,10 @@ struct StageConfig {
   int64_t steps = 0, batch_size = 16, seq_len = 128, log_every = 10, vocab_chunk = 4096;
   model::OptimConfig optim;
   CheckpointConfig checkpoint;
-  // Eval stages.
+  // Eval stages; distill stages use it for their evaluations.
   EvalConfig eval;
+  // Distill stages.
+  DistillConfig distill;
 };
 
 struct JobConfig {

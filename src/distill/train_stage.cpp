@@ -53,50 +53,23 @@ void TrainStage::prepare() {
     sequences_.emplace(std::move(seqs), cfg_.batch_size, cfg_.seq_len, data_seed, tok_.pad_id(),
                        data::Overlong::Reject);
   }
-  // The model must exist (or be made by an earlier stage) and fit the sequences.
-  if (cfg_.model.rfind('@', 0) == 0) return;
-  auto it = job_.models.find(cfg_.model);
-  int64_t context = 0;
-  if (it != job_.models.end()) {
-    model::ModelConfig mc = it->second;
-    if (mc.vocab_size == 0) mc.vocab_size = tok_.vocab_size();
-    if (mc.vocab_size < tok_.vocab_size())
-      input_error(cfg_.where, "model '" + cfg_.model + "' has vocab_size " +
-                                  std::to_string(mc.vocab_size) + " < the tokenizer's " +
-                                  std::to_string(tok_.vocab_size()),
-                  "raise vocab_size or leave it 0 to take the tokenizer's");
-    mc.validate("model." + cfg_.model);
-    context = mc.max_seq_len;
-  } else {
-    if (!fs::exists(cfg_.model))
-      input_error(cfg_.where, "model '" + cfg_.model +
-                                  "' is neither a [model.*] table, an \"@stage\" nor an existing "
-                                  "checkpoint file",
-                  "define [model." + cfg_.model + "] or fix the path");
-    io::CheckpointReader r(cfg_.model);
-    check_tokenizer(r, tok_.describe());
-    context = read_model_config(r).max_seq_len;
-  }
-  if (cfg_.seq_len > context)
+  // The model must exist (or be made by an earlier stage) and fit the tokenizer and sequences.
+  const model::ModelConfig mc = model_config_of(job_, cfg_.model, tok_);
+  if (mc.vocab_size < tok_.vocab_size())
+    input_error(cfg_.where, "model '" + cfg_.model + "' has vocab_size " +
+                                std::to_string(mc.vocab_size) + " < the tokenizer's " +
+                                std::to_string(tok_.vocab_size()),
+                "raise vocab_size or leave it 0 to take the tokenizer's");
+  mc.validate("model." + cfg_.model);
+  if (cfg_.seq_len > mc.max_seq_len)
     input_error(cfg_.where, "seq_len " + std::to_string(cfg_.seq_len) +
-                                " is longer than the model's context " + std::to_string(context),
+                                " is longer than the model's context " +
+                                std::to_string(mc.max_seq_len),
                 "lower seq_len or raise the model's max_seq_len");
 }
 
 data::TokenBatch TrainStage::next_batch() {
   return sequences_ ? sequences_->next() : text_->next();
-}
-
-std::unique_ptr<model::Transformer> TrainStage::initial_model() const {
-  auto it = job_.models.find(cfg_.model);
-  if (it != job_.models.end()) {
-    model::ModelConfig mc = it->second;
-    if (mc.vocab_size == 0) mc.vocab_size = tok_.vocab_size();
-    auto m = std::make_unique<model::Transformer>(mc);
-    m->init_weights(job_.run.seed);
-    return m;
-  }
-  return load_model(resolve_checkpoint(job_, cfg_.model), tok_.describe());
 }
 
 void TrainStage::save(model::Transformer& m, model::AdamW& opt, int64_t step,
@@ -135,7 +108,7 @@ StageOutcome TrainStage::run(StopCondition& stop) {
     else text_->set_cursor(cursor);
     core::log::info(cfg_.name, ": resuming from ", *resume, " at step ", step);
   } else {
-    m = initial_model();
+    m = distill::initial_model(job_, cfg_.model, tok_);
   }
   model::AdamW opt(m->params());
   if (resume) {

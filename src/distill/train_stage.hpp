@@ -21,7 +21,6 @@ class TrainStage final : public Stage {
 
  private:
   data::TokenBatch next_batch();
-  std::unique_ptr<model::Transformer> initial_model() const;
   void save(model::Transformer& m, model::AdamW& opt, int64_t step, int64_t tokens_seen);
 
   const JobConfig& job_;

@@ -65,12 +65,19 @@ std::vector<Generation> generate(Transformer& model,
   for (int64_t b = 0; b < B; ++b)
     streams.emplace_back(seed, core::RngPurpose::Sampling, stream_ids[static_cast<std::size_t>(b)]);
   std::vector<bool> done(static_cast<std::size_t>(B), false);
+  const int K = cfg.record_topk;
+  Tensor topk_vals, topk_ids;
+  if (K > 0) {
+    topk_vals = Tensor::empty({B, K});
+    topk_ids = Tensor::empty({B, K}, DType::I32);
+  }
 
   for (int64_t step = 0; step < cfg.max_new_tokens; ++step) {
     model.logits(h, logits);
     for (int64_t b = 0; b < B; ++b)
       uniforms.data<float>()[b] = done[static_cast<std::size_t>(b)] ? 0.0f : streams[static_cast<std::size_t>(b)].uniform();
     ops::sample_rows(logits, cfg.temperature, cfg.top_k, cfg.top_p, uniforms, next, logprobs);
+    if (K > 0) ops::topk_rows(logits, K, topk_vals, topk_ids);
     bool all_done = true;
     for (int64_t b = 0; b < B; ++b) {
       const auto bi = static_cast<std::size_t>(b);
@@ -78,6 +85,10 @@ std::vector<Generation> generate(Transformer& model,
       if (!done[bi]) {
         out[bi].tokens.push_back(tok);
         out[bi].logprobs.push_back(logprobs.data<float>()[b]);
+        if (K > 0) {
+          const int32_t* ids = topk_ids.data<int32_t>() + b * K;
+          out[bi].topk_ids.insert(out[bi].topk_ids.end(), ids, ids + K);
+        }
         const bool stop = tok == eos_id || std::find(cfg.stop_tokens.begin(), cfg.stop_tokens.end(),
                                                      tok) != cfg.stop_tokens.end();
         if (stop) out[bi].stopped = true;

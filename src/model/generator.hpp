@@ -17,12 +17,16 @@ struct SamplingConfig {
   float top_p = 1.0f;        // >= 1: no nucleus filter
   int64_t max_new_tokens = 64;
   std::vector<int32_t> stop_tokens;  // besides EOS
+  int record_topk = 0;  // > 0: keep the top-k ids of the model's own distribution per token
 };
 
 struct Generation {
   std::vector<int32_t> tokens;    // generated tokens, including the EOS/stop token if one came
   std::vector<float> logprobs;    // log-probability of each token under the sampler
   bool stopped = false;           // ended by EOS or a stop token (else by a length limit)
+  // With record_topk = k: the k most likely ids (descending, temperature 1) at each generated
+  // position, tokens.size() * k values.
+  std::vector<int32_t> topk_ids;
 };
 
 // prompts: token ids, each non-empty and shorter than the model's context (Input error if not).

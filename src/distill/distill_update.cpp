@@ -1,0 +1,241 @@
+#include "distill/distill_update.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "backend/ops.hpp"
+#include "core/error.hpp"
+#include "distill/auroc.hpp"
+#include "model/lm_loss.hpp"
+
+namespace opd::distill {
+
+namespace ops = opd::backend;
+using core::DType;
+using core::Tensor;
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+backend::TeacherRows slice_rows(const backend::TeacherRows& t, int64_t r0, int64_t r1) {
+  auto cut = [&](const Tensor& x) { return x.defined() ? x.slice(r0, r1) : Tensor(); };
+  backend::TeacherRows s;
+  s.mode = t.mode;
+  s.logq_y = cut(t.logq_y);
+  s.entropy_q = cut(t.entropy_q);
+  s.student_ids = cut(t.student_ids);
+  s.logq_student_ids = cut(t.logq_student_ids);
+  s.teacher_ids = cut(t.teacher_ids);
+  s.logq_teacher_ids = cut(t.logq_teacher_ids);
+  return s;
+}
+
+// Mean of the finite values (NaN when none).
+double finite_mean(const float* x, int64_t n) {
+  double s = 0;
+  int64_t c = 0;
+  for (int64_t i = 0; i < n; ++i)
+    if (std::isfinite(x[i])) s += x[i], ++c;
+  return c ? s / static_cast<double>(c) : kNaN;
+}
+
+}  // namespace
+
+std::vector<double> group_normalised_rewards(const std::vector<int32_t>& example,
+                                             const std::vector<uint8_t>& correct) {
+  std::map<int32_t, std::pair<double, double>> sums;  // example -> (sum, sum of squares)
+  std::map<int32_t, int> counts;
+  for (std::size_t i = 0; i < example.size(); ++i) {
+    sums[example[i]].first += correct[i];
+    sums[example[i]].second += correct[i] * correct[i];
+    ++counts[example[i]];
+  }
+  std::vector<double> adv(example.size());
+  for (std::size_t i = 0; i < example.size(); ++i) {
+    const double n = counts[example[i]];
+    const double mean = sums[example[i]].first / n;
+    const double var = std::max(0.0, sums[example[i]].second / n - mean * mean);
+    adv[i] = var > 0 ? (correct[i] - mean) / (std::sqrt(var) + 1e-6) : 0.0;
+  }
+  return adv;
+}
+
+StepMetrics distill_backward(model::Transformer& student, const RolloutBatch& rb,
+                             const ScoreReply& teacher, const DistillConfig& cfg) {
+  const ObjectiveConfig& oc = cfg.objective;
+  const int64_t M = rb.num_rows(), B = rb.batch(), T = rb.seq_len();
+  const int64_t D = student.config().d_model, V = student.config().vocab_size;
+  StepMetrics m;
+  if (M == 0) return m;
+  const bool full = teacher.signal.mode == backend::Signal::Full;
+
+  const Tensor& h = student.forward(rb.ids, model::causal_positions(B, T), true);
+  const Tensor rows = Tensor::from_vector(rb.rows, {M});
+  const Tensor y = Tensor::from_vector(rb.targets, {M});
+  const Tensor logmu = Tensor::from_vector(rb.logmu, {M});
+  Tensor h_r = Tensor::empty({M, D});
+  ops::embedding_forward(h, rows, h_r);  // gather the response positions
+  model::Param& head = student.lm_head();
+
+  backend::TeacherRows signal = teacher.signal;
+  const int64_t RB = cfg.rows_per_block;
+  Tensor z_block = Tensor::empty({RB, V}), u_block = full ? Tensor::empty({RB, V}) : Tensor();
+  auto block_inputs = [&](int64_t r0, int64_t r1, Tensor& z, backend::TeacherRows& tr) {
+    z = z_block.slice(0, r1 - r0);
+    ops::gemm(h_r.slice(r0, r1), false, head.value, true, z);
+    tr = slice_rows(signal, r0, r1);
+    if (full) {
+      tr.logits = u_block.slice(0, r1 - r0);
+      teacher_logits_block(teacher, r0, r1, tr.logits);
+    }
+  };
+
+  // Pass 1: per-token statistics and diagnostics.
+  ops::TokenStats st;
+  for (Tensor* t : {&st.logp_y, &st.entropy_p, &st.logq_y, &st.entropy_q, &st.kl_full, &st.kl_topk,
+                    &st.overlap_ratio, &st.overlap_mass_p, &st.overlap_mass_q, &st.overlap_adv})
+    *t = Tensor::empty({M});
+  for (int64_t r0 = 0; r0 < M; r0 += RB) {
+    const int64_t r1 = std::min(M, r0 + RB);
+    Tensor z;
+    backend::TeacherRows tr;
+    block_inputs(r0, r1, z, tr);
+    ops::TokenStats sb;
+    sb.logp_y = st.logp_y.slice(r0, r1);
+    sb.entropy_p = st.entropy_p.slice(r0, r1);
+    sb.logq_y = st.logq_y.slice(r0, r1);
+    sb.entropy_q = st.entropy_q.slice(r0, r1);
+    sb.kl_full = st.kl_full.slice(r0, r1);
+    sb.kl_topk = st.kl_topk.slice(r0, r1);
+    sb.overlap_ratio = st.overlap_ratio.slice(r0, r1);
+    sb.overlap_mass_p = st.overlap_mass_p.slice(r0, r1);
+    sb.overlap_mass_q = st.overlap_mass_q.slice(r0, r1);
+    sb.overlap_adv = st.overlap_adv.slice(r0, r1);
+    ops::token_stats(z, tr, y.slice(r0, r1), cfg.diag_k, sb);
+  }
+  // The teacher's log q(y) from the reply is exact in every mode (the stats op's may be NaN in
+  // top-k mode when y is outside both top-k sets).
+  const float* lq = teacher.signal.logq_y.data<float>();
+  const float* lp = st.logp_y.data<float>();
+
+  // Advantages.
+  const std::vector<double> outcome = group_normalised_rewards(rb.example, rb.correct);
+  std::vector<double> reward(static_cast<std::size_t>(M));  // per-token teacher term
+  for (int64_t i = 0; i < M; ++i) reward[static_cast<std::size_t>(i)] = lq[i] - lp[i];
+  std::vector<double> ret = reward;
+  if (oc.discount > 0)  // reward-to-go within each response (rows of a response are contiguous)
+    for (int64_t i = M - 2; i >= 0; --i)
+      if (rb.row_seq[static_cast<std::size_t>(i)] == rb.row_seq[static_cast<std::size_t>(i + 1)])
+        ret[static_cast<std::size_t>(i)] += oc.discount * ret[static_cast<std::size_t>(i + 1)];
+  const float* klsrc = oc.baseline == "kl_full"   ? st.kl_full.data<float>()
+                       : oc.baseline == "kl_topk" ? st.kl_topk.data<float>()
+                                                  : nullptr;
+  Tensor adv = Tensor::zeros({M}), base = Tensor::zeros({M}), w = Tensor::empty({M});
+  std::vector<int64_t> rows_of_seq(static_cast<std::size_t>(B), 0);
+  for (int32_t s : rb.row_seq) ++rows_of_seq[static_cast<std::size_t>(s)];
+  int64_t seqs_with_rows = 0;
+  for (int64_t c : rows_of_seq) seqs_with_rows += c > 0;
+  for (int64_t i = 0; i < M; ++i) {
+    const auto ii = static_cast<std::size_t>(i);
+    const double b = klsrc ? -oc.teacher_weight * klsrc[i] : 0.0;
+    const double extra = oc.reward_weight * outcome[static_cast<std::size_t>(rb.row_seq[ii])];
+    if (oc.kind == "pg_sampled")
+      adv.data<float>()[i] = static_cast<float>(oc.teacher_weight * ret[ii] - b + extra);
+    else
+      adv.data<float>()[i] = static_cast<float>(extra);
+    base.data<float>()[i] = static_cast<float>(b);
+    const double n_seq = static_cast<double>(rows_of_seq[static_cast<std::size_t>(rb.row_seq[ii])]);
+    w.data<float>()[i] = static_cast<float>(
+        oc.aggregation == "sum"        ? 1.0
+        : oc.aggregation == "seq_mean" ? 1.0 / (static_cast<double>(seqs_with_rows) * n_seq)
+                                       : 1.0 / static_cast<double>(M));
+  }
+  backend::ObjectiveArgs args = objective_args(oc);
+  if (!rb.on_policy) args.use_ratio = false;  // fixed data has no sampler log-probs
+
+  // Pass 2: the objective's gradient with respect to the logits, then back through the head.
+  Tensor loss = Tensor::empty({M}), dz_block = Tensor::empty({RB, V});
+  Tensor dh_r = Tensor::empty({M, D});
+  for (int64_t r0 = 0; r0 < M; r0 += RB) {
+    const int64_t r1 = std::min(M, r0 + RB);
+    Tensor z;
+    backend::TeacherRows tr;
+    block_inputs(r0, r1, z, tr);
+    Tensor dz = dz_block.slice(0, r1 - r0), lb = loss.slice(r0, r1);
+    ops::objective_rows(z, tr, y.slice(r0, r1), logmu.slice(r0, r1), adv.slice(r0, r1),
+                        base.slice(r0, r1), w.slice(r0, r1), args, lb, dz);
+    Tensor dhb = dh_r.slice(r0, r1);
+    ops::gemm(dz, false, head.value, false, dhb);
+    ops::gemm(dz, true, h_r.slice(r0, r1), false, head.grad, 1.0f, 1.0f);
+  }
+  Tensor dh = Tensor::zeros({B * T, D});
+  ops::embedding_backward(dh_r, rows, dh);  // scatter the rows back to their positions
+  student.backward(dh);
+
+  // Metrics.
+  double total = 0, k1 = 0, k3 = 0, gap = 0;
+  int64_t gap_n = 0;
+  const float* hq = st.entropy_q.data<float>();
+  const float* hp = st.entropy_p.data<float>();
+  for (int64_t i = 0; i < M; ++i) {
+    total += loss.data<float>()[i];
+    const double d = lq[i] - lp[i];
+    k1 += -d;
+    k3 += std::exp(d) - 1 - d;
+    if (std::isfinite(hq[i])) gap += std::abs(hq[i] - hp[i]), ++gap_n;
+  }
+  m["loss"] = total;
+  m["kl_k1"] = k1 / static_cast<double>(M);
+  m["kl_k3"] = k3 / static_cast<double>(M);
+  m["kl_full"] = finite_mean(st.kl_full.data<float>(), M);
+  m["kl_topk"] = finite_mean(st.kl_topk.data<float>(), M);
+  m["entropy_student"] = finite_mean(hp, M);
+  m["entropy_teacher"] = finite_mean(hq, M);
+  m["entropy_gap"] = gap_n ? gap / static_cast<double>(gap_n) : kNaN;
+  m["overlap_ratio"] = finite_mean(st.overlap_ratio.data<float>(), M);
+  m["overlap_mass_student"] = finite_mean(st.overlap_mass_p.data<float>(), M);
+  m["overlap_mass_teacher"] = finite_mean(st.overlap_mass_q.data<float>(), M);
+  m["overlap_advantage"] = finite_mean(st.overlap_adv.data<float>(), M);
+  // Entropy by relative position in the response.
+  const int nb = std::max(1, cfg.position_buckets);
+  std::vector<double> bsum(static_cast<std::size_t>(nb)), bcnt(static_cast<std::size_t>(nb));
+  for (int64_t i = 0; i < M; ++i) {
+    const auto ii = static_cast<std::size_t>(i);
+    const double len = rb.response_len[static_cast<std::size_t>(rb.row_seq[ii])];
+    const auto bk = std::min<std::size_t>(static_cast<std::size_t>(nb - 1),
+                                          static_cast<std::size_t>(rb.row_index[ii] / len * nb));
+    bsum[bk] += hp[i];
+    bcnt[bk] += 1;
+  }
+  for (int b = 0; b < nb; ++b)
+    m["entropy_student_pos" + std::to_string(b)] =
+        bcnt[static_cast<std::size_t>(b)] ? bsum[static_cast<std::size_t>(b)] / bcnt[static_cast<std::size_t>(b)] : kNaN;
+  // Sequence-level: length, truncation, accuracy, and how well the sequence-mean teacher reward
+  // separates correct from incorrect responses.
+  std::vector<double> seq_reward(static_cast<std::size_t>(B), 0.0);
+  for (int64_t i = 0; i < M; ++i)
+    seq_reward[static_cast<std::size_t>(rb.row_seq[static_cast<std::size_t>(i)])] += reward[static_cast<std::size_t>(i)];
+  double len = 0, trunc = 0, acc = 0;
+  std::vector<double> scores;
+  std::vector<int> labels;
+  for (int64_t b = 0; b < B; ++b) {
+    const auto bi = static_cast<std::size_t>(b);
+    len += rb.response_len[bi];
+    trunc += rb.truncated[bi];
+    acc += rb.correct[bi];
+    if (rows_of_seq[bi] > 0) {
+      scores.push_back(seq_reward[bi] / static_cast<double>(rows_of_seq[bi]));
+      labels.push_back(rb.correct[bi]);
+    }
+  }
+  m["response_length"] = len / static_cast<double>(B);
+  m["truncation_rate"] = trunc / static_cast<double>(B);
+  m["rollout_accuracy"] = acc / static_cast<double>(B);
+  m["reward_auroc"] = auroc(scores, labels);
+  m["response_tokens"] = static_cast<double>(M);
+  return m;
+}
+
+}  // namespace opd::distill

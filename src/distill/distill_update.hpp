@@ -1,0 +1,29 @@
+// One distillation update's forward and backward (DESIGN.md §3–§5): the student's logits at the
+// response positions, formed a block of rows at a time, the per-token statistics and diagnostics,
+// the advantages (teacher term, discount, baseline, outcome reward), the objective's gradient
+// with respect to the logits, and its backward through the LM head and the model. Gradients are
+// accumulated; the optimizer step is the caller's.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "distill/objective_config.hpp"
+#include "distill/rollout.hpp"
+#include "distill/teacher.hpp"
+#include "model/transformer.hpp"
+
+namespace opd::distill {
+
+// Metric name → value for the step (means over the batch's response positions unless noted).
+using StepMetrics = std::map<std::string, double>;
+
+StepMetrics distill_backward(model::Transformer& student, const RolloutBatch& batch,
+                             const ScoreReply& teacher, const DistillConfig& cfg);
+
+// The outcome advantage of each response: (r - mean) / (std + 1e-6) within each group of
+// responses to the same example (0 for a group whose rewards are all equal).
+std::vector<double> group_normalised_rewards(const std::vector<int32_t>& example,
+                                             const std::vector<uint8_t>& correct);
+
+}  // namespace opd::distill

@@ -1,0 +1,126 @@
+#include "distill/rollout.hpp"
+
+#include <algorithm>
+
+#include "backend/ops.hpp"
+#include "core/error.hpp"
+#include "model/lm_loss.hpp"
+#include "data/sequence.hpp"
+#include "data/verifier.hpp"
+
+namespace opd::distill {
+
+namespace {
+
+// Lays out prompt + response token lists as a right-padded [B, T] batch with its scored rows.
+void layout(RolloutBatch& rb, const std::vector<std::vector<int32_t>>& prompts,
+            const std::vector<std::vector<int32_t>>& responses, int32_t pad) {
+  const int64_t B = static_cast<int64_t>(prompts.size());
+  int64_t T = 1;
+  for (int64_t b = 0; b < B; ++b)
+    T = std::max<int64_t>(T, static_cast<int64_t>(prompts[b].size() + responses[b].size()));
+  rb.ids = core::Tensor::empty({B, T}, core::DType::I32);
+  int32_t* ids = rb.ids.data<int32_t>();
+  std::fill(ids, ids + B * T, pad);
+  rb.response_len.assign(static_cast<std::size_t>(B), 0);
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& p = prompts[static_cast<std::size_t>(b)];
+    const auto& r = responses[static_cast<std::size_t>(b)];
+    std::copy(p.begin(), p.end(), ids + b * T);
+    std::copy(r.begin(), r.end(), ids + b * T + static_cast<int64_t>(p.size()));
+    rb.response_len[static_cast<std::size_t>(b)] = static_cast<int32_t>(r.size());
+    for (std::size_t j = 0; j < r.size(); ++j) {
+      rb.rows.push_back(static_cast<int32_t>(b * T + static_cast<int64_t>(p.size() + j) - 1));
+      rb.targets.push_back(r[j]);
+      rb.row_seq.push_back(static_cast<int32_t>(b));
+      rb.row_index.push_back(static_cast<int32_t>(j));
+    }
+  }
+}
+
+}  // namespace
+
+RolloutBatch make_rollouts(model::Transformer& student, const data::Tokenizer& tok,
+                           const std::vector<data::Example>& examples,
+                           const std::vector<int64_t>& chosen, int64_t samples,
+                           const model::SamplingConfig& sampling, uint64_t seed,
+                           uint64_t stream_base, const std::string& marker) {
+  RolloutBatch rb;
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<uint64_t> streams;
+  for (int64_t e : chosen)
+    for (int64_t s = 0; s < samples; ++s) {
+      prompts.push_back(data::build_prompt(tok, examples[static_cast<std::size_t>(e)].prompt).tokens);
+      rb.example.push_back(static_cast<int32_t>(e));
+      streams.push_back(stream_base + streams.size());
+    }
+  auto gens = model::generate(student, prompts, sampling, seed, streams, tok.eos_id());
+  std::vector<std::vector<int32_t>> responses;
+  rb.k = sampling.record_topk;
+  for (std::size_t b = 0; b < gens.size(); ++b) {
+    const auto& g = gens[b];
+    responses.push_back(g.tokens);
+    rb.logmu.insert(rb.logmu.end(), g.logprobs.begin(), g.logprobs.end());
+    rb.topk.insert(rb.topk.end(), g.topk_ids.begin(), g.topk_ids.end());
+    rb.responses.push_back(tok.decode(g.tokens));
+    rb.truncated.push_back(!g.stopped);
+    const auto& answer = examples[static_cast<std::size_t>(rb.example[b])].answer;
+    rb.correct.push_back(!answer.empty() && data::verify(rb.responses.back(), answer, marker));
+  }
+  layout(rb, prompts, responses, tok.pad_id());
+  rb.on_policy = true;
+  return rb;
+}
+
+RolloutBatch make_fixed_batch(const data::Tokenizer& tok,
+                              const std::vector<data::Example>& examples,
+                              const std::vector<int64_t>& chosen, int64_t context,
+                              const std::string& marker) {
+  RolloutBatch rb;
+  std::vector<std::vector<int32_t>> prompts, responses;
+  for (int64_t e : chosen) {
+    const auto& ex = examples[static_cast<std::size_t>(e)];
+    data::TokenSequence s = data::build_sequence(tok, ex.prompt, ex.response, true);
+    const auto split = static_cast<std::size_t>(s.prompt_len);
+    std::vector<int32_t> p(s.tokens.begin(), s.tokens.begin() + static_cast<std::ptrdiff_t>(split));
+    std::vector<int32_t> r(s.tokens.begin() + static_cast<std::ptrdiff_t>(split), s.tokens.end());
+    const auto room = static_cast<std::size_t>(std::max<int64_t>(0, context - static_cast<int64_t>(p.size())));
+    const bool cut = r.size() > room;
+    if (cut) r.resize(room);
+    prompts.push_back(std::move(p));
+    responses.push_back(std::move(r));
+    rb.example.push_back(static_cast<int32_t>(e));
+    rb.responses.push_back(ex.response);
+    rb.truncated.push_back(cut);
+    rb.correct.push_back(!ex.answer.empty() && data::verify(ex.response, ex.answer, marker));
+  }
+  layout(rb, prompts, responses, tok.pad_id());
+  rb.logmu.assign(rb.rows.size(), 0.0f);
+  rb.on_policy = false;
+  return rb;
+}
+
+std::vector<int32_t> student_topk(model::Transformer& student, const RolloutBatch& rb, int k,
+                                  int64_t rows_per_block) {
+  namespace ops = opd::backend;
+  const int64_t M = rb.num_rows(), V = student.config().vocab_size;
+  std::vector<int32_t> out(static_cast<std::size_t>(M * k));
+  if (M == 0) return out;
+  const core::Tensor& h = student.forward(rb.ids, model::causal_positions(rb.batch(), rb.seq_len()), false);
+  core::Tensor rows = core::Tensor::from_vector(rb.rows, {M});
+  core::Tensor hr = core::Tensor::empty({M, student.config().d_model});
+  ops::embedding_forward(h, rows, hr);
+  core::Tensor logits = core::Tensor::empty({rows_per_block, V});
+  core::Tensor vals = core::Tensor::empty({rows_per_block, k});
+  core::Tensor ids = core::Tensor::empty({rows_per_block, k}, core::DType::I32);
+  for (int64_t r0 = 0; r0 < M; r0 += rows_per_block) {
+    const int64_t r1 = std::min(M, r0 + rows_per_block);
+    core::Tensor l = logits.slice(0, r1 - r0), v = vals.slice(0, r1 - r0), i = ids.slice(0, r1 - r0);
+    ops::gemm(hr.slice(r0, r1), false, student.lm_head().value, true, l);
+    ops::topk_rows(l, k, v, i);
+    std::copy(i.data<int32_t>(), i.data<int32_t>() + (r1 - r0) * k, out.begin() + r0 * k);
+  }
+  return out;
+}
+
+}  // namespace opd::distill

@@ -1,0 +1,79 @@
+#include "distill/teacher.hpp"
+
+#include <algorithm>
+
+#include "core/error.hpp"
+#include "model/lm_loss.hpp"
+
+namespace opd::distill {
+
+namespace ops = opd::backend;
+using core::DType;
+
+LocalTeacher::LocalTeacher(std::unique_ptr<model::Transformer> model, float temperature,
+                           int64_t vocab_chunk, int64_t rows_per_block)
+    : model_(std::move(model)),
+      temperature_(temperature),
+      vocab_chunk_(vocab_chunk),
+      rows_per_block_(rows_per_block) {
+  OPD_CHECK(temperature_ > 0, "teacher temperature must be positive");
+}
+
+void teacher_logits_block(const ScoreReply& reply, int64_t r0, int64_t r1, Tensor& out) {
+  ops::gemm(reply.hidden.slice(r0, r1), false, reply.head, true, out,
+            1.0f / reply.temperature);
+}
+
+ScoreReply LocalTeacher::score(const ScoreRequest& req) {
+  const int64_t M = req.rows.numel();
+  const int64_t V = model_->config().vocab_size;
+  const Tensor& h_all = model_->forward(req.ids, model::causal_positions(req.ids.dim(0), req.ids.dim(1)),
+                                        false);
+  ScoreReply reply;
+  reply.temperature = temperature_;
+  reply.hidden = Tensor::empty({M, model_->config().d_model});
+  ops::embedding_forward(h_all, req.rows, reply.hidden);  // gather the scored rows
+  reply.head = model_->lm_head().value;
+  reply.signal.mode = req.mode;
+
+  // Log-sum-exp, log q(y) and entropy: the vocab-chunked head (every mode uses them).
+  ops::HeadStats stats;
+  stats.lse = Tensor::empty({M});
+  stats.target_logit = Tensor::empty({M});
+  stats.entropy = Tensor::empty({M});
+  ops::lm_head_stats(reply.hidden, reply.head, &req.targets, temperature_, vocab_chunk_, stats);
+  reply.lse = stats.lse;
+  reply.signal.entropy_q = stats.entropy;
+  reply.signal.logq_y = Tensor::empty({M});
+  for (int64_t i = 0; i < M; ++i)
+    reply.signal.logq_y.data<float>()[i] =
+        stats.target_logit.data<float>()[i] - stats.lse.data<float>()[i];
+  if (req.mode == Signal::Sampled) return reply;
+
+  // TopK (and Full): log q at the student's ids and the teacher's own top-k, a block of rows at
+  // a time so that at most [rows_per_block, V] logits exist.
+  OPD_CHECK(req.student_ids.defined() && req.student_ids.dim(0) == M,
+            "top-k scoring needs the student's top-k ids per position");
+  const int64_t k = req.student_ids.dim(1);
+  reply.signal.student_ids = req.student_ids;
+  reply.signal.logq_student_ids = Tensor::empty({M, k});
+  reply.signal.teacher_ids = Tensor::empty({M, k}, DType::I32);
+  reply.signal.logq_teacher_ids = Tensor::empty({M, k});
+  Tensor block = Tensor::empty({rows_per_block_, V});
+  Tensor logq = Tensor::empty({rows_per_block_, V});
+  for (int64_t r0 = 0; r0 < M; r0 += rows_per_block_) {
+    const int64_t r1 = std::min(M, r0 + rows_per_block_);
+    Tensor b = block.slice(0, r1 - r0);
+    Tensor lq = logq.slice(0, r1 - r0);
+    teacher_logits_block(reply, r0, r1, b);
+    ops::log_softmax_rows(b, lq);
+    Tensor got = reply.signal.logq_student_ids.slice(r0, r1);
+    ops::gather_cols(lq, req.student_ids.slice(r0, r1), got);
+    Tensor tv = reply.signal.logq_teacher_ids.slice(r0, r1);
+    Tensor ti = reply.signal.teacher_ids.slice(r0, r1);
+    ops::topk_rows(lq, static_cast<int>(k), tv, ti);
+  }
+  return reply;
+}
+
+}  // namespace opd::distill
