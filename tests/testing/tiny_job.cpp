@@ -27,4 +27,23 @@ std::string tiny_job(const std::string& run_dir, int steps, int every) {
          "data = \"test.jsonl\"\nmax_new_tokens = 30\nlimit = 8\n";
 }
 
+std::string tiny_distill_job(const std::string& run_dir, int steps, int every,
+                             const std::string& signal, const std::string& objective) {
+  return "[run]\ndir = \"" + run_dir + "\"\nseed = 5\n\n"
+         "[model.teacher]\nd_model = 32\nn_layers = 1\nn_heads = 2\nd_ff = 64\nmax_seq_len = 48\n"
+         "[model.student]\nd_model = 16\nn_layers = 1\nn_heads = 2\nd_ff = 32\nmax_seq_len = 48\n\n"
+         "[[stage]]\nname = \"teacher\"\nkind = \"pretrain\"\nmodel = \"teacher\"\n"
+         "data = \"train.jsonl\"\nsteps = 6\nbatch_size = 8\nseq_len = 40\n\n"
+         "[[stage]]\nname = \"student\"\nkind = \"pretrain\"\nmodel = \"student\"\n"
+         "data = \"train.jsonl\"\nsteps = 3\nbatch_size = 8\nseq_len = 40\n\n"
+         "[[stage]]\nname = \"distill\"\nkind = \"distill\"\nmodel = \"@student\"\n"
+         "teacher = \"@teacher\"\ndata = \"train.jsonl\"\nsteps = " + std::to_string(steps) +
+         "\nprompts_per_step = 3\nsamples_per_prompt = 2\nsignal = \"" + signal +
+         "\"\ntopk = 4\nlog_every = 1\n"
+         "[stage.rollout]\nmax_new_tokens = 12\n"
+         "[stage.objective]\n" + objective + "\n"
+         "[stage.checkpoint]\nevery = " + std::to_string(every) + "\nkeep_last = 3\n"
+         "[stage.eval]\ndata = \"test.jsonl\"\nevery = 2\nlimit = 4\nmax_new_tokens = 12\n";
+}
+
 }  // namespace opd::testing

@@ -13,4 +13,11 @@ void make_arith_data(const std::filesystem::path& dir, int count = 400);
 // train.jsonl checkpointing every `every` steps, then an eval stage on test.jsonl.
 std::string tiny_job(const std::string& run_dir, int steps, int every = 0);
 
+// A job whose stages pretrain a tiny teacher and a tinier student briefly, then distil the
+// student for `steps` steps (checkpoints every `every`), with an evaluation every `eval_every`.
+// `objective` is inserted into [stage.objective] (e.g. "kind = \"pg_sampled\"").
+std::string tiny_distill_job(const std::string& run_dir, int steps, int every = 0,
+                             const std::string& signal = "topk",
+                             const std::string& objective = "kind = \"pg_topk\"");
+
 }  // namespace opd::testing
