@@ -14,6 +14,7 @@
 #include "app/commands.hpp"
 #include "backend/ops.hpp"
 #include "core/timer.hpp"
+#include "distill/teacher.hpp"
 #include "model/generator.hpp"
 #include "model/lm_loss.hpp"
 #include "model/optimizer.hpp"
@@ -151,6 +152,45 @@ nlohmann::json bench_decode(const BenchArgs& a, int threads) {
           {"batches", rows}};
 }
 
+// Teacher scoring: one prefill forward over prompt + response and the chunked head at every
+// position (log q(y), log-sum-exp, entropy), the work a teacher does per distillation step.
+nlohmann::json bench_score(const BenchArgs& a, int threads) {
+  ops::set_blas_threads(threads);
+  const double sgemm = measure_sgemm_gflops();
+  distill::LocalTeacher teacher(std::make_unique<model::Transformer>(a.model), 1.0f);
+  teacher.model().init_weights(1);
+  const int64_t N = a.batch * a.seq;
+  std::vector<int32_t> ids(static_cast<std::size_t>(N)), rows(ids.size()), tg(ids.size());
+  for (int64_t i = 0; i < N; ++i) {
+    const auto ii = static_cast<std::size_t>(i);
+    ids[ii] = static_cast<int32_t>((i * 7919) % a.model.vocab_size);
+    rows[ii] = static_cast<int32_t>(i);
+    tg[ii] = static_cast<int32_t>((i * 104729 + 1) % a.model.vocab_size);
+  }
+  distill::ScoreRequest req;
+  req.ids = Tensor::from_vector(ids, {a.batch, a.seq});
+  req.rows = Tensor::from_vector(rows, {N});
+  req.targets = Tensor::from_vector(tg, {N});
+  req.mode = backend::Signal::Sampled;
+  double total = 0;
+  for (int64_t s = 0; s < a.warmup + a.steps; ++s) {
+    core::Stopwatch t;
+    teacher.score(req);
+    if (s >= a.warmup) total += t.seconds();
+  }
+  const double secs = total / static_cast<double>(a.steps);
+  // Forward FLOPs: a third of the training step's matmul work (2 per multiply-add), plus the
+  // attention forward.
+  const double flops_per_token = a.model.train_flops_per_token(a.seq) / 3.0;
+  const double gflops = flops_per_token * static_cast<double>(N) / secs / 1e9;
+  std::printf("score  threads %d: %.3f s per %lld-token batch, %.0f tok/s, %.1f GFLOP/s = %.1f%% of sgemm %.1f GFLOP/s\n",
+              threads, secs, static_cast<long long>(N), static_cast<double>(N) / secs, gflops,
+              100 * gflops / sgemm, sgemm);
+  return {{"mode", "score"},         {"threads", threads},       {"batch", a.batch},
+          {"seq", a.seq},            {"seconds", secs},          {"tokens_per_second", N / secs},
+          {"achieved_gflops", gflops}, {"sgemm_gflops", sgemm},  {"fraction_of_sgemm", gflops / sgemm}};
+}
+
 void add_model_options(CLI::App* cmd, BenchArgs& a) {
   // Default: a GPT-2-124M-shaped model of this architecture.
   a.model.vocab_size = 50304;
@@ -192,6 +232,18 @@ void add_bench_command(CLI::App& app, int& status) {
     nlohmann::json runs = nlohmann::json::array();
     for (int t : a->threads) runs.push_back(bench_train(*a, t));
     write_json(a->json, {{"bench", "train"}, {"runs", runs}});
+    status = 0;
+  });
+  auto* score = bench->add_subcommand("score", "Teacher scoring (prefill + head): tokens/s, GFLOP/s");
+  add_model_options(score, *a);
+  score->add_option("--batch", a->batch)->capture_default_str();
+  score->add_option("--seq", a->seq)->capture_default_str();
+  score->add_option("--steps", a->steps)->capture_default_str();
+  score->callback([a, &status] {
+    a->model.max_seq_len = std::max(a->model.max_seq_len, a->seq);
+    nlohmann::json runs = nlohmann::json::array();
+    for (int t : a->threads) runs.push_back(bench_score(*a, t));
+    write_json(a->json, {{"bench", "score"}, {"runs", runs}});
     status = 0;
   });
   auto* decode = bench->add_subcommand("decode", "KV-cache decoding: tokens/s against the roofline");

@@ -1,5 +1,6 @@
 #include "app/job_config.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <limits>
 #include <set>
@@ -59,10 +60,11 @@ model::SamplingConfig read_sampling(ConfigTable& t, model::SamplingConfig s) {
   return s;
 }
 
-distill::EvalConfig read_eval(ConfigTable& t) {
+distill::EvalConfig read_eval(ConfigTable& t,
+                              model::SamplingConfig defaults = {0.0f, 0, 1.0f, 128, {}, 0}) {
   distill::EvalConfig e;
   e.samples = t.get_int("samples", 1, 1, 1 << 16);
-  e.sampling = read_sampling(t, model::SamplingConfig{0.0f, 0, 1.0f, 128, {}, 0});
+  e.sampling = read_sampling(t, defaults);
   e.batch_size = t.get_int("batch_size", 64, 1, 1 << 20);
   e.limit = t.get_int("limit", 0, 0, kBig);
   e.marker = t.get_choice("marker", "auto", {"auto", "answer", "boxed"});
@@ -118,11 +120,20 @@ StageConfig read_stage(ConfigTable t) {
   StageConfig s;
   s.where = t.location();
   s.name = t.require<std::string>("name");
-  s.kind = t.require_choice("kind", {"pretrain", "sft", "eval", "distill"});
+  s.kind = t.require_choice("kind", {"pretrain", "sft", "eval", "distill", "teacher_generate"});
   s.model = t.require<std::string>("model");
   s.data = t.require<std::string>("data");
   if (s.kind == "eval") {
     s.eval = read_eval(t);
+    return s;
+  }
+  if (s.kind == "teacher_generate") {
+    // The literature's cold-start sampling: temperature 0.7, top-p 0.95.
+    s.eval = read_eval(t, model::SamplingConfig{0.7f, 0, 0.95f, 128, {}, 0});
+    s.filter.require_marker = t.get<bool>("require_marker", true);
+    s.filter.require_correct = t.get<bool>("require_correct", false);
+    s.filter.repeat_ngram = static_cast<int>(t.get_int("repeat_ngram", 8, 1, 4096));
+    s.filter.repeat_max = static_cast<int>(t.get_int("repeat_max", 3, 1, 1 << 20));
     return s;
   }
   // Every training stage (pretrain, sft, distill).
@@ -184,6 +195,13 @@ JobConfig parse_job(const std::string& toml_text, const std::string& source_name
     StageConfig s = read_stage(st);
     if (!seen.insert(s.name).second)
       input_error(s.where, "duplicate stage name '" + s.name + "'", "give every stage its own name");
+    for (const std::string* ref : {&s.data, &s.distill.eval_data})
+      if (ref->rfind('@', 0) == 0 &&
+          std::none_of(job.stages.begin(), job.stages.end(), [&](const StageConfig& e) {
+            return e.name == ref->substr(1) && e.kind == "teacher_generate";
+          }))
+        input_error(s.where, "data \"" + *ref + "\" names no earlier teacher_generate stage",
+                    "use \"@NAME\" of a teacher_generate stage listed before this one, or a path");
     for (const std::string* ref : {&s.model, &s.distill.teacher})
       if (ref->rfind('@', 0) == 0 && (!seen.count(ref->substr(1)) || ref->substr(1) == s.name))
         input_error(s.where, "\"" + *ref + "\" names no earlier stage",

@@ -31,10 +31,14 @@ int run_job(const std::string& path, const std::vector<std::string>& overrides) 
   backend::set_blas_threads(job.run.threads);
   auto tok = data::make_tokenizer(job.tokenizer);
   // Everything is read and checked before anything is written: bad input leaves RUN as it was.
+  // A stage that reads what an earlier stage has yet to write is checked just before it runs.
   std::vector<std::unique_ptr<distill::Stage>> stages;
+  std::vector<bool> prepared;
   for (const auto& s : job.stages) {
     stages.push_back(distill::make_stage(job, s, *tok));
-    if (!distill::stage_done(job, s.name)) stages.back()->prepare();
+    const bool now = !distill::stage_done(job, s.name) && !distill::waits_for_data(job, s);
+    if (now) stages.back()->prepare();
+    prepared.push_back(now);
   }
   fs::create_directories(job.run.dir);
   {
@@ -51,6 +55,7 @@ int run_job(const std::string& path, const std::vector<std::string>& overrides) 
       continue;
     }
     core::log::info("stage ", name, " (", job.stages[i].kind, ")");
+    if (!prepared[i]) stages[i]->prepare();
     if (stages[i]->run(stop) == distill::StageOutcome::Interrupted) return distill::kExitResubmit;
   }
   core::log::info("job finished: ", job.run.dir);

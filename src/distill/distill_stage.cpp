@@ -43,13 +43,14 @@ void DistillStage::prepare() {
                                 ") and the teacher's (" + std::to_string(teacher.vocab_size) +
                                 ") differ",
                 "distil between models of the same tokenizer");
-  prompts_ = data::load_jsonl(cfg_.data);
+  const std::string data_path = resolve_data(job_, cfg_.data);
+  prompts_ = data::load_jsonl(data_path);
   const bool needs_responses = dc.objective.kind == "sft" || dc.objective.gkd_lambda < 1.0;
   const bool needs_answers = dc.objective.reward_weight != 0.0;
   std::vector<data::TokenSequence> seqs;
   int64_t longest = 0;
   for (std::size_t i = 0; i < prompts_.size(); ++i) {
-    const std::string where = cfg_.data + ":" + std::to_string(i + 1);
+    const std::string where = data_path + ":" + std::to_string(i + 1);
     if (needs_responses && prompts_[i].response.empty())
       input_error(where, "example has no \"response\"",
                   "objective '" + dc.objective.kind + "' (or gkd_lambda < 1) trains on the data's responses");
@@ -66,7 +67,7 @@ void DistillStage::prepare() {
   sampler_.emplace(std::move(seqs), dc.prompts_per_step, longest, job_.run.seed ^ 0x5eedull,
                    tok_.pad_id(), data::Overlong::Reject);
   if (!dc.eval_data.empty()) {
-    eval_examples_ = data::load_jsonl(dc.eval_data);
+    eval_examples_ = data::load_jsonl(resolve_data(job_, dc.eval_data));
     for (std::size_t i = 0; i < eval_examples_.size(); ++i)
       if (eval_examples_[i].answer.empty())
         input_error(dc.eval_data + ":" + std::to_string(i + 1), "example has no \"answer\"",

@@ -115,8 +115,9 @@ StepMetrics distill_backward(model::Transformer& student, const RolloutBatch& rb
     sb.overlap_adv = st.overlap_adv.slice(r0, r1);
     ops::token_stats(z, tr, y.slice(r0, r1), cfg.diag_k, sb);
   }
-  // The teacher's log q(y) from the reply is exact in every mode (the stats op's may be NaN in
-  // top-k mode when y is outside both top-k sets).
+  // The teacher's log q(y) and entropy from the reply are exact in every mode (the stats op's
+  // are NaN in top-k mode when y is outside both top-k sets, and its entropy needs Full).
+  if (teacher.signal.entropy_q.defined()) ops::copy(teacher.signal.entropy_q, st.entropy_q);
   const float* lq = teacher.signal.logq_y.data<float>();
   const float* lp = st.logp_y.data<float>();
 

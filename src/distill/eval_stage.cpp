@@ -69,16 +69,17 @@ EvalStage::EvalStage(const JobConfig& job, const StageConfig& stage,
 
 void EvalStage::prepare() {
   stop_tokens_ = data::stop_token_ids(tok_, cfg_.eval.stop, cfg_.where + ": stop");
-  examples_ = data::load_jsonl(cfg_.data);
+  const std::string data_path = resolve_data(job_, cfg_.data);
+  examples_ = data::load_jsonl(data_path);
   for (std::size_t i = 0; i < examples_.size(); ++i)
     if (examples_[i].answer.empty())
-      input_error(cfg_.data + ":" + std::to_string(i + 1), "example has no \"answer\"",
+      input_error(data_path + ":" + std::to_string(i + 1), "example has no \"answer\"",
                   "an eval set needs a reference answer per prompt");
   const int64_t context = model_context(job_, cfg_.model, tok_);
   for (std::size_t i = 0; i < examples_.size(); ++i) {
     const auto len = static_cast<int64_t>(data::build_prompt(tok_, examples_[i].prompt).tokens.size());
     if (len >= context)
-      input_error(cfg_.data + ":" + std::to_string(i + 1),
+      input_error(data_path + ":" + std::to_string(i + 1),
                   "prompt has " + std::to_string(len) + " tokens, the model's context is " +
                       std::to_string(context),
                   "shorten the prompt or use a model with a larger max_seq_len");

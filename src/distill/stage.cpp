@@ -6,6 +6,7 @@
 #include "distill/distill_stage.hpp"
 #include "distill/eval_stage.hpp"
 #include "distill/model_io.hpp"
+#include "distill/teacher_generate_stage.hpp"
 #include "distill/train_stage.hpp"
 #include "io/checkpoint.hpp"
 
@@ -19,8 +20,10 @@ std::unique_ptr<Stage> make_stage(const JobConfig& job, const StageConfig& stage
     return std::make_unique<TrainStage>(job, stage, tokenizer);
   if (stage.kind == "eval") return std::make_unique<EvalStage>(job, stage, tokenizer);
   if (stage.kind == "distill") return std::make_unique<DistillStage>(job, stage, tokenizer);
+  if (stage.kind == "teacher_generate")
+    return std::make_unique<TeacherGenerateStage>(job, stage, tokenizer);
   input_error(stage.where, "unknown stage kind '" + stage.kind + "'",
-              "use pretrain, sft, eval or distill");
+              "use pretrain, sft, eval, distill or teacher_generate");
 }
 
 std::string stage_dir(const JobConfig& job, const std::string& stage_name) {
@@ -40,6 +43,17 @@ std::string resolve_checkpoint(const JobConfig& job, const std::string& ref) {
     input_error(ref, "stage '" + name + "' has no published checkpoint",
                 "run that stage first (it runs before this one in the same job)");
   return *latest;
+}
+
+std::string resolve_data(const JobConfig& job, const std::string& ref) {
+  if (ref.rfind('@', 0) != 0) return ref;
+  return (fs::path(stage_dir(job, ref.substr(1))) / "samples.jsonl").string();
+}
+
+bool waits_for_data(const JobConfig& job, const StageConfig& stage) {
+  for (const std::string* ref : {&stage.data, &stage.distill.eval_data})
+    if (ref->rfind('@', 0) == 0 && !stage_done(job, ref->substr(1))) return true;
+  return false;
 }
 
 model::ModelConfig model_config_of(const JobConfig& job, const std::string& ref,

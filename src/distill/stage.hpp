@@ -36,6 +36,12 @@ std::string resolve_checkpoint(const JobConfig& job, const std::string& ref);
 // stage runs: an architecture's, an "@stage"'s source model's (followed back), or a
 // checkpoint's.
 int64_t model_context(const JobConfig& job, const std::string& ref, const data::Tokenizer& tok);
+// The data file a `data` reference names: "@stage" → the JSONL that stage wrote
+// (RUN/<stage>/samples.jsonl, from teacher_generate); anything else → a path.
+std::string resolve_data(const JobConfig& job, const std::string& ref);
+// True when the stage reads data that an earlier stage of this run has not written yet: it is
+// prepared (validated) just before it runs instead of before the first stage.
+bool waits_for_data(const JobConfig& job, const StageConfig& stage);
 // The shape of the model a reference names (vocab_size filled in from the tokenizer).
 model::ModelConfig model_config_of(const JobConfig& job, const std::string& ref,
                                    const data::Tokenizer& tok);

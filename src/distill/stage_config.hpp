@@ -38,8 +38,16 @@ struct EvalConfig {
   std::vector<std::string> stop;   // texts that end a response (each one token), besides EOS
 };
 
+// teacher_generate: which of the teacher's responses to keep (the off-policy cold-start data).
+struct FilterConfig {
+  bool require_marker = true;    // the response contains the answer marker
+  bool require_correct = false;  // the answer verifies against the reference
+  int repeat_ngram = 8;          // a response in which some n-gram of this many tokens ...
+  int repeat_max = 3;            // ... occurs more than this many times is degenerate
+};
+
 struct StageConfig {
-  std::string name, kind;   // kind: pretrain | sft | eval | distill
+  std::string name, kind;   // kind: pretrain | sft | eval | distill | teacher_generate
   std::string where;        // "job.toml: stage[1]", for messages
   // The model: an architecture name from [model.*] (fresh init), "@stage" (that stage's final
   // checkpoint) or a checkpoint path.
@@ -55,6 +63,8 @@ struct StageConfig {
   EvalConfig eval;
   // Distill stages.
   DistillConfig distill;
+  // teacher_generate stages (sampling settings in `eval`).
+  FilterConfig filter;
 };
 
 struct JobConfig {

@@ -44,11 +44,11 @@ bool is_text(const StageConfig& s) {
 void TrainStage::prepare() {
   const uint64_t data_seed = job_.run.seed ^ name_hash(cfg_.name);
   if (is_text(cfg_)) {
-    text_.emplace(tok_.encode(data::load_text(cfg_.data)), cfg_.batch_size, cfg_.seq_len,
+    text_.emplace(tok_.encode(data::load_text(resolve_data(job_, cfg_.data))), cfg_.batch_size, cfg_.seq_len,
                   data_seed);
   } else {
     std::vector<data::TokenSequence> seqs;
-    for (const auto& ex : data::load_jsonl(cfg_.data))
+    for (const auto& ex : data::load_jsonl(resolve_data(job_, cfg_.data)))
       seqs.push_back(data::build_sequence(tok_, ex.prompt, ex.response, cfg_.loss == "response"));
     sequences_.emplace(std::move(seqs), cfg_.batch_size, cfg_.seq_len, data_seed, tok_.pad_id(),
                        data::Overlong::Reject);

@@ -1,0 +1,109 @@
+#include "distill/teacher_generate_stage.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "data/sequence.hpp"
+#include "data/verifier.hpp"
+#include "distill/model_io.hpp"
+#include "model/generator.hpp"
+
+namespace opd::distill {
+
+namespace fs = std::filesystem;
+
+bool degenerate_repetition(const std::vector<int32_t>& tokens, int ngram, int max_count) {
+  if (ngram <= 0 || static_cast<int>(tokens.size()) < ngram) return false;
+  std::map<std::vector<int32_t>, int> counts;
+  for (std::size_t i = 0; i + static_cast<std::size_t>(ngram) <= tokens.size(); ++i) {
+    std::vector<int32_t> g(tokens.begin() + static_cast<std::ptrdiff_t>(i),
+                           tokens.begin() + static_cast<std::ptrdiff_t>(i) + ngram);
+    if (++counts[g] > max_count) return true;
+  }
+  return false;
+}
+
+TeacherGenerateStage::TeacherGenerateStage(const JobConfig& job, const StageConfig& stage,
+                                           const data::Tokenizer& tokenizer)
+    : job_(job), cfg_(stage), tok_(tokenizer) {}
+
+void TeacherGenerateStage::prepare() {
+  const std::string path = resolve_data(job_, cfg_.data);
+  prompts_ = data::load_jsonl(path);
+  const int64_t context = model_context(job_, cfg_.model, tok_);
+  for (std::size_t i = 0; i < prompts_.size(); ++i) {
+    if (cfg_.filter.require_correct && prompts_[i].answer.empty())
+      input_error(path + ":" + std::to_string(i + 1), "example has no \"answer\"",
+                  "require_correct needs a reference answer per prompt");
+    const auto len = static_cast<int64_t>(data::build_prompt(tok_, prompts_[i].prompt).tokens.size());
+    if (len >= context)
+      input_error(path + ":" + std::to_string(i + 1),
+                  "prompt has " + std::to_string(len) + " tokens, the model's context is " +
+                      std::to_string(context),
+                  "shorten the prompt or use a model with a larger max_seq_len");
+  }
+}
+
+StageOutcome TeacherGenerateStage::run(StopCondition&) {
+  const fs::path dir = stage_dir(job_, cfg_.name);
+  fs::create_directories(dir);
+  auto teacher = load_model(resolve_checkpoint(job_, cfg_.model), tok_.describe());
+  const EvalConfig& ec = cfg_.eval;
+  const int64_t n = ec.limit > 0 ? std::min<int64_t>(ec.limit, static_cast<int64_t>(prompts_.size()))
+                                 : static_cast<int64_t>(prompts_.size());
+  const int64_t items = n * ec.samples;
+  std::map<std::string, int64_t> rejected;
+  int64_t kept = 0;
+  const fs::path out = dir / "samples.jsonl";
+  std::ofstream file(out.string() + ".tmp", std::ios::trunc);
+  for (int64_t start = 0; start < items; start += ec.batch_size) {
+    const int64_t end = std::min(items, start + ec.batch_size);
+    std::vector<std::vector<int32_t>> prompts;
+    std::vector<uint64_t> streams;
+    for (int64_t i = start; i < end; ++i) {
+      prompts.push_back(data::build_prompt(tok_, prompts_[static_cast<std::size_t>(i / ec.samples)].prompt).tokens);
+      streams.push_back(static_cast<uint64_t>(i));
+    }
+    auto gens = model::generate(*teacher, prompts, ec.sampling, job_.run.seed, streams, tok_.eos_id());
+    for (int64_t i = start; i < end; ++i) {
+      const auto& g = gens[static_cast<std::size_t>(i - start)];
+      const auto& ex = prompts_[static_cast<std::size_t>(i / ec.samples)];
+      const std::string text = tok_.decode(g.tokens);
+      const auto answer = data::extract_answer(text, ec.marker);
+      const char* why = !g.stopped                                                   ? "incomplete"
+                        : degenerate_repetition(g.tokens, cfg_.filter.repeat_ngram,
+                                                cfg_.filter.repeat_max)             ? "repetitive"
+                        : cfg_.filter.require_marker && !answer                      ? "no answer marker"
+                        : cfg_.filter.require_correct && !data::verify(text, ex.answer, ec.marker)
+                            ? "wrong answer"
+                            : nullptr;
+      if (why) {
+        ++rejected[why];
+        continue;
+      }
+      nlohmann::json j = {{"prompt", ex.prompt}, {"response", text}, {"answer", ex.answer}};
+      file << j.dump() << '\n';
+      ++kept;
+    }
+  }
+  file.close();
+  if (kept == 0)
+    input_error(cfg_.where, "every teacher response was rejected",
+                "check the teacher, raise max_new_tokens or relax the filters");
+  fs::rename(out.string() + ".tmp", out);
+  nlohmann::json summary = {{"stage", cfg_.name}, {"responses", items}, {"kept", kept},
+                            {"rejected", rejected}};
+  std::ofstream(dir / "results.json") << summary.dump(2) << '\n';
+  core::log::info(cfg_.name, ": kept ", kept, " of ", items, " teacher responses (",
+                  summary["rejected"].dump(), " rejected)");
+  std::ofstream(dir / "DONE") << "kept " << kept << "\n";
+  return StageOutcome::Done;
+}
+
+}  // namespace opd::distill
