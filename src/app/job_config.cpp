@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "core/toml_config.hpp"
+#include "data/prompt_template.hpp"
 
 namespace opd::app {
 
@@ -109,6 +110,14 @@ void read_distill(ConfigTable& t, StageConfig& s) {
     input_error(g.key_path("k"), "with signal = \"topk\" the overlap diagnostics use the signal's k (" +
                                      std::to_string(d.topk) + ")",
                 "leave diag.k unset or equal to topk");
+  d.teacher_template = t.get<std::string>("teacher_template", "");
+  if (!d.teacher_template.empty()) data::validate_template(d.teacher_template, t.key_path("teacher_template"));
+  d.data_weight = t.get_double("data_weight", 1.0, 0.0, 1e12);
+  for (ConfigTable m : t.tables("mix"))
+    d.mix.push_back({m.require<std::string>("data"), m.get_double("weight", 1.0, 0.0, 1e12)});
+  ConfigTable sel = t.table_or_empty("prompt_select");
+  d.select_fraction = sel.get_double("fraction", 1.0, 1e-6, 1.0);
+  d.select_candidates = sel.get_int("candidates", 0, 0, kBig);
   if (auto e = t.find_table("eval")) {
     d.eval_data = e->require<std::string>("data");
     d.eval_every = e->get_int("every", 0, 0, kBig);
@@ -123,6 +132,8 @@ StageConfig read_stage(ConfigTable t) {
   s.kind = t.require_choice("kind", {"pretrain", "sft", "eval", "distill", "teacher_generate"});
   s.model = t.require<std::string>("model");
   s.data = t.require<std::string>("data");
+  s.prompt_template = t.get<std::string>("template", "{prompt}");
+  data::validate_template(s.prompt_template, t.key_path("template"));
   if (s.kind == "eval") {
     s.eval = read_eval(t);
     return s;

@@ -20,7 +20,7 @@ inline uint64_t mix64(uint64_t x) {
 
 // Streams keep independent uses of one user seed apart (task generation, epoch shuffles, text
 // windows), so changing how one of them draws never changes the others.
-enum class Stream : uint64_t { ArithTask = 1, EpochShuffle = 2, TextWindow = 3 };
+enum class Stream : uint64_t { ArithTask = 1, EpochShuffle = 2, TextWindow = 3, Mixture = 4 };
 
 inline uint64_t derive_seed(uint64_t seed, Stream stream, uint64_t index) {
   return mix64(mix64(seed ^ mix64(static_cast<uint64_t>(stream))) ^ index);

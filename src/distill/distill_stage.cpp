@@ -11,6 +11,7 @@
 #include "core/log.hpp"
 #include "core/rng.hpp"
 #include "core/timer.hpp"
+#include "data/prompt_template.hpp"
 #include "data/sequence.hpp"
 #include "distill/distill_update.hpp"
 #include "distill/eval_stage.hpp"
@@ -43,41 +44,148 @@ void DistillStage::prepare() {
                                 ") and the teacher's (" + std::to_string(teacher.vocab_size) +
                                 ") differ",
                 "distil between models of the same tokenizer");
-  const std::string data_path = resolve_data(job_, cfg_.data);
-  prompts_ = data::load_jsonl(data_path);
+  const std::string teacher_template =
+      dc.teacher_template.empty() ? cfg_.prompt_template : dc.teacher_template;
+  retemplate_ = teacher_template != cfg_.prompt_template;
   const bool needs_responses = dc.objective.kind == "sft" || dc.objective.gkd_lambda < 1.0;
   const bool needs_answers = dc.objective.reward_weight != 0.0;
-  std::vector<data::TokenSequence> seqs;
-  int64_t longest = 0;
-  for (std::size_t i = 0; i < prompts_.size(); ++i) {
-    const std::string where = data_path + ":" + std::to_string(i + 1);
-    if (needs_responses && prompts_[i].response.empty())
-      input_error(where, "example has no \"response\"",
-                  "objective '" + dc.objective.kind + "' (or gkd_lambda < 1) trains on the data's responses");
-    if (needs_answers && prompts_[i].answer.empty())
-      input_error(where, "example has no \"answer\"", "reward_weight needs a reference answer per prompt");
-    seqs.push_back(data::build_prompt(tok_, prompts_[i].prompt));
-    const auto len = static_cast<int64_t>(seqs.back().tokens.size());
-    if (len >= student.max_seq_len || len >= teacher.max_seq_len)
-      input_error(where, "prompt has " + std::to_string(len) + " tokens, the context is " +
-                             std::to_string(std::min(student.max_seq_len, teacher.max_seq_len)),
-                  "shorten the prompt or use models with a larger max_seq_len");
-    longest = std::max(longest, len);
+  std::vector<std::pair<std::string, double>> sets = {{cfg_.data, dc.data_weight}};
+  for (const auto& m : dc.mix) sets.emplace_back(m.data, m.weight);
+  pool_.clear();
+  teacher_prompts_.clear();
+  set_offsets_.clear();
+  set_sizes_.clear();
+  set_weights_.clear();
+  for (const auto& [ref, weight] : sets) {
+    const std::string path = resolve_data(job_, ref);
+    const auto examples = data::load_jsonl(path);
+    set_offsets_.push_back(static_cast<int64_t>(pool_.size()));
+    set_sizes_.push_back(static_cast<int64_t>(examples.size()));
+    set_weights_.push_back(weight);
+    for (std::size_t i = 0; i < examples.size(); ++i) {
+      const std::string where = path + ":" + std::to_string(i + 1);
+      if (needs_responses && examples[i].response.empty())
+        input_error(where, "example has no \"response\"",
+                    "objective '" + dc.objective.kind + "' (or gkd_lambda < 1) trains on the data's responses");
+      if (needs_answers && examples[i].answer.empty())
+        input_error(where, "example has no \"answer\"", "reward_weight needs a reference answer per prompt");
+      data::Example ex = examples[i];
+      ex.prompt = data::apply_template(cfg_.prompt_template, examples[i].prompt);
+      teacher_prompts_.push_back(data::apply_template(teacher_template, examples[i].prompt));
+      for (const auto& [text, ctx] : {std::pair{ex.prompt, student.max_seq_len},
+                                      std::pair{teacher_prompts_.back(), teacher.max_seq_len}}) {
+        const auto len = static_cast<int64_t>(data::build_prompt(tok_, text).tokens.size());
+        if (len >= ctx)
+          input_error(where, "prompt has " + std::to_string(len) + " tokens, the context is " +
+                                 std::to_string(ctx),
+                      "shorten the prompt or use models with a larger max_seq_len");
+      }
+      pool_.push_back(std::move(ex));
+    }
   }
-  sampler_.emplace(std::move(seqs), dc.prompts_per_step, longest, job_.run.seed ^ 0x5eedull,
-                   tok_.pad_id(), data::Overlong::Reject);
+  sampler_.emplace(set_sizes_, set_weights_, job_.run.seed ^ 0x5eedull);
   if (!dc.eval_data.empty()) {
-    eval_examples_ = data::load_jsonl(resolve_data(job_, dc.eval_data));
-    for (std::size_t i = 0; i < eval_examples_.size(); ++i)
-      if (eval_examples_[i].answer.empty())
-        input_error(dc.eval_data + ":" + std::to_string(i + 1), "example has no \"answer\"",
+    const std::string path = resolve_data(job_, dc.eval_data);
+    const auto examples = data::load_jsonl(path);
+    eval_student_.clear();
+    eval_teacher_.clear();
+    for (std::size_t i = 0; i < examples.size(); ++i) {
+      if (examples[i].answer.empty())
+        input_error(path + ":" + std::to_string(i + 1), "example has no \"answer\"",
                     "an eval set needs a reference answer per prompt");
+      eval_student_.push_back(examples[i]);
+      eval_student_.back().prompt = data::apply_template(cfg_.prompt_template, examples[i].prompt);
+      eval_teacher_.push_back(examples[i]);
+      eval_teacher_.back().prompt = data::apply_template(teacher_template, examples[i].prompt);
+    }
   }
 }
 
-double DistillStage::evaluate_accuracy(model::Transformer& m) {
-  if (eval_examples_.empty()) return std::nan("");
-  return evaluate(m, tok_, eval_examples_, cfg_.eval, job_.run.seed ^ 0xe7a1ull).accuracy;
+double DistillStage::evaluate_accuracy(model::Transformer& m,
+                                       const std::vector<data::Example>& examples) {
+  if (examples.empty()) return std::nan("");
+  return evaluate(m, tok_, examples, cfg_.eval, job_.run.seed ^ 0xe7a1ull).accuracy;
+}
+
+std::vector<int64_t> DistillStage::step_prompts(int64_t step) const {
+  const int64_t P = cfg_.distill.prompts_per_step;
+  std::vector<int64_t> out;
+  for (const auto& [set, i] : sampler_->draws(static_cast<uint64_t>(step * P), P))
+    out.push_back(set_offsets_[static_cast<std::size_t>(set)] + i);
+  if (!selected_.empty())
+    for (auto& i : out) i = selected_[static_cast<std::size_t>(i) % selected_.size()];
+  return out;
+}
+
+std::vector<int64_t> DistillStage::select_prompts(model::Transformer& student,
+                                                  TeacherScorer& teacher) {
+  const DistillConfig& dc = cfg_.distill;
+  const fs::path file = fs::path(dir_) / "selected_prompts.json";
+  if (dc.select_fraction >= 1.0) return {};
+  if (fs::exists(file)) {  // measured by an earlier run of this stage: the same selection
+    std::ifstream in(file);
+    return nlohmann::json::parse(in)["selected"].get<std::vector<int64_t>>();
+  }
+  const int64_t n = dc.select_candidates > 0
+                        ? std::min<int64_t>(dc.select_candidates, static_cast<int64_t>(pool_.size()))
+                        : static_cast<int64_t>(pool_.size());
+  std::vector<double> score(static_cast<std::size_t>(n));
+  model::SamplingConfig sampling = dc.sampling;
+  sampling.record_topk = dc.diag_k;
+  DistillConfig probe = dc;
+  probe.signal = "topk";
+  probe.topk = dc.diag_k;
+  const int64_t chunk = dc.prompts_per_step * dc.samples_per_prompt;
+  for (int64_t start = 0; start < n; start += chunk) {
+    std::vector<int64_t> chosen;
+    for (int64_t i = start; i < std::min(n, start + chunk); ++i) chosen.push_back(i);
+    RolloutBatch rb = make_rollouts(student, tok_, pool_, chosen, 1, sampling, job_.run.seed,
+                                    (uint64_t{1} << 40) + static_cast<uint64_t>(start), cfg_.eval.marker);
+    ScoreReply reply = teacher.score(score_request(rb, Signal::TopK));
+    const auto overlap = sequence_overlap(student, rb, reply, probe);
+    for (std::size_t b = 0; b < chosen.size(); ++b)
+      score[static_cast<std::size_t>(chosen[b])] = std::isfinite(overlap[b]) ? overlap[b] : -1.0;
+  }
+  std::vector<int64_t> order(static_cast<std::size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[static_cast<std::size_t>(i)] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return score[static_cast<std::size_t>(a)] > score[static_cast<std::size_t>(b)];
+  });
+  const auto keep = static_cast<std::size_t>(
+      std::max<int64_t>(1, static_cast<int64_t>(std::ceil(dc.select_fraction * static_cast<double>(n)))));
+  order.resize(keep);
+  std::sort(order.begin(), order.end());
+  double kept_mean = 0, all_mean = 0;
+  for (int64_t i : order) kept_mean += score[static_cast<std::size_t>(i)];
+  for (double x : score) all_mean += x;
+  nlohmann::json j = {{"candidates", n}, {"kept", keep}, {"selected", order},
+                      {"mean_overlap_all", all_mean / static_cast<double>(n)},
+                      {"mean_overlap_kept", kept_mean / static_cast<double>(keep)}};
+  fs::create_directories(dir_);
+  std::ofstream(file.string() + ".tmp") << j.dump() << '\n';
+  fs::rename(file.string() + ".tmp", file);
+  core::log::info(cfg_.name, ": prompt selection kept ", keep, " of ", n,
+                  " prompts (mean initial overlap ", j["mean_overlap_kept"].get<double>(),
+                  " against ", j["mean_overlap_all"].get<double>(), ")");
+  return order;
+}
+
+ScoreRequest DistillStage::score_request(const RolloutBatch& rb, Signal mode) const {
+  ScoreRequest req;
+  req.mode = mode;
+  req.targets = Tensor::from_vector(rb.targets, {rb.num_rows()});
+  if (retemplate_) {
+    std::vector<std::string> prompts;
+    for (int32_t e : rb.example) prompts.push_back(teacher_prompts_[static_cast<std::size_t>(e)]);
+    Relayout r = relayout(rb, tok_, prompts);
+    req.ids = r.ids;
+    req.rows = Tensor::from_vector(r.rows, {rb.num_rows()});
+  } else {
+    req.ids = rb.ids;
+    req.rows = Tensor::from_vector(rb.rows, {rb.num_rows()});
+  }
+  if (mode != Signal::Sampled) req.student_ids = Tensor::from_vector(rb.topk, {rb.num_rows(), rb.k});
+  return req;
 }
 
 StageOutcome DistillStage::run(StopCondition& stop) {
@@ -102,7 +210,6 @@ StageOutcome DistillStage::run(StopCondition& stop) {
     read_model_weights(r, *student);
     step = r.read_int("state/step");
     tokens_seen = r.read_int("state/tokens_seen");
-    sampler_->set_cursor(static_cast<uint64_t>(r.read_int("state/data_cursor")));
     acc_student0 = r.read_double("state/accuracy_student_initial");
     acc_teacher = r.read_double("state/accuracy_teacher");
     const std::string teacher_path = r.read_string("teacher/path");
@@ -121,12 +228,13 @@ StageOutcome DistillStage::run(StopCondition& stop) {
   if (resume) {
     io::CheckpointReader r(*resume);
     read_optimizer(r, *student, opt);
-  } else if (!eval_examples_.empty()) {
+  } else if (!eval_student_.empty()) {
     core::ScopedPhase p(phases, "eval");
-    acc_student0 = evaluate_accuracy(*student);
-    acc_teacher = evaluate_accuracy(teacher.model());
+    acc_student0 = evaluate_accuracy(*student, eval_student_);
+    acc_teacher = evaluate_accuracy(teacher.model(), eval_teacher_);
   }
-  if (!eval_examples_.empty())
+  selected_ = select_prompts(*student, teacher);
+  if (!eval_student_.empty())
     core::log::info(cfg_.name, ": accuracy before distillation: student ", acc_student0,
                     ", teacher ", acc_teacher);
 
@@ -140,7 +248,6 @@ StageOutcome DistillStage::run(StopCondition& stop) {
     write_optimizer(w, *student, opt);
     w.write_int("state/step", at);
     w.write_int("state/tokens_seen", tokens_seen);
-    w.write_int("state/data_cursor", static_cast<int64_t>(sampler_->cursor()));
     w.write_double("state/accuracy_student_initial", acc_student0);
     w.write_double("state/accuracy_teacher", acc_teacher);
     w.write_string("teacher/path", resolve_checkpoint(job_, dc.teacher));
@@ -174,36 +281,28 @@ StageOutcome DistillStage::run(StopCondition& stop) {
       return StageOutcome::Interrupted;
     }
     core::Stopwatch step_clock;
-    const data::TokenBatch pb = sampler_->next();
-    std::vector<int64_t> chosen(pb.sources.begin(), pb.sources.end());
+    const std::vector<int64_t> chosen = step_prompts(step);
     // GKD mixing: a fraction gkd_lambda of the steps on the student's own samples.
     core::RngStream coin(job_.run.seed, core::RngPurpose::Data, static_cast<uint64_t>(step));
     const bool on_policy = dc.objective.kind != "sft" && coin.uniform_double() < dc.objective.gkd_lambda;
     RolloutBatch rb;
     {
       core::ScopedPhase p(phases, "rollout");
-      rb = on_policy ? make_rollouts(*student, tok_, prompts_, chosen, dc.samples_per_prompt,
+      rb = on_policy ? make_rollouts(*student, tok_, pool_, chosen, dc.samples_per_prompt,
                                      sampling, job_.run.seed, static_cast<uint64_t>(step * per_step),
                                      cfg_.eval.marker)
-                     : make_fixed_batch(tok_, prompts_, chosen, student->config().max_seq_len,
+                     : make_fixed_batch(tok_, pool_, chosen, student->config().max_seq_len,
                                         cfg_.eval.marker);
     }
     ScoreReply reply;
     {
       core::ScopedPhase p(phases, "teacher");
-      ScoreRequest req;
-      req.ids = rb.ids;
-      req.rows = Tensor::from_vector(rb.rows, {rb.num_rows()});
-      req.targets = Tensor::from_vector(rb.targets, {rb.num_rows()});
-      req.mode = mode;
-      if (mode != Signal::Sampled) {
-        if (!rb.on_policy) {  // fixed data: the student's top-k come from a scoring pass
-          rb.k = dc.topk;
-          rb.topk = student_topk(*student, rb, dc.topk, dc.rows_per_block);
-        }
-        req.student_ids = Tensor::from_vector(rb.topk, {rb.num_rows(), rb.k});
+      if (mode != Signal::Sampled && !rb.on_policy) {
+        // Fixed data: the student's top-k ids come from a scoring pass.
+        rb.k = dc.topk;
+        rb.topk = student_topk(*student, rb, dc.topk, dc.rows_per_block);
       }
-      reply = rb.num_rows() > 0 ? teacher.score(req) : ScoreReply{};
+      if (rb.num_rows() > 0) reply = teacher.score(score_request(rb, mode));
     }
     StepMetrics m;
     double gnorm = 0;
@@ -218,7 +317,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
     tokens_seen += rb.num_rows();
     if (dc.eval_every > 0 && step % dc.eval_every == 0 && step < cfg_.steps) {
       core::ScopedPhase p(phases, "eval");
-      last_acc = evaluate_accuracy(*student);
+      last_acc = evaluate_accuracy(*student, eval_student_);
       m["eval_accuracy"] = last_acc;
       m["gap_recovery"] = gap_recovery(last_acc);
     }
@@ -255,8 +354,8 @@ StageOutcome DistillStage::run(StopCondition& stop) {
   }
   // Final evaluation and the stage's summary.
   nlohmann::json summary = {{"stage", cfg_.name}, {"steps", step}};
-  if (!eval_examples_.empty()) {
-    const double acc = evaluate_accuracy(*student);
+  if (!eval_student_.empty()) {
+    const double acc = evaluate_accuracy(*student, eval_student_);
     summary["accuracy_student_initial"] = acc_student0;
     summary["accuracy_teacher"] = acc_teacher;
     summary["accuracy_student_final"] = acc;

@@ -8,8 +8,9 @@
 #include <optional>
 #include <vector>
 
-#include "data/batch_sampler.hpp"
 #include "data/dataset.hpp"
+#include "data/mixture_sampler.hpp"
+#include "distill/rollout.hpp"
 #include "distill/stage.hpp"
 #include "distill/teacher.hpp"
 
@@ -22,14 +23,29 @@ class DistillStage final : public Stage {
   StageOutcome run(StopCondition& stop) override;
 
  private:
-  double evaluate_accuracy(model::Transformer& m);
+  double evaluate_accuracy(model::Transformer& m, const std::vector<data::Example>& examples);
+  // The pool indices to train on: all, or the best-aligned fraction (prompt_select), measured
+  // once with the initial student and kept in RUN/<stage>/selected_prompts.json.
+  std::vector<int64_t> select_prompts(model::Transformer& student, TeacherScorer& teacher);
+  // The teacher's request for a batch (in the teacher's template when it differs).
+  ScoreRequest score_request(const RolloutBatch& rb, Signal mode) const;
+  // The pool indices of step `step`'s prompts.
+  std::vector<int64_t> step_prompts(int64_t step) const;
 
   const JobConfig& job_;
   const StageConfig& cfg_;
   const data::Tokenizer& tok_;
   std::string dir_;
-  std::vector<data::Example> prompts_, eval_examples_;
-  std::optional<data::BatchSampler> sampler_;
+  // Every prompt set (the stage's data, then each [[stage.mix]]) in one pool, each example's
+  // prompt in the student's template; teacher_prompts_ the same prompts in the teacher's.
+  std::vector<data::Example> pool_;
+  std::vector<std::string> teacher_prompts_;
+  std::vector<int64_t> set_offsets_, set_sizes_;
+  std::vector<double> set_weights_;
+  std::vector<int64_t> selected_;  // after select_prompts (empty: the mixture over all sets)
+  std::optional<data::MixtureSampler> sampler_;
+  bool retemplate_ = false;  // the teacher's template differs from the student's
+  std::vector<data::Example> eval_student_, eval_teacher_;
 };
 
 }  // namespace opd::distill

@@ -62,37 +62,53 @@ std::vector<double> group_normalised_rewards(const std::vector<int32_t>& example
   return adv;
 }
 
-StepMetrics distill_backward(model::Transformer& student, const RolloutBatch& rb,
-                             const ScoreReply& teacher, const DistillConfig& cfg) {
-  const ObjectiveConfig& oc = cfg.objective;
-  const int64_t M = rb.num_rows(), B = rb.batch(), T = rb.seq_len();
-  const int64_t D = student.config().d_model, V = student.config().vocab_size;
-  StepMetrics m;
-  if (M == 0) return m;
-  const bool full = teacher.signal.mode == backend::Signal::Full;
+namespace {
 
-  const Tensor& h = student.forward(rb.ids, model::causal_positions(B, T), true);
-  const Tensor rows = Tensor::from_vector(rb.rows, {M});
-  const Tensor y = Tensor::from_vector(rb.targets, {M});
-  const Tensor logmu = Tensor::from_vector(rb.logmu, {M});
-  Tensor h_r = Tensor::empty({M, D});
-  ops::embedding_forward(h, rows, h_r);  // gather the response positions
-  model::Param& head = student.lm_head();
+// The student's logits at a batch's response positions (and the teacher's, in Full mode), formed
+// rows_per_block rows at a time from the gathered final hidden states.
+class ResponseLogits {
+ public:
+  ResponseLogits(model::Transformer& student, const RolloutBatch& rb, const ScoreReply& teacher,
+                 const DistillConfig& cfg, bool keep_activations)
+      : teacher_(teacher), head_(student.lm_head()), rows_per_block_(cfg.rows_per_block) {
+    const int64_t M = rb.num_rows(), V = student.config().vocab_size;
+    rows = Tensor::from_vector(rb.rows, {M});
+    y = Tensor::from_vector(rb.targets, {M});
+    const Tensor& h = student.forward(rb.ids, model::causal_positions(rb.batch(), rb.seq_len()),
+                                      keep_activations);
+    h_r = Tensor::empty({M, student.config().d_model});
+    ops::embedding_forward(h, rows, h_r);  // gather the response positions
+    full_ = teacher.signal.mode == backend::Signal::Full;
+    z_block_ = Tensor::empty({rows_per_block_, V});
+    if (full_) u_block_ = Tensor::empty({rows_per_block_, V});
+  }
+  int64_t rows_per_block() const { return rows_per_block_; }
+  model::Param& head() { return head_; }
 
-  backend::TeacherRows signal = teacher.signal;
-  const int64_t RB = cfg.rows_per_block;
-  Tensor z_block = Tensor::empty({RB, V}), u_block = full ? Tensor::empty({RB, V}) : Tensor();
-  auto block_inputs = [&](int64_t r0, int64_t r1, Tensor& z, backend::TeacherRows& tr) {
-    z = z_block.slice(0, r1 - r0);
-    ops::gemm(h_r.slice(r0, r1), false, head.value, true, z);
-    tr = slice_rows(signal, r0, r1);
-    if (full) {
-      tr.logits = u_block.slice(0, r1 - r0);
-      teacher_logits_block(teacher, r0, r1, tr.logits);
+  // Student logits and the teacher's rows for rows [r0, r1).
+  void block(int64_t r0, int64_t r1, Tensor& z, backend::TeacherRows& tr) {
+    z = z_block_.slice(0, r1 - r0);
+    ops::gemm(h_r.slice(r0, r1), false, head_.value, true, z);
+    tr = slice_rows(teacher_.signal, r0, r1);
+    if (full_) {
+      tr.logits = u_block_.slice(0, r1 - r0);
+      teacher_logits_block(teacher_, r0, r1, tr.logits);
     }
-  };
+  }
 
-  // Pass 1: per-token statistics and diagnostics.
+  Tensor rows, y, h_r;
+
+ private:
+  const ScoreReply& teacher_;
+  model::Param& head_;
+  int64_t rows_per_block_;
+  bool full_ = false;
+  Tensor z_block_, u_block_;
+};
+
+// Per-token statistics and diagnostics of every response position.
+ops::TokenStats token_statistics(ResponseLogits& logits, const ScoreReply& teacher, int diag_k) {
+  const int64_t M = logits.rows.numel(), RB = logits.rows_per_block();
   ops::TokenStats st;
   for (Tensor* t : {&st.logp_y, &st.entropy_p, &st.logq_y, &st.entropy_q, &st.kl_full, &st.kl_topk,
                     &st.overlap_ratio, &st.overlap_mass_p, &st.overlap_mass_q, &st.overlap_adv})
@@ -101,7 +117,7 @@ StepMetrics distill_backward(model::Transformer& student, const RolloutBatch& rb
     const int64_t r1 = std::min(M, r0 + RB);
     Tensor z;
     backend::TeacherRows tr;
-    block_inputs(r0, r1, z, tr);
+    logits.block(r0, r1, z, tr);
     ops::TokenStats sb;
     sb.logp_y = st.logp_y.slice(r0, r1);
     sb.entropy_p = st.entropy_p.slice(r0, r1);
@@ -113,11 +129,46 @@ StepMetrics distill_backward(model::Transformer& student, const RolloutBatch& rb
     sb.overlap_mass_p = st.overlap_mass_p.slice(r0, r1);
     sb.overlap_mass_q = st.overlap_mass_q.slice(r0, r1);
     sb.overlap_adv = st.overlap_adv.slice(r0, r1);
-    ops::token_stats(z, tr, y.slice(r0, r1), cfg.diag_k, sb);
+    ops::token_stats(z, tr, logits.y.slice(r0, r1), diag_k, sb);
   }
   // The teacher's log q(y) and entropy from the reply are exact in every mode (the stats op's
   // are NaN in top-k mode when y is outside both top-k sets, and its entropy needs Full).
   if (teacher.signal.entropy_q.defined()) ops::copy(teacher.signal.entropy_q, st.entropy_q);
+  return st;
+}
+
+}  // namespace
+
+std::vector<double> sequence_overlap(model::Transformer& student, const RolloutBatch& rb,
+                                     const ScoreReply& teacher, const DistillConfig& cfg) {
+  std::vector<double> sum(static_cast<std::size_t>(rb.batch()), 0.0), n(sum.size(), 0.0);
+  if (rb.num_rows() == 0) return sum;
+  ResponseLogits logits(student, rb, teacher, cfg, false);
+  const ops::TokenStats st = token_statistics(logits, teacher, cfg.diag_k);
+  const float* o = st.overlap_ratio.data<float>();
+  for (int64_t i = 0; i < rb.num_rows(); ++i) {
+    const auto b = static_cast<std::size_t>(rb.row_seq[static_cast<std::size_t>(i)]);
+    if (std::isfinite(o[i])) sum[b] += o[i], n[b] += 1;
+  }
+  for (std::size_t b = 0; b < sum.size(); ++b) sum[b] = n[b] > 0 ? sum[b] / n[b] : kNaN;
+  return sum;
+}
+
+StepMetrics distill_backward(model::Transformer& student, const RolloutBatch& rb,
+                             const ScoreReply& teacher, const DistillConfig& cfg) {
+  const ObjectiveConfig& oc = cfg.objective;
+  const int64_t M = rb.num_rows(), B = rb.batch(), T = rb.seq_len();
+  const int64_t D = student.config().d_model, V = student.config().vocab_size;
+  StepMetrics m;
+  if (M == 0) return m;
+  ResponseLogits logits(student, rb, teacher, cfg, true);
+  const Tensor& rows = logits.rows;
+  const Tensor& y = logits.y;
+  const Tensor& h_r = logits.h_r;
+  model::Param& head = logits.head();
+  const Tensor logmu = Tensor::from_vector(rb.logmu, {M});
+  const int64_t RB = cfg.rows_per_block;
+  const ops::TokenStats st = token_statistics(logits, teacher, cfg.diag_k);
   const float* lq = teacher.signal.logq_y.data<float>();
   const float* lp = st.logp_y.data<float>();
 
@@ -163,7 +214,7 @@ StepMetrics distill_backward(model::Transformer& student, const RolloutBatch& rb
     const int64_t r1 = std::min(M, r0 + RB);
     Tensor z;
     backend::TeacherRows tr;
-    block_inputs(r0, r1, z, tr);
+    logits.block(r0, r1, z, tr);
     Tensor dz = dz_block.slice(0, r1 - r0), lb = loss.slice(r0, r1);
     ops::objective_rows(z, tr, y.slice(r0, r1), logmu.slice(r0, r1), adv.slice(r0, r1),
                         base.slice(r0, r1), w.slice(r0, r1), args, lb, dz);

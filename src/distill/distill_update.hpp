@@ -21,6 +21,10 @@ using StepMetrics = std::map<std::string, double>;
 StepMetrics distill_backward(model::Transformer& student, const RolloutBatch& batch,
                              const ScoreReply& teacher, const DistillConfig& cfg);
 
+// The mean top-k overlap ratio of each response with the teacher (prompt selection).
+std::vector<double> sequence_overlap(model::Transformer& student, const RolloutBatch& batch,
+                                     const ScoreReply& teacher, const DistillConfig& cfg);
+
 // The outcome advantage of each response: (r - mean) / (std + 1e-6) within each group of
 // responses to the same example (0 for a group whose rewards are all equal).
 std::vector<double> group_normalised_rewards(const std::vector<int32_t>& example,

@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "data/prompt_template.hpp"
 #include "data/stop_tokens.hpp"
 #include "data/verifier.hpp"
 #include "distill/model_io.hpp"
@@ -71,6 +72,7 @@ void EvalStage::prepare() {
   stop_tokens_ = data::stop_token_ids(tok_, cfg_.eval.stop, cfg_.where + ": stop");
   const std::string data_path = resolve_data(job_, cfg_.data);
   examples_ = data::load_jsonl(data_path);
+  for (auto& ex : examples_) ex.prompt = data::apply_template(cfg_.prompt_template, ex.prompt);
   for (std::size_t i = 0; i < examples_.size(); ++i)
     if (examples_[i].answer.empty())
       input_error(data_path + ":" + std::to_string(i + 1), "example has no \"answer\"",

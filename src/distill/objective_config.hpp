@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "backend/ops.hpp"
 #include "model/generator.hpp"
@@ -37,6 +38,19 @@ struct DistillConfig {
   int diag_k = 16;                   // k of the overlap diagnostics
   int position_buckets = 4;          // entropy by relative position in the response
   int64_t rows_per_block = 64;       // logits rows formed at once
+  // Prompts: the stage's `data` (weight data_weight) mixed with further sets by weight (content
+  // alignment); the teacher sees its own template around each prompt (template alignment).
+  struct PromptSet {
+    std::string data;
+    double weight = 1.0;
+  };
+  std::vector<PromptSet> mix;
+  double data_weight = 1.0;
+  std::string teacher_template;  // empty: the stage's template
+  // Prompt selection: keep the `select_fraction` of the candidate prompts whose student rollouts
+  // overlap most with the teacher's top-k at the start (1 = keep all).
+  double select_fraction = 1.0;
+  int64_t select_candidates = 0;  // prompts screened; 0 = all
   // Evaluation (accuracy avg@k with gap recovery) every eval_every steps and at the end.
   std::string eval_data;
   int64_t eval_every = 0;

@@ -23,12 +23,14 @@ void layout(RolloutBatch& rb, const std::vector<std::vector<int32_t>>& prompts,
   int32_t* ids = rb.ids.data<int32_t>();
   std::fill(ids, ids + B * T, pad);
   rb.response_len.assign(static_cast<std::size_t>(B), 0);
+  rb.prompt_len.assign(static_cast<std::size_t>(B), 0);
   for (int64_t b = 0; b < B; ++b) {
     const auto& p = prompts[static_cast<std::size_t>(b)];
     const auto& r = responses[static_cast<std::size_t>(b)];
     std::copy(p.begin(), p.end(), ids + b * T);
     std::copy(r.begin(), r.end(), ids + b * T + static_cast<int64_t>(p.size()));
     rb.response_len[static_cast<std::size_t>(b)] = static_cast<int32_t>(r.size());
+    rb.prompt_len[static_cast<std::size_t>(b)] = static_cast<int32_t>(p.size());
     for (std::size_t j = 0; j < r.size(); ++j) {
       rb.rows.push_back(static_cast<int32_t>(b * T + static_cast<int64_t>(p.size() + j) - 1));
       rb.targets.push_back(r[j]);
@@ -98,6 +100,37 @@ RolloutBatch make_fixed_batch(const data::Tokenizer& tok,
   rb.logmu.assign(rb.rows.size(), 0.0f);
   rb.on_policy = false;
   return rb;
+}
+
+Relayout relayout(const RolloutBatch& rb, const data::Tokenizer& tok,
+                  const std::vector<std::string>& prompts) {
+  OPD_CHECK(static_cast<int64_t>(prompts.size()) == rb.batch(), "one prompt per sequence");
+  const int64_t B = rb.batch(), T = rb.seq_len();
+  const int32_t* ids = rb.ids.data<int32_t>();
+  std::vector<std::vector<int32_t>> heads;
+  int64_t width = 1;
+  for (int64_t b = 0; b < B; ++b) {
+    heads.push_back(data::build_prompt(tok, prompts[static_cast<std::size_t>(b)]).tokens);
+    width = std::max<int64_t>(width, static_cast<int64_t>(heads.back().size()) +
+                                         rb.response_len[static_cast<std::size_t>(b)]);
+  }
+  Relayout out;
+  out.ids = core::Tensor::empty({B, width}, core::DType::I32);
+  int32_t* dst = out.ids.data<int32_t>();
+  std::fill(dst, dst + B * width, tok.pad_id());
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& h = heads[static_cast<std::size_t>(b)];
+    const int32_t len = rb.response_len[static_cast<std::size_t>(b)];
+    std::copy(h.begin(), h.end(), dst + b * width);
+    const int32_t* resp = ids + b * T + rb.prompt_len[static_cast<std::size_t>(b)];
+    std::copy(resp, resp + len, dst + b * width + static_cast<int64_t>(h.size()));
+  }
+  for (std::size_t i = 0; i < rb.rows.size(); ++i) {
+    const int64_t b = rb.row_seq[i];
+    out.rows.push_back(static_cast<int32_t>(
+        b * width + static_cast<int64_t>(heads[static_cast<std::size_t>(b)].size()) + rb.row_index[i] - 1));
+  }
+  return out;
 }
 
 std::vector<int32_t> student_topk(model::Transformer& student, const RolloutBatch& rb, int k,

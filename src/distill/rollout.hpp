@@ -25,6 +25,7 @@ struct RolloutBatch {
   std::vector<int32_t> row_seq;     // M: the sequence of each row
   std::vector<int32_t> row_index;   // M: its index within the response
   std::vector<int32_t> response_len;  // B
+  std::vector<int32_t> prompt_len;    // B: BOS + prompt tokens
   std::vector<int32_t> example;       // B: index of the prompt's example
   std::vector<uint8_t> correct;       // B: the verifier's verdict on the response
   std::vector<uint8_t> truncated;     // B: the response hit a length limit
@@ -48,6 +49,15 @@ RolloutBatch make_fixed_batch(const data::Tokenizer& tok,
                               const std::vector<data::Example>& examples,
                               const std::vector<int64_t>& chosen, int64_t context,
                               const std::string& marker);
+
+// The same responses behind other prompt texts (the teacher's template): token ids [B, T'] and,
+// for every row of the batch, its position in that layout.
+struct Relayout {
+  core::Tensor ids;
+  std::vector<int32_t> rows;
+};
+Relayout relayout(const RolloutBatch& batch, const data::Tokenizer& tok,
+                  const std::vector<std::string>& prompts);
 
 // The student's top-k ids (temperature 1) at every scored row of a batch, from a scoring pass:
 // for batches that were not sampled by the student (fixed data), in top-k signal mode.

@@ -54,6 +54,7 @@ struct StageConfig {
   std::string model;
   std::string data;
   std::string data_format = "auto";  // auto | jsonl | text
+  std::string prompt_template = "{prompt}";  // what the model sees around each prompt
   std::string loss = "auto";         // all | response (auto: all for pretrain, response for sft)
   // Training stages.
   int64_t steps = 0, batch_size = 16, seq_len = 128, log_every = 10, vocab_chunk = 4096;

@@ -9,6 +9,7 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "data/prompt_template.hpp"
 #include "data/sequence.hpp"
 #include "data/verifier.hpp"
 #include "distill/model_io.hpp"
@@ -41,7 +42,8 @@ void TeacherGenerateStage::prepare() {
     if (cfg_.filter.require_correct && prompts_[i].answer.empty())
       input_error(path + ":" + std::to_string(i + 1), "example has no \"answer\"",
                   "require_correct needs a reference answer per prompt");
-    const auto len = static_cast<int64_t>(data::build_prompt(tok_, prompts_[i].prompt).tokens.size());
+    const auto len = static_cast<int64_t>(
+        data::build_prompt(tok_, data::apply_template(cfg_.prompt_template, prompts_[i].prompt)).tokens.size());
     if (len >= context)
       input_error(path + ":" + std::to_string(i + 1),
                   "prompt has " + std::to_string(len) + " tokens, the model's context is " +
@@ -67,7 +69,8 @@ StageOutcome TeacherGenerateStage::run(StopCondition&) {
     std::vector<std::vector<int32_t>> prompts;
     std::vector<uint64_t> streams;
     for (int64_t i = start; i < end; ++i) {
-      prompts.push_back(data::build_prompt(tok_, prompts_[static_cast<std::size_t>(i / ec.samples)].prompt).tokens);
+      const auto& raw = prompts_[static_cast<std::size_t>(i / ec.samples)].prompt;
+      prompts.push_back(data::build_prompt(tok_, data::apply_template(cfg_.prompt_template, raw)).tokens);
       streams.push_back(static_cast<uint64_t>(i));
     }
     auto gens = model::generate(*teacher, prompts, ec.sampling, job_.run.seed, streams, tok_.eos_id());

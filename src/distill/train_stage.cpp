@@ -9,6 +9,7 @@
 #include "core/log.hpp"
 #include "core/timer.hpp"
 #include "data/dataset.hpp"
+#include "data/prompt_template.hpp"
 #include "data/sequence.hpp"
 #include "distill/metrics_log.hpp"
 #include "distill/model_io.hpp"
@@ -49,7 +50,8 @@ void TrainStage::prepare() {
   } else {
     std::vector<data::TokenSequence> seqs;
     for (const auto& ex : data::load_jsonl(resolve_data(job_, cfg_.data)))
-      seqs.push_back(data::build_sequence(tok_, ex.prompt, ex.response, cfg_.loss == "response"));
+      seqs.push_back(data::build_sequence(tok_, data::apply_template(cfg_.prompt_template, ex.prompt),
+                                          ex.response, cfg_.loss == "response"));
     sequences_.emplace(std::move(seqs), cfg_.batch_size, cfg_.seq_len, data_seed, tok_.pad_id(),
                        data::Overlong::Reject);
   }

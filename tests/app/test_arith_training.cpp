@@ -1,4 +1,4 @@
-// End to end: the shipped quickstart job (jobs/quickstart.toml), with a smaller step budget,
+// End to end: the shipped pretraining job (jobs/pretrain_arith.toml), with a smaller step budget,
 // trains a tiny model from scratch to >= 95% exact match on held-out 2-3 digit additions with a
 // scratchpad (fixed seeds; about a minute on one core).
 #include <gtest/gtest.h>
@@ -13,10 +13,10 @@
 using namespace opd::testing;
 namespace fs = std::filesystem;
 
-TEST(ArithTraining, QuickstartJobReachesNinetyFivePercent) {
+TEST(ArithTraining, PretrainJobReachesNinetyFivePercent) {
   ScratchDir dir("arith-training");
   fs::create_directories(dir / "inputs/generated");
-  // The same data commands as tools/quickstart.
+  // The data commands of the job file's header.
   auto train = run_opd("data arith --out inputs/generated/arith_train.jsonl --count 20000 --seed 1 "
                        "--min-digits 1 --max-digits 3 --scratchpad steps",
                        dir.path());
@@ -26,7 +26,7 @@ TEST(ArithTraining, QuickstartJobReachesNinetyFivePercent) {
                       dir.path());
   ASSERT_EQ(test.status, 0) << test.err;
 
-  const std::string job = std::string(OPD_SOURCE_DIR) + "/jobs/quickstart.toml";
+  const std::string job = std::string(OPD_SOURCE_DIR) + "/jobs/pretrain_arith.toml";
   auto r = run_opd("run '" + job + "' --set run.dir=runs/t --set stage.pretrain.steps=900",
                    dir.path());
   ASSERT_EQ(r.status, 0) << r.err << r.out;

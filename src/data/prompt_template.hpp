@@ -1,0 +1,16 @@
+// Prompt templates: the text a model sees around a prompt ("Q: {prompt}\nA: "), set per stage so
+// that a student can be prompted in its teacher's format (template alignment).
+#pragma once
+
+#include <string>
+
+namespace opd::data {
+
+constexpr const char* kPlainTemplate = "{prompt}";
+
+// Input error naming `where` unless the template holds "{prompt}" exactly once.
+void validate_template(const std::string& templ, const std::string& where);
+// The template with its "{prompt}" replaced by the prompt.
+std::string apply_template(const std::string& templ, const std::string& prompt);
+
+}  // namespace opd::data
