@@ -50,3 +50,42 @@ TEST(Recipes, ColdStartFromTeacherSamples) {
   EXPECT_TRUE(fs::exists(dir / "runs/c/cold/DONE"));
   EXPECT_TRUE(fs::exists(dir / "runs/c/distill/DONE"));
 }
+
+TEST(Recipes, TemplatesMixingAndPromptSelection) {
+  ScratchDir dir("recipes-align");
+  make_arith_data(dir.path(), 200);
+  const std::string full =
+      "[run]\ndir = \"runs/a\"\nseed = 5\n"
+      "[model.teacher]\nd_model = 32\nn_layers = 1\nn_heads = 2\nd_ff = 64\nmax_seq_len = 48\n"
+      "[model.student]\nd_model = 16\nn_layers = 1\nn_heads = 2\nd_ff = 32\nmax_seq_len = 48\n"
+      "[[stage]]\nname = \"teacher\"\nkind = \"pretrain\"\nmodel = \"teacher\"\n"
+      "template = \"Q: {prompt}\\n\"\ndata = \"train.jsonl\"\nsteps = 6\nbatch_size = 8\nseq_len = 44\n"
+      "[[stage]]\nname = \"student\"\nkind = \"pretrain\"\nmodel = \"student\"\n"
+      "data = \"train.jsonl\"\nsteps = 3\nbatch_size = 8\nseq_len = 40\n"
+      "[[stage]]\nname = \"distill\"\nkind = \"distill\"\nmodel = \"@student\"\nteacher = \"@teacher\"\n"
+      "data = \"train.jsonl\"\ndata_weight = 1.0\nteacher_template = \"Q: {prompt}\\n\"\n"
+      "steps = 3\nprompts_per_step = 3\nsamples_per_prompt = 2\nsignal = \"topk\"\ntopk = 4\n"
+      "[[stage.mix]]\ndata = \"test.jsonl\"\nweight = 3.0\n"
+      "[stage.prompt_select]\nfraction = 0.25\ncandidates = 40\n"
+      "[stage.rollout]\nmax_new_tokens = 12\n"
+      "[stage.eval]\ndata = \"test.jsonl\"\nlimit = 4\nmax_new_tokens = 12\n";
+  write_file(dir / "job.toml", full);
+  auto r = run_opd("run job.toml", dir.path());
+  ASSERT_EQ(r.status, 0) << r.err << r.out;
+  auto sel = nlohmann::json::parse(read_file(dir / "runs/a/distill/selected_prompts.json"));
+  EXPECT_EQ(sel["candidates"].get<int>(), 40);
+  EXPECT_EQ(sel["kept"].get<int>(), 10);
+  EXPECT_EQ(sel["selected"].size(), 10u);
+  EXPECT_GE(sel["mean_overlap_kept"].get<double>(), sel["mean_overlap_all"].get<double>());
+  EXPECT_NE(r.out.find("prompt selection kept 10 of 40"), std::string::npos) << r.out;
+
+  // A template without its {prompt} slot is refused before anything runs.
+  std::string bad = full;
+  bad.replace(bad.find("teacher_template = \"Q: {prompt}\\n\""), 34, "teacher_template = \"Q: \"");
+  write_file(dir / "bad.toml", bad);
+  fs::remove_all(dir / "runs");
+  auto b = run_opd("run bad.toml", dir.path());
+  EXPECT_EQ(b.status, 2) << b.err;
+  EXPECT_NE(b.err.find("{prompt}"), std::string::npos) << b.err;
+  EXPECT_FALSE(fs::exists(dir / "runs"));
+}
