@@ -19,6 +19,7 @@
 #include "distill/model_io.hpp"
 #include "distill/progress.hpp"
 #include "distill/rollout.hpp"
+#include "distill/sample_responses.hpp"
 #include "io/checkpoint.hpp"
 #include "io/metrics_h5.hpp"
 #include "model/optimizer.hpp"
@@ -72,14 +73,8 @@ void DistillStage::prepare() {
       data::Example ex = examples[i];
       ex.prompt = data::apply_template(cfg_.prompt_template, examples[i].prompt);
       teacher_prompts_.push_back(data::apply_template(teacher_template, examples[i].prompt));
-      for (const auto& [text, ctx] : {std::pair{ex.prompt, student.max_seq_len},
-                                      std::pair{teacher_prompts_.back(), teacher.max_seq_len}}) {
-        const auto len = static_cast<int64_t>(data::build_prompt(tok_, text).tokens.size());
-        if (len >= ctx)
-          input_error(where, "prompt has " + std::to_string(len) + " tokens, the context is " +
-                                 std::to_string(ctx),
-                      "shorten the prompt or use models with a larger max_seq_len");
-      }
+      check_prompt_fits(tok_, ex.prompt, student.max_seq_len, where);
+      check_prompt_fits(tok_, teacher_prompts_.back(), teacher.max_seq_len, where);
       pool_.push_back(std::move(ex));
     }
   }

@@ -12,6 +12,7 @@
 #include "data/stop_tokens.hpp"
 #include "data/verifier.hpp"
 #include "distill/model_io.hpp"
+#include "distill/sample_responses.hpp"
 #include "model/generator.hpp"
 
 namespace opd::distill {
@@ -25,35 +26,26 @@ EvalResult evaluate(model::Transformer& m, const data::Tokenizer& tok,
   const int64_t k = cfg.samples;
   const int64_t n = cfg.limit > 0 ? std::min<int64_t>(cfg.limit, static_cast<int64_t>(examples.size()))
                                   : static_cast<int64_t>(examples.size());
-  // Work items are (example, sample) pairs, batched; each has its own sampling stream.
-  const int64_t items = n * k;
+  std::vector<std::string> prompts;
+  for (int64_t i = 0; i < n; ++i) prompts.push_back(examples[static_cast<std::size_t>(i)].prompt);
   int64_t response_tokens = 0, truncated = 0;
   std::vector<int64_t> correct_per_example(static_cast<std::size_t>(n), 0);
-  for (int64_t start = 0; start < items; start += cfg.batch_size) {
-    const int64_t end = std::min(items, start + cfg.batch_size);
-    std::vector<std::vector<int32_t>> prompts;
-    std::vector<uint64_t> streams;
-    for (int64_t i = start; i < end; ++i) {
-      prompts.push_back(data::build_prompt(tok, examples[static_cast<std::size_t>(i / k)].prompt).tokens);
-      streams.push_back(static_cast<uint64_t>(i));
-    }
-    auto gens = model::generate(m, prompts, cfg.sampling, seed, streams, tok.eos_id());
-    for (int64_t i = start; i < end; ++i) {
-      const auto& g = gens[static_cast<std::size_t>(i - start)];
-      const auto& ex = examples[static_cast<std::size_t>(i / k)];
-      const std::string text = tok.decode(g.tokens);
-      const bool ok = data::verify(text, ex.answer, cfg.marker);
-      correct_per_example[static_cast<std::size_t>(i / k)] += ok;
-      res.correct += ok;
-      response_tokens += static_cast<int64_t>(g.tokens.size());
-      truncated += !g.stopped;
-      if (first_lines && first_lines->size() < max_lines) {
-        nlohmann::json j = {{"prompt", ex.prompt}, {"response", text}, {"answer", ex.answer},
-                            {"correct", ok}};
-        first_lines->push_back(j.dump());
-      }
-    }
-  }
+  sample_responses(m, tok, prompts, k, cfg.sampling, seed, cfg.batch_size,
+                   [&](int64_t e, int64_t, const model::Generation& g) {
+                     const auto& ex = examples[static_cast<std::size_t>(e)];
+                     const std::string text = tok.decode(g.tokens);
+                     const bool ok = data::verify(text, ex.answer, cfg.marker);
+                     correct_per_example[static_cast<std::size_t>(e)] += ok;
+                     res.correct += ok;
+                     response_tokens += static_cast<int64_t>(g.tokens.size());
+                     truncated += !g.stopped;
+                     if (first_lines && first_lines->size() < max_lines) {
+                       nlohmann::json j = {{"prompt", ex.prompt}, {"response", text},
+                                           {"answer", ex.answer}, {"correct", ok}};
+                       first_lines->push_back(j.dump());
+                     }
+                   });
+  const int64_t items = n * k;
   res.examples = n;
   res.samples = items;
   double acc = 0;
@@ -78,14 +70,8 @@ void EvalStage::prepare() {
       input_error(data_path + ":" + std::to_string(i + 1), "example has no \"answer\"",
                   "an eval set needs a reference answer per prompt");
   const int64_t context = model_context(job_, cfg_.model, tok_);
-  for (std::size_t i = 0; i < examples_.size(); ++i) {
-    const auto len = static_cast<int64_t>(data::build_prompt(tok_, examples_[i].prompt).tokens.size());
-    if (len >= context)
-      input_error(data_path + ":" + std::to_string(i + 1),
-                  "prompt has " + std::to_string(len) + " tokens, the model's context is " +
-                      std::to_string(context),
-                  "shorten the prompt or use a model with a larger max_seq_len");
-  }
+  for (std::size_t i = 0; i < examples_.size(); ++i)
+    check_prompt_fits(tok_, examples_[i].prompt, context, data_path + ":" + std::to_string(i + 1));
 }
 
 StageOutcome EvalStage::run(StopCondition&) {

@@ -13,6 +13,7 @@
 #include "data/sequence.hpp"
 #include "data/verifier.hpp"
 #include "distill/model_io.hpp"
+#include "distill/sample_responses.hpp"
 #include "model/generator.hpp"
 
 namespace opd::distill {
@@ -42,14 +43,19 @@ void TeacherGenerateStage::prepare() {
     if (cfg_.filter.require_correct && prompts_[i].answer.empty())
       input_error(path + ":" + std::to_string(i + 1), "example has no \"answer\"",
                   "require_correct needs a reference answer per prompt");
-    const auto len = static_cast<int64_t>(
-        data::build_prompt(tok_, data::apply_template(cfg_.prompt_template, prompts_[i].prompt)).tokens.size());
-    if (len >= context)
-      input_error(path + ":" + std::to_string(i + 1),
-                  "prompt has " + std::to_string(len) + " tokens, the model's context is " +
-                      std::to_string(context),
-                  "shorten the prompt or use a model with a larger max_seq_len");
+    check_prompt_fits(tok_, data::apply_template(cfg_.prompt_template, prompts_[i].prompt), context,
+                      path + ":" + std::to_string(i + 1));
   }
+}
+
+const char* TeacherGenerateStage::rejection(const model::Generation& g, const std::string& text,
+                                            const std::string& answer) const {
+  const FilterConfig& f = cfg_.filter;
+  if (!g.stopped) return "incomplete";
+  if (degenerate_repetition(g.tokens, f.repeat_ngram, f.repeat_max)) return "repetitive";
+  if (f.require_marker && !data::extract_answer(text, cfg_.eval.marker)) return "no answer marker";
+  if (f.require_correct && !data::verify(text, answer, cfg_.eval.marker)) return "wrong answer";
+  return nullptr;
 }
 
 StageOutcome TeacherGenerateStage::run(StopCondition&) {
@@ -64,37 +70,22 @@ StageOutcome TeacherGenerateStage::run(StopCondition&) {
   int64_t kept = 0;
   const fs::path out = dir / "samples.jsonl";
   std::ofstream file(out.string() + ".tmp", std::ios::trunc);
-  for (int64_t start = 0; start < items; start += ec.batch_size) {
-    const int64_t end = std::min(items, start + ec.batch_size);
-    std::vector<std::vector<int32_t>> prompts;
-    std::vector<uint64_t> streams;
-    for (int64_t i = start; i < end; ++i) {
-      const auto& raw = prompts_[static_cast<std::size_t>(i / ec.samples)].prompt;
-      prompts.push_back(data::build_prompt(tok_, data::apply_template(cfg_.prompt_template, raw)).tokens);
-      streams.push_back(static_cast<uint64_t>(i));
-    }
-    auto gens = model::generate(*teacher, prompts, ec.sampling, job_.run.seed, streams, tok_.eos_id());
-    for (int64_t i = start; i < end; ++i) {
-      const auto& g = gens[static_cast<std::size_t>(i - start)];
-      const auto& ex = prompts_[static_cast<std::size_t>(i / ec.samples)];
-      const std::string text = tok_.decode(g.tokens);
-      const auto answer = data::extract_answer(text, ec.marker);
-      const char* why = !g.stopped                                                   ? "incomplete"
-                        : degenerate_repetition(g.tokens, cfg_.filter.repeat_ngram,
-                                                cfg_.filter.repeat_max)             ? "repetitive"
-                        : cfg_.filter.require_marker && !answer                      ? "no answer marker"
-                        : cfg_.filter.require_correct && !data::verify(text, ex.answer, ec.marker)
-                            ? "wrong answer"
-                            : nullptr;
-      if (why) {
-        ++rejected[why];
-        continue;
-      }
-      nlohmann::json j = {{"prompt", ex.prompt}, {"response", text}, {"answer", ex.answer}};
-      file << j.dump() << '\n';
-      ++kept;
-    }
-  }
+  std::vector<std::string> texts;
+  for (int64_t i = 0; i < n; ++i)
+    texts.push_back(data::apply_template(cfg_.prompt_template, prompts_[static_cast<std::size_t>(i)].prompt));
+  sample_responses(*teacher, tok_, texts, ec.samples, ec.sampling, job_.run.seed, ec.batch_size,
+                   [&](int64_t e, int64_t, const model::Generation& g) {
+                     const auto& ex = prompts_[static_cast<std::size_t>(e)];
+                     const std::string text = tok_.decode(g.tokens);
+                     const char* why = rejection(g, text, ex.answer);
+                     if (why) {
+                       ++rejected[why];
+                       return;
+                     }
+                     nlohmann::json j = {{"prompt", ex.prompt}, {"response", text}, {"answer", ex.answer}};
+                     file << j.dump() << '\n';
+                     ++kept;
+                   });
   file.close();
   if (kept == 0)
     input_error(cfg_.where, "every teacher response was rejected",

@@ -8,6 +8,7 @@
 
 #include "data/dataset.hpp"
 #include "distill/stage.hpp"
+#include "model/generator.hpp"
 
 namespace opd::distill {
 
@@ -22,6 +23,10 @@ class TeacherGenerateStage final : public Stage {
   StageOutcome run(StopCondition& stop) override;
 
  private:
+  // Why a response is rejected (nullptr: kept).
+  const char* rejection(const model::Generation& g, const std::string& text,
+                        const std::string& answer) const;
+
   const JobConfig& job_;
   const StageConfig& cfg_;
   const data::Tokenizer& tok_;
