@@ -7,6 +7,7 @@
 #include "backend/ops.hpp"
 #include "core/error.hpp"
 #include "distill/auroc.hpp"
+#include "distill/kl_estimates.hpp"
 #include "model/lm_loss.hpp"
 
 namespace opd::distill {
@@ -227,25 +228,19 @@ StepMetrics distill_backward(model::Transformer& student, const RolloutBatch& rb
   student.backward(dh);
 
   // Metrics.
-  double total = 0, k1 = 0, k3 = 0, gap = 0;
-  int64_t gap_n = 0;
+  double total = 0;
+  for (int64_t i = 0; i < M; ++i) total += loss.data<float>()[i];
   const float* hq = st.entropy_q.data<float>();
   const float* hp = st.entropy_p.data<float>();
-  for (int64_t i = 0; i < M; ++i) {
-    total += loss.data<float>()[i];
-    const double d = lq[i] - lp[i];
-    k1 += -d;
-    k3 += std::exp(d) - 1 - d;
-    if (std::isfinite(hq[i])) gap += std::abs(hq[i] - hp[i]), ++gap_n;
-  }
+  const KlEstimates kl = kl_estimates(lp, lq, hp, hq, M);
   m["loss"] = total;
-  m["kl_k1"] = k1 / static_cast<double>(M);
-  m["kl_k3"] = k3 / static_cast<double>(M);
+  m["kl_k1"] = kl.k1;
+  m["kl_k3"] = kl.k3;
   m["kl_full"] = finite_mean(st.kl_full.data<float>(), M);
   m["kl_topk"] = finite_mean(st.kl_topk.data<float>(), M);
   m["entropy_student"] = finite_mean(hp, M);
   m["entropy_teacher"] = finite_mean(hq, M);
-  m["entropy_gap"] = gap_n ? gap / static_cast<double>(gap_n) : kNaN;
+  m["entropy_gap"] = kl.entropy_gap;
   m["overlap_ratio"] = finite_mean(st.overlap_ratio.data<float>(), M);
   m["overlap_mass_student"] = finite_mean(st.overlap_mass_p.data<float>(), M);
   m["overlap_mass_teacher"] = finite_mean(st.overlap_mass_q.data<float>(), M);
