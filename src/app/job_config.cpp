@@ -189,6 +189,19 @@ JobConfig parse_job(const std::string& toml_text, const std::string& source_name
   job.run.threads = static_cast<int>(run.get_int("threads", 0, 0, 1024));
   job.run.walltime = run.get_double("walltime", 0.0, 0.0, 1e9);
   job.run.walltime_margin = run.get_double("walltime_margin", 30.0, 0.0, 1e9);
+  ConfigTable par = t.table_or_empty("parallel");
+  auto read_layout = [&](const std::string& key, comm::Layout def) {
+    ConfigTable l = par.table_or_empty(key);
+    comm::Layout out;
+    out.tp = static_cast<int>(l.get_int("tp", def.tp, 1, 1 << 16));
+    out.pp = static_cast<int>(l.get_int("pp", def.pp, 1, 1 << 16));
+    out.dp = static_cast<int>(l.get_int("dp", def.dp, 0, 1 << 20));
+    return out;
+  };
+  job.parallel.student = read_layout("student", comm::Layout{1, 1, 0});
+  job.parallel.teacher = read_layout("teacher", job.parallel.student);
+  job.parallel.placement = par.get_choice("placement", "colocated", {"colocated", "split"});
+  job.parallel.zero = static_cast<int>(par.get_int("zero", 0, 0, 1));
   ConfigTable tok = t.table_or_empty("tokenizer");
   job.tokenizer = tok.get_choice("kind", "char", {"char"});
 

@@ -1,13 +1,16 @@
 // `opd run JOB.toml [--set k=v]...`: validate the whole job, then run (or resume) its stages in
 // order, skipping finished ones. Exit 3 asks the launcher to resubmit (signal or wall time).
 #include <CLI/CLI.hpp>
+#include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 
 #include "app/commands.hpp"
 #include "app/job_config.hpp"
 #include "backend/ops.hpp"
-#include "comm/mpi_runtime.hpp"
+#include "comm/communicator.hpp"
+#include "comm/topology.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "data/tokenizer.hpp"
@@ -20,32 +23,55 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// Runs `work` on every rank and agrees on the outcome: if any rank met bad input, the first such
+// rank prints its message and every rank returns false, so a failure on one rank never leaves
+// the others waiting in a collective.
+bool agree(const comm::Communicator& world, const std::function<void()>& work) {
+  std::string message;
+  try {
+    work();
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::Input || world.size() == 1) throw;
+    message = e.what();
+  }
+  const int mine = message.empty() ? 0 : world.size() - world.rank();
+  const int worst = world.allreduce_max(mine);
+  if (worst == 0) return true;
+  if (world.rank() == world.size() - worst) std::fprintf(stderr, "opd: error: %s\n", message.c_str());
+  return false;
+}
+
 int run_job(const std::string& path, const std::vector<std::string>& overrides) {
-  distill::JobConfig job = load_job(path, overrides);
-  // Sharded layouts (tensor, pipeline, data parallelism) are not built yet: several ranks would
-  // all write the same run directory.
-  if (comm::world_size() > 1)
-    input_error("opd run", "launched on " + std::to_string(comm::world_size()) +
-                               " ranks, but this version runs a job on one rank",
-                "launch with one rank (mpirun -np 1, srun -n 1)");
+  const comm::Communicator world = comm::Communicator::world();
+  distill::JobConfig job;
+  std::unique_ptr<comm::Topology> topo;
+  if (!agree(world, [&] { job = load_job(path, overrides); })) return 2;
+  if (!agree(world, [&] {
+        topo = std::make_unique<comm::Topology>(job.parallel, world, job.path + ": [parallel]");
+      }))
+    return 2;
   backend::set_blas_threads(job.run.threads);
   auto tok = data::make_tokenizer(job.tokenizer);
   // Everything is read and checked before anything is written: bad input leaves RUN as it was.
   // A stage that reads what an earlier stage has yet to write is checked just before it runs.
   std::vector<std::unique_ptr<distill::Stage>> stages;
   std::vector<bool> prepared;
-  for (const auto& s : job.stages) {
-    stages.push_back(distill::make_stage(job, s, *tok));
-    const bool now = !distill::stage_done(job, s.name) && !distill::waits_for_data(job, s);
-    if (now) stages.back()->prepare();
-    prepared.push_back(now);
-  }
-  fs::create_directories(job.run.dir);
-  {
+  if (!agree(world, [&] {
+        for (const auto& s : job.stages) {
+          stages.push_back(distill::make_stage(job, s, *tok, *topo));
+          const bool now = !distill::stage_done(job, s.name) && !distill::waits_for_data(job, s);
+          if (now) stages.back()->prepare();
+          prepared.push_back(now);
+        }
+      }))
+    return 2;
+  if (topo->is_root()) {
+    fs::create_directories(job.run.dir);
     const fs::path saved = fs::path(job.run.dir) / "job.toml";
     std::ofstream(saved.string() + ".tmp") << job.toml_text;
     fs::rename(saved.string() + ".tmp", saved);
   }
+  world.barrier();
   distill::StopCondition::install_signal_handlers();
   distill::StopCondition stop(job.run.walltime, job.run.walltime_margin);
   for (std::size_t i = 0; i < stages.size(); ++i) {
@@ -56,7 +82,12 @@ int run_job(const std::string& path, const std::vector<std::string>& overrides) 
     }
     core::log::info("stage ", name, " (", job.stages[i].kind, ")");
     if (!prepared[i]) stages[i]->prepare();
-    if (stages[i]->run(stop) == distill::StageOutcome::Interrupted) return distill::kExitResubmit;
+    // Stages without a data-parallel implementation run on the root rank alone; the others wait
+    // for their outputs.
+    distill::StageOutcome outcome = distill::StageOutcome::Done;
+    if (stages[i]->data_parallel() || topo->is_root()) outcome = stages[i]->run(stop);
+    world.barrier();
+    if (outcome == distill::StageOutcome::Interrupted) return distill::kExitResubmit;
   }
   core::log::info("job finished: ", job.run.dir);
   return 0;

@@ -20,10 +20,13 @@ class Stage {
   virtual ~Stage() = default;
   virtual void prepare() = 0;
   virtual StageOutcome run(StopCondition& stop) = 0;
+  // True when every rank of the job takes part in run(); otherwise the root rank runs the stage
+  // alone and the others wait for it.
+  virtual bool data_parallel() const { return false; }
 };
 
 std::unique_ptr<Stage> make_stage(const JobConfig& job, const StageConfig& stage,
-                                  const data::Tokenizer& tokenizer);
+                                  const data::Tokenizer& tokenizer, const comm::Topology& topo);
 
 // RUN/<stage>
 std::string stage_dir(const JobConfig& job, const std::string& stage_name);

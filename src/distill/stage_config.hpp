@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/topology.hpp"
 #include "distill/objective_config.hpp"
 #include "model/generator.hpp"
 #include "model/model_config.hpp"
@@ -74,6 +75,7 @@ struct JobConfig {
   RunConfig run;
   std::string tokenizer = "char";
   std::map<std::string, model::ModelConfig> models;
+  comm::ParallelConfig parallel;  // dp = 0: as many data-parallel ranks as the job is launched on
   std::vector<StageConfig> stages;
 };
 

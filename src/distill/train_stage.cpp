@@ -25,8 +25,8 @@ using core::DType;
 using core::Tensor;
 
 TrainStage::TrainStage(const JobConfig& job, const StageConfig& stage,
-                       const data::Tokenizer& tokenizer)
-    : job_(job), cfg_(stage), tok_(tokenizer), dir_(stage_dir(job, stage.name)) {}
+                       const data::Tokenizer& tokenizer, const comm::Topology& topo)
+    : job_(job), cfg_(stage), tok_(tokenizer), topo_(topo), dir_(stage_dir(job, stage.name)) {}
 
 namespace {
 // A stable (not std::hash) digest of the stage name: each stage draws its own data order.
@@ -43,6 +43,11 @@ bool is_text(const StageConfig& s) {
 }  // namespace
 
 void TrainStage::prepare() {
+  const int dp = topo_.layout().dp;
+  if (cfg_.batch_size % dp != 0)
+    input_error(cfg_.where, "batch_size " + std::to_string(cfg_.batch_size) +
+                                " does not split over " + std::to_string(dp) + " data-parallel ranks",
+                "make batch_size a multiple of dp");
   const uint64_t data_seed = job_.run.seed ^ name_hash(cfg_.name);
   if (is_text(cfg_)) {
     text_.emplace(tok_.encode(data::load_text(resolve_data(job_, cfg_.data))), cfg_.batch_size, cfg_.seq_len,
@@ -76,6 +81,11 @@ data::TokenBatch TrainStage::next_batch() {
 
 void TrainStage::save(model::Transformer& m, model::AdamW& opt, int64_t step,
                       int64_t tokens_seen) {
+  // Every data-parallel replica holds the same model: the root writes, the others wait.
+  if (!topo_.is_root()) {
+    topo_.world().barrier();
+    return;
+  }
   io::CheckpointDir ckdir((fs::path(dir_) / "checkpoints").string());
   io::CheckpointWriter w(ckdir.path_for_step(step));
   write_model(w, m, tok_.describe());
@@ -86,10 +96,11 @@ void TrainStage::save(model::Transformer& m, model::AdamW& opt, int64_t step,
               static_cast<int64_t>(sequences_ ? sequences_->cursor() : text_->cursor()));
   w.write_string("config/job_toml", job_.toml_text);
   w.write_string("config/stage", cfg_.name);
-  w.set_attribute("layout", "tp1.pp1.dp1");
+  w.set_attribute("layout", topo_.describe());
   w.commit();
   ckdir.publish(step);
   ckdir.prune(cfg_.checkpoint.keep_last, cfg_.checkpoint.keep_every);
+  topo_.world().barrier();
 }
 
 StageOutcome TrainStage::run(StopCondition& stop) {
@@ -117,29 +128,43 @@ StageOutcome TrainStage::run(StopCondition& stop) {
     io::CheckpointReader r(*resume);
     read_optimizer(r, *m, opt);
   }
-  MetricsLog metrics((fs::path(dir_) / "metrics.jsonl").string(), resume ? step : -1);
+  std::optional<MetricsLog> metrics;
+  if (topo_.is_root()) metrics.emplace((fs::path(dir_) / "metrics.jsonl").string(), resume ? step : -1);
+  const comm::Communicator& dp = topo_.dp();
   core::log::info(cfg_.name, ": ", cfg_.kind, " of a ", m->params().numel(), "-parameter model (",
                   m->config().describe(), ") for ", cfg_.steps, " steps");
 
   Progress progress(cfg_.name, step, cfg_.steps);
   const int64_t first_step = step;
   while (step < cfg_.steps) {
-    if (step > first_step && stop.should_stop(step)) {
+    // Every rank must agree to stop at the same boundary (a signal may reach only some).
+    const bool stop_here = step > first_step && topo_.world().allreduce_max(stop.should_stop(step) ? 1 : 0);
+    if (stop_here) {
       save(*m, opt, step, tokens_seen);
       core::log::info(cfg_.name, ": stopping at step ", step, " (", stop.reason(),
                       "); checkpoint written, resubmit to continue");
       return StageOutcome::Interrupted;
     }
     core::Stopwatch clock;
+    // Every rank draws the same global batch and takes its rows; the loss is the token mean
+    // over the global batch, so the summed gradients equal the single-rank gradient.
     data::TokenBatch batch = next_batch();
     const int64_t count = batch.num_targets();
-    Tensor ids = Tensor::from_vector(batch.inputs, {batch.batch, batch.seq_len});
-    Tensor targets = Tensor::from_vector(batch.targets, {batch.batch, batch.seq_len});
-    Tensor pos = model::causal_positions(batch.batch, batch.seq_len);
+    const int64_t rows = batch.batch / dp.size(), T = batch.seq_len;
+    const auto first = static_cast<std::ptrdiff_t>(topo_.dp_rank() * rows * T);
+    const auto local = static_cast<std::ptrdiff_t>(rows * T);
+    Tensor ids = Tensor::from_vector(std::vector<int32_t>(batch.inputs.begin() + first, batch.inputs.begin() + first + local), {rows, T});
+    Tensor targets = Tensor::from_vector(std::vector<int32_t>(batch.targets.begin() + first, batch.targets.begin() + first + local), {rows, T});
+    Tensor pos = model::causal_positions(rows, T);
     m->params().zero_grad();
     const float per_token = count > 0 ? 1.0f / static_cast<float>(count) : 0.0f;
     model::LossSum loss =
         model::lm_cross_entropy(*m, ids, pos, targets, per_token, cfg_.vocab_chunk);
+    if (dp.size() > 1) {
+      for (auto& p : m->params().all()) dp.allreduce_sum(p.grad.data<float>(), p.grad.numel());
+      dp.allreduce_sum(&loss.sum, 1);
+      loss.count = count;
+    }
     const double lr = model::scheduled_lr(cfg_.optim, step, cfg_.steps);
     const double gnorm = opt.step(m->params(), cfg_.optim, lr);
     ++step;
@@ -153,14 +178,14 @@ StageOutcome TrainStage::run(StopCondition& stop) {
                           {"lr", lr},              {"grad_norm", gnorm},
                           {"tokens", count},       {"tokens_seen", tokens_seen},
                           {"step_seconds", secs}};
-    metrics.write(rec);
+    if (metrics) metrics->write(rec);
     progress.update(step, loss.mean(), lr, gnorm, static_cast<double>(batch.batch * batch.seq_len) / secs);
     if (step % cfg_.log_every == 0 || step == cfg_.steps) progress.print();
     if (cfg_.checkpoint.every > 0 && step % cfg_.checkpoint.every == 0 && step < cfg_.steps)
       save(*m, opt, step, tokens_seen);
   }
   save(*m, opt, step, tokens_seen);
-  std::ofstream(fs::path(dir_) / "DONE") << "step " << step << "\n";
+  if (topo_.is_root()) std::ofstream(fs::path(dir_) / "DONE") << "step " << step << "\n";
   return StageOutcome::Done;
 }
 

@@ -8,6 +8,7 @@
 
 #include "data/batch_sampler.hpp"
 #include "data/text_window_sampler.hpp"
+#include "comm/topology.hpp"
 #include "distill/stage.hpp"
 #include "model/transformer.hpp"
 
@@ -15,9 +16,12 @@ namespace opd::distill {
 
 class TrainStage final : public Stage {
  public:
-  TrainStage(const JobConfig& job, const StageConfig& stage, const data::Tokenizer& tokenizer);
+  TrainStage(const JobConfig& job, const StageConfig& stage, const data::Tokenizer& tokenizer,
+             const comm::Topology& topo);
   void prepare() override;
   StageOutcome run(StopCondition& stop) override;
+  // Data parallel: each rank takes batch_size / dp of every batch; gradients are summed.
+  bool data_parallel() const override { return true; }
 
  private:
   data::TokenBatch next_batch();
@@ -26,6 +30,7 @@ class TrainStage final : public Stage {
   const JobConfig& job_;
   const StageConfig& cfg_;
   const data::Tokenizer& tok_;
+  const comm::Topology& topo_;
   std::string dir_;
   std::optional<data::BatchSampler> sequences_;
   std::optional<data::TextWindowSampler> text_;

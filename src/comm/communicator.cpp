@@ -1,0 +1,93 @@
+#include "comm/communicator.hpp"
+
+#include <mpi.h>
+
+#include <cstring>
+
+#include "core/error.hpp"
+
+namespace opd::comm {
+
+namespace {
+bool mpi_running() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  return initialized && !finalized;
+}
+void check(int rc, const char* what) {
+  if (rc != MPI_SUCCESS) internal_error("mpi", std::string(what) + " failed");
+}
+}  // namespace
+
+struct Communicator::Handle {
+  MPI_Comm comm = MPI_COMM_NULL;
+  bool owned = false;  // split communicators are freed with their last copy
+  ~Handle() {
+    if (owned && comm != MPI_COMM_NULL && mpi_running()) MPI_Comm_free(&comm);
+  }
+};
+
+Communicator Communicator::world() {
+  Communicator c;
+  if (!mpi_running()) return c;
+  c.handle_ = std::make_shared<Handle>();
+  c.handle_->comm = MPI_COMM_WORLD;
+  MPI_Comm_rank(MPI_COMM_WORLD, &c.rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &c.size_);
+  return c;
+}
+
+Communicator Communicator::split(int colour, int key) const {
+  Communicator c;
+  if (!handle_) return c;
+  MPI_Comm out;
+  check(MPI_Comm_split(handle_->comm, colour, key, &out), "MPI_Comm_split");
+  c.handle_ = std::make_shared<Handle>();
+  c.handle_->comm = out;
+  c.handle_->owned = true;
+  MPI_Comm_rank(out, &c.rank_);
+  MPI_Comm_size(out, &c.size_);
+  return c;
+}
+
+void Communicator::allreduce_sum(float* data, int64_t n) const {
+  if (size_ > 1) check(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_SUM, handle_->comm), "allreduce");
+}
+void Communicator::allreduce_sum(double* data, int64_t n) const {
+  if (size_ > 1) check(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_DOUBLE, MPI_SUM, handle_->comm), "allreduce");
+}
+void Communicator::allreduce_sum(int64_t* data, int64_t n) const {
+  if (size_ > 1) check(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_INT64_T, MPI_SUM, handle_->comm), "allreduce");
+}
+int Communicator::allreduce_max(int value) const {
+  if (size_ > 1) check(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MAX, handle_->comm), "allreduce");
+  return value;
+}
+double Communicator::allreduce_max(double value) const {
+  if (size_ > 1) check(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_DOUBLE, MPI_MAX, handle_->comm), "allreduce");
+  return value;
+}
+
+std::vector<double> Communicator::allgather(const std::vector<double>& local) const {
+  if (size_ == 1) return local;
+  int n = static_cast<int>(local.size());
+  std::vector<int> counts(static_cast<std::size_t>(size_)), offsets(counts.size());
+  check(MPI_Allgather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, handle_->comm), "allgather");
+  int total = 0;
+  for (std::size_t i = 0; i < counts.size(); ++i) offsets[i] = total, total += counts[i];
+  std::vector<double> all(static_cast<std::size_t>(total));
+  check(MPI_Allgatherv(local.data(), n, MPI_DOUBLE, all.data(), counts.data(), offsets.data(),
+                       MPI_DOUBLE, handle_->comm), "allgatherv");
+  return all;
+}
+
+void Communicator::broadcast(void* data, int64_t bytes, int root) const {
+  if (size_ > 1) check(MPI_Bcast(data, static_cast<int>(bytes), MPI_BYTE, root, handle_->comm), "broadcast");
+}
+
+void Communicator::barrier() const {
+  if (size_ > 1) check(MPI_Barrier(handle_->comm), "barrier");
+}
+
+}  // namespace opd::comm

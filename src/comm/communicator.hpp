@@ -1,0 +1,38 @@
+// A communicator over host buffers (MPI). Without MPI running it is the one-rank communicator,
+// whose collectives are identities, so single-process code needs no special case. The same
+// interface will carry NCCL communicators for device buffers (the GPU issue).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace opd::comm {
+
+class Communicator {
+ public:
+  // MPI_COMM_WORLD when MPI is running, else the one-rank communicator.
+  static Communicator world();
+  // A sub-communicator of the ranks passing the same colour, ordered by key.
+  Communicator split(int colour, int key) const;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+
+  void allreduce_sum(float* data, int64_t n) const;
+  void allreduce_sum(double* data, int64_t n) const;
+  void allreduce_sum(int64_t* data, int64_t n) const;
+  int allreduce_max(int value) const;
+  double allreduce_max(double value) const;
+  // Every rank's `local` values, concatenated in rank order.
+  std::vector<double> allgather(const std::vector<double>& local) const;
+  void broadcast(void* data, int64_t bytes, int root) const;
+  void barrier() const;
+
+ private:
+  struct Handle;                   // holds the MPI_Comm, so this header needs no mpi.h
+  std::shared_ptr<Handle> handle_;  // null: the one-rank communicator
+  int rank_ = 0, size_ = 1;
+};
+
+}  // namespace opd::comm

@@ -1,0 +1,49 @@
+// Topology (DESIGN.md §6): the world's ranks split into the student and teacher groups
+// (colocated: one group holds both models; split: disjoint groups), each group a dp × pp × tp grid
+// with tp varying fastest, and the communicators of each axis.
+#pragma once
+
+#include <string>
+
+#include "comm/communicator.hpp"
+
+namespace opd::comm {
+
+struct Layout {
+  int tp = 1, pp = 1, dp = 1;
+  int size() const { return tp * pp * dp; }
+};
+
+struct ParallelConfig {
+  Layout student, teacher;
+  std::string placement = "colocated";  // colocated | split
+  int zero = 0;                         // 1: shard AdamW state over data-parallel ranks
+};
+
+enum class Role { Student, Teacher, Both };
+
+class Topology {
+ public:
+  // Validates the configuration against the world size and the parts built so far (Input
+  // errors naming the key and the fix); `where` prefixes messages ("job.toml: [parallel]").
+  // A layout's dp = 0 means: every rank the other axes leave (world size / (tp * pp)).
+  Topology(ParallelConfig cfg, const Communicator& world, const std::string& where);
+
+  Role role() const { return role_; }
+  const Layout& layout() const { return layout_; }  // of this rank's group
+  int dp_rank() const { return dp_rank_; }
+  int pp_rank() const { return pp_rank_; }
+  int tp_rank() const { return tp_rank_; }
+  const Communicator& world() const { return world_; }
+  const Communicator& dp() const { return dp_; }  // the ranks holding the same shard
+  bool is_root() const { return world_.rank() == 0; }
+  std::string describe() const;  // "tp1.pp1.dp2"
+
+ private:
+  Role role_ = Role::Both;
+  Layout layout_;
+  int dp_rank_ = 0, pp_rank_ = 0, tp_rank_ = 0;
+  Communicator world_, dp_;
+};
+
+}  // namespace opd::comm

@@ -1,0 +1,106 @@
+// Data parallelism over MPI ranks (mpirun -np 2): the training losses equal the single-rank run,
+// the checkpoint is written once with its layout, a stop under MPI resumes exactly, and a layout
+// that does not fit the world is refused once, with every rank exiting cleanly.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "io/checkpoint.hpp"
+#include "testing/process.hpp"
+#include "testing/tiny_job.hpp"
+
+using namespace opd::testing;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kMpirun =
+    "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1 "
+    "mpirun --oversubscribe -np 2 ";
+
+ProcessResult run_mpi(const std::string& args, const fs::path& cwd, const std::string& env = "") {
+  return run_command(env + kMpirun + "'" + std::string(OPD_BINARY) + "' " + args, cwd);
+}
+
+// opd's own error lines (mpirun adds its own report of the non-zero exit).
+long error_lines(const std::string& err) {
+  long n = 0;
+  std::istringstream in(err);
+  std::string line;
+  while (std::getline(in, line)) n += line.rfind("opd: error: ", 0) == 0;
+  return n;
+}
+
+std::vector<nlohmann::json> rows(const fs::path& file) {
+  std::vector<nlohmann::json> out;
+  std::istringstream in(read_file(file));
+  std::string line;
+  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+}  // namespace
+
+TEST(DataParallel, TwoRanksReproduceOneRank) {
+  ScratchDir dir("dp");
+  make_arith_data(dir.path(), 200);
+  write_file(dir / "one.toml", tiny_job("runs/one", 8, 4));
+  write_file(dir / "two.toml", tiny_job("runs/two", 8, 4));
+  auto one = run_opd("run one.toml", dir.path());
+  ASSERT_EQ(one.status, 0) << one.err;
+  auto two = run_mpi("run two.toml", dir.path());
+  ASSERT_EQ(two.status, 0) << two.err << two.out;
+  const auto a = rows(dir / "runs/one/pretrain/metrics.jsonl");
+  const auto b = rows(dir / "runs/two/pretrain/metrics.jsonl");
+  ASSERT_EQ(a.size(), 8u);
+  ASSERT_EQ(b.size(), 8u);  // written once, by the root
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double la = a[i]["loss"].get<double>(), lb = b[i]["loss"].get<double>();
+    EXPECT_LE(std::abs(la - lb), 1e-5 * std::abs(la)) << "step " << i + 1;
+    const double ga = a[i]["grad_norm"].get<double>(), gb = b[i]["grad_norm"].get<double>();
+    EXPECT_LE(std::abs(ga - gb), 1e-5 * std::abs(ga)) << "step " << i + 1;
+  }
+  opd::io::CheckpointReader ck((dir / "runs/two/pretrain/checkpoints/step_00000008.h5").string());
+  EXPECT_EQ(ck.attribute_string("layout"), "tp1.pp1.dp2");
+  // The progress lines come from the root only.
+  EXPECT_EQ(std::count(two.out.begin(), two.out.end(), '\n'),
+            std::count(one.out.begin(), one.out.end(), '\n'));
+}
+
+TEST(DataParallel, StopAndResumeUnderMpi) {
+  ScratchDir dir("dp-resume");
+  make_arith_data(dir.path(), 200);
+  write_file(dir / "full.toml", tiny_job("runs/full", 8, 4));
+  write_file(dir / "split.toml", tiny_job("runs/split", 8, 4));
+  ASSERT_EQ(run_mpi("run full.toml", dir.path()).status, 0);
+  auto stopped = run_mpi("run split.toml", dir.path(), "OPD_STOP_AT_STEP=5 ");
+  ASSERT_EQ(stopped.status, 3) << stopped.err << stopped.out;
+  auto resumed = run_mpi("run split.toml", dir.path());
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  const auto a = rows(dir / "runs/full/pretrain/metrics.jsonl");
+  const auto b = rows(dir / "runs/split/pretrain/metrics.jsonl");
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i]["loss"].dump(), b[i]["loss"].dump()) << i;
+}
+
+TEST(DataParallel, ImpossibleLayoutIsOneClearError) {
+  ScratchDir dir("dp-bad");
+  make_arith_data(dir.path(), 50);
+  write_file(dir / "job.toml", tiny_job("runs/bad", 2));
+  auto r = run_mpi("run job.toml --set parallel.student.dp=3", dir.path());
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(error_lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("needs 3 ranks, the job runs on 2"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "runs/bad"));
+  auto tp = run_mpi("run job.toml --set parallel.student.tp=2 --set parallel.student.dp=1", dir.path());
+  EXPECT_NE(tp.status, 0);
+  EXPECT_NE(tp.err.find("not built yet"), std::string::npos) << tp.err;
+  auto batch = run_mpi("run job.toml --set stage.pretrain.batch_size=7", dir.path());
+  EXPECT_EQ(batch.status, 2);
+  EXPECT_NE(batch.err.find("does not split over 2"), std::string::npos) << batch.err;
+  EXPECT_EQ(error_lines(batch.err), 1) << batch.err;
+}
