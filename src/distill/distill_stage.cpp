@@ -23,6 +23,7 @@
 #include "io/checkpoint.hpp"
 #include "io/metrics_h5.hpp"
 #include "model/optimizer.hpp"
+#include "parallel/gradient_allreduce.hpp"
 
 namespace opd::distill {
 
@@ -30,12 +31,17 @@ namespace fs = std::filesystem;
 using core::Tensor;
 
 DistillStage::DistillStage(const JobConfig& job, const StageConfig& stage,
-                           const data::Tokenizer& tokenizer)
-    : job_(job), cfg_(stage), tok_(tokenizer), dir_(stage_dir(job, stage.name)) {}
+                           const data::Tokenizer& tokenizer, const comm::Topology& topo)
+    : job_(job), cfg_(stage), tok_(tokenizer), topo_(topo), dir_(stage_dir(job, stage.name)) {}
 
 void DistillStage::prepare() {
   const DistillConfig& dc = cfg_.distill;
   check_objective(dc, cfg_.where);
+  if (dc.prompts_per_step % topo_.layout().dp != 0)
+    input_error(cfg_.where, "prompts_per_step " + std::to_string(dc.prompts_per_step) +
+                                " does not split over " + std::to_string(topo_.layout().dp) +
+                                " data-parallel ranks",
+                "make prompts_per_step a multiple of dp");
   // Student and teacher: both must exist (or be made by earlier stages), share the tokenizer
   // (checked inside model_config_of for checkpoint files) and the vocabulary.
   const model::ModelConfig student = model_config_of(job_, cfg_.model, tok_);
@@ -99,7 +105,11 @@ void DistillStage::prepare() {
 double DistillStage::evaluate_accuracy(model::Transformer& m,
                                        const std::vector<data::Example>& examples) {
   if (examples.empty()) return std::nan("");
-  return evaluate(m, tok_, examples, cfg_.eval, job_.run.seed ^ 0xe7a1ull).accuracy;
+  // Every replica holds the same model: the root evaluates and tells the others.
+  double acc = 0;
+  if (topo_.is_root()) acc = evaluate(m, tok_, examples, cfg_.eval, job_.run.seed ^ 0xe7a1ull).accuracy;
+  topo_.world().broadcast(&acc, sizeof acc, 0);
+  return acc;
 }
 
 std::vector<int64_t> DistillStage::step_prompts(int64_t step) const {
@@ -228,7 +238,16 @@ StageOutcome DistillStage::run(StopCondition& stop) {
     acc_student0 = evaluate_accuracy(*student, eval_student_);
     acc_teacher = evaluate_accuracy(teacher.model(), eval_teacher_);
   }
-  selected_ = select_prompts(*student, teacher);
+  {
+    // The root measures (or reads back) the selection; every rank gets the same indices.
+    std::vector<int64_t> sel;
+    if (topo_.is_root()) sel = select_prompts(*student, teacher);
+    int64_t n = static_cast<int64_t>(sel.size());
+    topo_.world().broadcast(&n, sizeof n, 0);
+    sel.resize(static_cast<std::size_t>(n));
+    topo_.world().broadcast(sel.data(), n * static_cast<int64_t>(sizeof(int64_t)), 0);
+    selected_ = std::move(sel);
+  }
   if (!eval_student_.empty())
     core::log::info(cfg_.name, ": accuracy before distillation: student ", acc_student0,
                     ", teacher ", acc_teacher);
@@ -238,6 +257,10 @@ StageOutcome DistillStage::run(StopCondition& stop) {
   };
   auto save = [&](int64_t at) {
     core::ScopedPhase p(phases, "checkpoint");
+    if (!topo_.is_root()) {  // the replicas are identical: the root writes, the others wait
+      topo_.world().barrier();
+      return;
+    }
     io::CheckpointWriter w(ckdir.path_for_step(at));
     write_model(w, *student, tok_.describe());
     write_optimizer(w, *student, opt);
@@ -248,14 +271,21 @@ StageOutcome DistillStage::run(StopCondition& stop) {
     w.write_string("teacher/path", resolve_checkpoint(job_, dc.teacher));
     w.write_string("config/job_toml", job_.toml_text);
     w.write_string("config/stage", cfg_.name);
-    w.set_attribute("layout", "tp1.pp1.dp1");
+    w.set_attribute("layout", topo_.describe());
     w.commit();
     ckdir.publish(at);
     ckdir.prune(cfg_.checkpoint.keep_last, cfg_.checkpoint.keep_every);
+    topo_.world().barrier();
   };
 
-  MetricsLog jsonl((fs::path(dir_) / "metrics.jsonl").string(), resume ? step : -1);
-  io::MetricsH5 h5((fs::path(dir_) / "metrics.h5").string(), resume ? step : -1);
+  std::optional<MetricsLog> jsonl;
+  std::optional<io::MetricsH5> h5;
+  if (topo_.is_root()) {
+    jsonl.emplace((fs::path(dir_) / "metrics.jsonl").string(), resume ? step : -1);
+    h5.emplace((fs::path(dir_) / "metrics.h5").string(), resume ? step : -1);
+  }
+  const comm::Communicator& dp = topo_.dp();
+  const int64_t local_prompts = dc.prompts_per_step / dp.size();
   model::SamplingConfig sampling = dc.sampling;
   if (dc.signal != "sampled") sampling.record_topk = dc.topk;
   else if (dc.diag_k > 0) sampling.record_topk = 0;
@@ -269,14 +299,21 @@ StageOutcome DistillStage::run(StopCondition& stop) {
   const int64_t first_step = step;
   double last_acc = std::nan("");
   while (step < cfg_.steps) {
-    if (step > first_step && stop.should_stop(step)) {
+    // Every rank must agree to stop at the same boundary (a signal may reach only some).
+    if (step > first_step && topo_.world().allreduce_max(stop.should_stop(step) ? 1 : 0)) {
       save(step);
       core::log::info(cfg_.name, ": stopping at step ", step, " (", stop.reason(),
                       "); checkpoint written, resubmit to continue");
       return StageOutcome::Interrupted;
     }
     core::Stopwatch step_clock;
-    const std::vector<int64_t> chosen = step_prompts(step);
+    // This rank's share of the step's prompts; its rollouts keep their global stream ids, so
+    // the sampled tokens do not depend on the number of ranks.
+    const std::vector<int64_t> all = step_prompts(step);
+    const auto first = static_cast<std::ptrdiff_t>(topo_.dp_rank() * local_prompts);
+    const std::vector<int64_t> chosen(all.begin() + first, all.begin() + first + local_prompts);
+    const auto stream_base =
+        static_cast<uint64_t>(step * per_step + topo_.dp_rank() * local_prompts * dc.samples_per_prompt);
     // GKD mixing: a fraction gkd_lambda of the steps on the student's own samples.
     core::RngStream coin(job_.run.seed, core::RngPurpose::Data, static_cast<uint64_t>(step));
     const bool on_policy = dc.objective.kind != "sft" && coin.uniform_double() < dc.objective.gkd_lambda;
@@ -284,7 +321,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
     {
       core::ScopedPhase p(phases, "rollout");
       rb = on_policy ? make_rollouts(*student, tok_, pool_, chosen, dc.samples_per_prompt,
-                                     sampling, job_.run.seed, static_cast<uint64_t>(step * per_step),
+                                     sampling, job_.run.seed, stream_base,
                                      cfg_.eval.marker)
                      : make_fixed_batch(tok_, pool_, chosen, student->config().max_seq_len,
                                         cfg_.eval.marker);
@@ -305,11 +342,12 @@ StageOutcome DistillStage::run(StopCondition& stop) {
     {
       core::ScopedPhase p(phases, "update");
       student->params().zero_grad();
-      if (rb.num_rows() > 0) m = distill_backward(*student, rb, reply, dc);
+      m = distill_backward(*student, rb, reply, dc, dp);
+      parallel::allreduce_sum(student->params().grads(), dp);
       gnorm = opt.step(student->params(), cfg_.optim, lr);
     }
     ++step;
-    tokens_seen += rb.num_rows();
+    tokens_seen += static_cast<int64_t>(m["response_tokens"]);
     if (dc.eval_every > 0 && step % dc.eval_every == 0 && step < cfg_.steps) {
       core::ScopedPhase p(phases, "eval");
       last_acc = evaluate_accuracy(*student, eval_student_);
@@ -321,7 +359,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
     m["lr"] = lr;
     m["grad_norm"] = gnorm;
     m["on_policy"] = on_policy;
-    m["tokens_per_second"] = static_cast<double>(rb.num_rows()) / secs;
+    m["tokens_per_second"] = m["response_tokens"] / secs;
     for (const auto& [name, s] : phases.take()) m["time_" + name] = s;
     nlohmann::json rec;
     std::vector<std::pair<std::string, double>> row;
@@ -330,8 +368,8 @@ StageOutcome DistillStage::run(StopCondition& stop) {
       if (k != "step") row.emplace_back(k, v);
     }
     rec["step"] = step;
-    jsonl.write(rec);
-    h5.append(step, row);
+    if (jsonl) jsonl->write(rec);
+    if (h5) h5->append(step, row);
     if (step % cfg_.log_every == 0 || step == cfg_.steps || step == first_step + 1) {
       const double eta = wall.seconds() / static_cast<double>(step - first_step) *
                          static_cast<double>(cfg_.steps - step);
@@ -363,12 +401,12 @@ StageOutcome DistillStage::run(StopCondition& stop) {
     core::log::info(buf);
   }
   save(step);
-  {
+  if (topo_.is_root()) {
     const fs::path results = fs::path(dir_) / "results.json";
     std::ofstream(results.string() + ".tmp") << summary.dump(2) << '\n';
     fs::rename(results.string() + ".tmp", results);
+    std::ofstream(fs::path(dir_) / "DONE") << "step " << step << "\n";
   }
-  std::ofstream(fs::path(dir_) / "DONE") << "step " << step << "\n";
   return StageOutcome::Done;
 }
 

@@ -10,6 +10,7 @@
 
 #include "data/dataset.hpp"
 #include "data/mixture_sampler.hpp"
+#include "comm/topology.hpp"
 #include "distill/rollout.hpp"
 #include "distill/stage.hpp"
 #include "distill/teacher.hpp"
@@ -18,9 +19,13 @@ namespace opd::distill {
 
 class DistillStage final : public Stage {
  public:
-  DistillStage(const JobConfig& job, const StageConfig& stage, const data::Tokenizer& tokenizer);
+  DistillStage(const JobConfig& job, const StageConfig& stage, const data::Tokenizer& tokenizer,
+               const comm::Topology& topo);
   void prepare() override;
   StageOutcome run(StopCondition& stop) override;
+  // Data parallel: each rank samples, scores and learns from prompts_per_step / dp prompts of
+  // every step; gradients and metrics are reduced over the ranks.
+  bool data_parallel() const override { return true; }
 
  private:
   double evaluate_accuracy(model::Transformer& m, const std::vector<data::Example>& examples);
@@ -35,6 +40,7 @@ class DistillStage final : public Stage {
   const JobConfig& job_;
   const StageConfig& cfg_;
   const data::Tokenizer& tok_;
+  const comm::Topology& topo_;
   std::string dir_;
   // Every prompt set (the stage's data, then each [[stage.mix]]) in one pool, each example's
   // prompt in the student's template; teacher_prompts_ the same prompts in the teacher's.

@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "distill/auroc.hpp"
 #include "distill/kl_estimates.hpp"
+#include "comm/communicator.hpp"
 #include "model/lm_loss.hpp"
 
 namespace opd::distill {
@@ -31,15 +32,6 @@ backend::TeacherRows slice_rows(const backend::TeacherRows& t, int64_t r0, int64
   s.teacher_ids = cut(t.teacher_ids);
   s.logq_teacher_ids = cut(t.logq_teacher_ids);
   return s;
-}
-
-// Mean of the finite values (NaN when none).
-double finite_mean(const float* x, int64_t n) {
-  double s = 0;
-  int64_t c = 0;
-  for (int64_t i = 0; i < n; ++i)
-    if (std::isfinite(x[i])) s += x[i], ++c;
-  return c ? s / static_cast<double>(c) : kNaN;
 }
 
 }  // namespace
@@ -155,133 +147,174 @@ std::vector<double> sequence_overlap(model::Transformer& student, const RolloutB
   return sum;
 }
 
+namespace {
+
+// Means over all data-parallel ranks: each metric's local sum and count, added up in one
+// collective.
+class Means {
+ public:
+  void add(const std::string& name, double sum, double count) {
+    auto [it, fresh] = index_.try_emplace(name, sums_.size());
+    if (fresh) sums_.push_back(0), counts_.push_back(0);
+    sums_[it->second] += sum;
+    counts_[it->second] += count;
+  }
+  void add_finite(const std::string& name, const float* x, int64_t n) {
+    double s = 0, c = 0;
+    for (int64_t i = 0; i < n; ++i)
+      if (std::isfinite(x[i])) s += x[i], c += 1;
+    add(name, s, c);
+  }
+  void finish(const comm::Communicator& dp, StepMetrics& out) {
+    std::vector<double> buf = sums_;
+    buf.insert(buf.end(), counts_.begin(), counts_.end());
+    dp.allreduce_sum(buf.data(), static_cast<int64_t>(buf.size()));
+    for (const auto& [name, i] : index_) {
+      const double c = buf[sums_.size() + i];
+      out[name] = c > 0 ? buf[i] / c : kNaN;
+    }
+  }
+
+ private:
+  std::map<std::string, std::size_t> index_;
+  std::vector<double> sums_, counts_;
+};
+
+}  // namespace
+
 StepMetrics distill_backward(model::Transformer& student, const RolloutBatch& rb,
-                             const ScoreReply& teacher, const DistillConfig& cfg) {
+                             const ScoreReply& teacher, const DistillConfig& cfg,
+                             const comm::Communicator& dp) {
   const ObjectiveConfig& oc = cfg.objective;
   const int64_t M = rb.num_rows(), B = rb.batch(), T = rb.seq_len();
   const int64_t D = student.config().d_model, V = student.config().vocab_size;
-  StepMetrics m;
-  if (M == 0) return m;
-  ResponseLogits logits(student, rb, teacher, cfg, true);
-  const Tensor& rows = logits.rows;
-  const Tensor& y = logits.y;
-  const Tensor& h_r = logits.h_r;
-  model::Param& head = logits.head();
-  const Tensor logmu = Tensor::from_vector(rb.logmu, {M});
-  const int64_t RB = cfg.rows_per_block;
-  const ops::TokenStats st = token_statistics(logits, teacher, cfg.diag_k);
-  const float* lq = teacher.signal.logq_y.data<float>();
-  const float* lp = st.logp_y.data<float>();
-
-  // Advantages.
-  const std::vector<double> outcome = group_normalised_rewards(rb.example, rb.correct);
-  std::vector<double> reward(static_cast<std::size_t>(M));  // per-token teacher term
-  for (int64_t i = 0; i < M; ++i) reward[static_cast<std::size_t>(i)] = lq[i] - lp[i];
-  std::vector<double> ret = reward;
-  if (oc.discount > 0)  // reward-to-go within each response (rows of a response are contiguous)
-    for (int64_t i = M - 2; i >= 0; --i)
-      if (rb.row_seq[static_cast<std::size_t>(i)] == rb.row_seq[static_cast<std::size_t>(i + 1)])
-        ret[static_cast<std::size_t>(i)] += oc.discount * ret[static_cast<std::size_t>(i + 1)];
-  const float* klsrc = oc.baseline == "kl_full"   ? st.kl_full.data<float>()
-                       : oc.baseline == "kl_topk" ? st.kl_topk.data<float>()
-                                                  : nullptr;
-  Tensor adv = Tensor::zeros({M}), base = Tensor::zeros({M}), w = Tensor::empty({M});
+  // Normalisers over the whole (all ranks') batch, so that summed gradients equal one rank's.
   std::vector<int64_t> rows_of_seq(static_cast<std::size_t>(B), 0);
   for (int32_t s : rb.row_seq) ++rows_of_seq[static_cast<std::size_t>(s)];
-  int64_t seqs_with_rows = 0;
-  for (int64_t c : rows_of_seq) seqs_with_rows += c > 0;
-  for (int64_t i = 0; i < M; ++i) {
-    const auto ii = static_cast<std::size_t>(i);
-    const double b = klsrc ? -oc.teacher_weight * klsrc[i] : 0.0;
-    const double extra = oc.reward_weight * outcome[static_cast<std::size_t>(rb.row_seq[ii])];
-    if (oc.kind == "pg_sampled")
-      adv.data<float>()[i] = static_cast<float>(oc.teacher_weight * ret[ii] - b + extra);
-    else
-      adv.data<float>()[i] = static_cast<float>(extra);
-    base.data<float>()[i] = static_cast<float>(b);
-    const double n_seq = static_cast<double>(rows_of_seq[static_cast<std::size_t>(rb.row_seq[ii])]);
-    w.data<float>()[i] = static_cast<float>(
-        oc.aggregation == "sum"        ? 1.0
-        : oc.aggregation == "seq_mean" ? 1.0 / (static_cast<double>(seqs_with_rows) * n_seq)
-                                       : 1.0 / static_cast<double>(M));
-  }
-  backend::ObjectiveArgs args = objective_args(oc);
-  if (!rb.on_policy) args.use_ratio = false;  // fixed data has no sampler log-probs
+  int64_t totals[2] = {M, 0};  // response positions, responses with at least one
+  for (int64_t c : rows_of_seq) totals[1] += c > 0;
+  dp.allreduce_sum(totals, 2);
+  const int64_t M_all = totals[0], seqs_all = totals[1];
 
-  // Pass 2: the objective's gradient with respect to the logits, then back through the head.
-  Tensor loss = Tensor::empty({M}), dz_block = Tensor::empty({RB, V});
-  Tensor dh_r = Tensor::empty({M, D});
-  for (int64_t r0 = 0; r0 < M; r0 += RB) {
-    const int64_t r1 = std::min(M, r0 + RB);
-    Tensor z;
-    backend::TeacherRows tr;
-    logits.block(r0, r1, z, tr);
-    Tensor dz = dz_block.slice(0, r1 - r0), lb = loss.slice(r0, r1);
-    ops::objective_rows(z, tr, y.slice(r0, r1), logmu.slice(r0, r1), adv.slice(r0, r1),
-                        base.slice(r0, r1), w.slice(r0, r1), args, lb, dz);
-    Tensor dhb = dh_r.slice(r0, r1);
-    ops::gemm(dz, false, head.value, false, dhb);
-    ops::gemm(dz, true, h_r.slice(r0, r1), false, head.grad, 1.0f, 1.0f);
-  }
-  Tensor dh = Tensor::zeros({B * T, D});
-  ops::embedding_backward(dh_r, rows, dh);  // scatter the rows back to their positions
-  student.backward(dh);
+  Means means;
+  double loss_sum = 0;
+  std::vector<double> scores, labels;  // for the AUROC, gathered from every rank
+  if (M > 0) {
+    ResponseLogits logits(student, rb, teacher, cfg, true);
+    const Tensor& rows = logits.rows;
+    const Tensor& y = logits.y;
+    const Tensor& h_r = logits.h_r;
+    model::Param& head = logits.head();
+    const Tensor logmu = Tensor::from_vector(rb.logmu, {M});
+    const int64_t RB = cfg.rows_per_block;
+    const ops::TokenStats st = token_statistics(logits, teacher, cfg.diag_k);
+    const float* lq = teacher.signal.logq_y.data<float>();
+    const float* lp = st.logp_y.data<float>();
 
-  // Metrics.
-  double total = 0;
-  for (int64_t i = 0; i < M; ++i) total += loss.data<float>()[i];
-  const float* hq = st.entropy_q.data<float>();
-  const float* hp = st.entropy_p.data<float>();
-  const KlEstimates kl = kl_estimates(lp, lq, hp, hq, M);
-  m["loss"] = total;
-  m["kl_k1"] = kl.k1;
-  m["kl_k3"] = kl.k3;
-  m["kl_full"] = finite_mean(st.kl_full.data<float>(), M);
-  m["kl_topk"] = finite_mean(st.kl_topk.data<float>(), M);
-  m["entropy_student"] = finite_mean(hp, M);
-  m["entropy_teacher"] = finite_mean(hq, M);
-  m["entropy_gap"] = kl.entropy_gap;
-  m["overlap_ratio"] = finite_mean(st.overlap_ratio.data<float>(), M);
-  m["overlap_mass_student"] = finite_mean(st.overlap_mass_p.data<float>(), M);
-  m["overlap_mass_teacher"] = finite_mean(st.overlap_mass_q.data<float>(), M);
-  m["overlap_advantage"] = finite_mean(st.overlap_adv.data<float>(), M);
-  // Entropy by relative position in the response.
-  const int nb = std::max(1, cfg.position_buckets);
-  std::vector<double> bsum(static_cast<std::size_t>(nb)), bcnt(static_cast<std::size_t>(nb));
-  for (int64_t i = 0; i < M; ++i) {
-    const auto ii = static_cast<std::size_t>(i);
-    const double len = rb.response_len[static_cast<std::size_t>(rb.row_seq[ii])];
-    const auto bk = std::min<std::size_t>(static_cast<std::size_t>(nb - 1),
-                                          static_cast<std::size_t>(rb.row_index[ii] / len * nb));
-    bsum[bk] += hp[i];
-    bcnt[bk] += 1;
+    // Advantages.
+    const std::vector<double> outcome = group_normalised_rewards(rb.example, rb.correct);
+    std::vector<double> reward(static_cast<std::size_t>(M));  // per-token teacher term
+    for (int64_t i = 0; i < M; ++i) reward[static_cast<std::size_t>(i)] = lq[i] - lp[i];
+    std::vector<double> ret = reward;
+    if (oc.discount > 0)  // reward-to-go within each response (its rows are contiguous)
+      for (int64_t i = M - 2; i >= 0; --i)
+        if (rb.row_seq[static_cast<std::size_t>(i)] == rb.row_seq[static_cast<std::size_t>(i + 1)])
+          ret[static_cast<std::size_t>(i)] += oc.discount * ret[static_cast<std::size_t>(i + 1)];
+    const float* klsrc = oc.baseline == "kl_full"   ? st.kl_full.data<float>()
+                         : oc.baseline == "kl_topk" ? st.kl_topk.data<float>()
+                                                    : nullptr;
+    Tensor adv = Tensor::zeros({M}), base = Tensor::zeros({M}), w = Tensor::empty({M});
+    for (int64_t i = 0; i < M; ++i) {
+      const auto ii = static_cast<std::size_t>(i);
+      const double b = klsrc ? -oc.teacher_weight * klsrc[i] : 0.0;
+      const double extra = oc.reward_weight * outcome[static_cast<std::size_t>(rb.row_seq[ii])];
+      adv.data<float>()[i] = static_cast<float>(
+          oc.kind == "pg_sampled" ? oc.teacher_weight * ret[ii] - b + extra : extra);
+      base.data<float>()[i] = static_cast<float>(b);
+      const double n_seq = static_cast<double>(rows_of_seq[static_cast<std::size_t>(rb.row_seq[ii])]);
+      w.data<float>()[i] = static_cast<float>(
+          oc.aggregation == "sum"        ? 1.0
+          : oc.aggregation == "seq_mean" ? 1.0 / (static_cast<double>(seqs_all) * n_seq)
+                                         : 1.0 / static_cast<double>(M_all));
+    }
+    backend::ObjectiveArgs args = objective_args(oc);
+    if (!rb.on_policy) args.use_ratio = false;  // fixed data has no sampler log-probs
+
+    // Pass 2: the objective's gradient with respect to the logits, then back through the head.
+    Tensor loss = Tensor::empty({M}), dz_block = Tensor::empty({RB, V});
+    Tensor dh_r = Tensor::empty({M, D});
+    for (int64_t r0 = 0; r0 < M; r0 += RB) {
+      const int64_t r1 = std::min(M, r0 + RB);
+      Tensor z;
+      backend::TeacherRows tr;
+      logits.block(r0, r1, z, tr);
+      Tensor dz = dz_block.slice(0, r1 - r0), lb = loss.slice(r0, r1);
+      ops::objective_rows(z, tr, y.slice(r0, r1), logmu.slice(r0, r1), adv.slice(r0, r1),
+                          base.slice(r0, r1), w.slice(r0, r1), args, lb, dz);
+      Tensor dhb = dh_r.slice(r0, r1);
+      ops::gemm(dz, false, head.value, false, dhb);
+      ops::gemm(dz, true, h_r.slice(r0, r1), false, head.grad, 1.0f, 1.0f);
+    }
+    Tensor dh = Tensor::zeros({B * T, D});
+    ops::embedding_backward(dh_r, rows, dh);  // scatter the rows back to their positions
+    student.backward(dh);
+
+    // Token-level metrics.
+    for (int64_t i = 0; i < M; ++i) loss_sum += loss.data<float>()[i];
+    const float* hq = st.entropy_q.data<float>();
+    const float* hp = st.entropy_p.data<float>();
+    const KlEstimates kl = kl_estimates(lp, lq, hp, hq, M);
+    means.add("kl_k1", kl.k1_sum, kl.n);
+    means.add("kl_k3", kl.k3_sum, kl.n);
+    means.add("entropy_gap", kl.gap_sum, kl.gap_n);
+    means.add_finite("kl_full", st.kl_full.data<float>(), M);
+    means.add_finite("kl_topk", st.kl_topk.data<float>(), M);
+    means.add_finite("entropy_student", hp, M);
+    means.add_finite("entropy_teacher", hq, M);
+    means.add_finite("overlap_ratio", st.overlap_ratio.data<float>(), M);
+    means.add_finite("overlap_mass_student", st.overlap_mass_p.data<float>(), M);
+    means.add_finite("overlap_mass_teacher", st.overlap_mass_q.data<float>(), M);
+    means.add_finite("overlap_advantage", st.overlap_adv.data<float>(), M);
+    // Entropy by relative position in the response.
+    const int nb = std::max(1, cfg.position_buckets);
+    for (int64_t i = 0; i < M; ++i) {
+      const auto ii = static_cast<std::size_t>(i);
+      const double len = rb.response_len[static_cast<std::size_t>(rb.row_seq[ii])];
+      const int bk = std::min(nb - 1, static_cast<int>(rb.row_index[ii] / len * nb));
+      means.add("entropy_student_pos" + std::to_string(bk), hp[i], 1);
+    }
+    // How well the sequence-mean teacher reward separates correct from incorrect responses.
+    std::vector<double> seq_reward(static_cast<std::size_t>(B), 0.0);
+    for (int64_t i = 0; i < M; ++i)
+      seq_reward[static_cast<std::size_t>(rb.row_seq[static_cast<std::size_t>(i)])] += reward[static_cast<std::size_t>(i)];
+    for (int64_t b = 0; b < B; ++b)
+      if (rows_of_seq[static_cast<std::size_t>(b)] > 0) {
+        scores.push_back(seq_reward[static_cast<std::size_t>(b)] / static_cast<double>(rows_of_seq[static_cast<std::size_t>(b)]));
+        labels.push_back(rb.correct[static_cast<std::size_t>(b)]);
+      }
   }
-  for (int b = 0; b < nb; ++b)
-    m["entropy_student_pos" + std::to_string(b)] =
-        bcnt[static_cast<std::size_t>(b)] ? bsum[static_cast<std::size_t>(b)] / bcnt[static_cast<std::size_t>(b)] : kNaN;
-  // Sequence-level: length, truncation, accuracy, and how well the sequence-mean teacher reward
-  // separates correct from incorrect responses.
-  std::vector<double> seq_reward(static_cast<std::size_t>(B), 0.0);
-  for (int64_t i = 0; i < M; ++i)
-    seq_reward[static_cast<std::size_t>(rb.row_seq[static_cast<std::size_t>(i)])] += reward[static_cast<std::size_t>(i)];
-  double len = 0, trunc = 0, acc = 0;
-  std::vector<double> scores;
-  std::vector<int> labels;
+  for (int b = 0; b < std::max(1, cfg.position_buckets); ++b)
+    means.add("entropy_student_pos" + std::to_string(b), 0, 0);  // every rank names every bucket
+  // Sequence-level metrics.
   for (int64_t b = 0; b < B; ++b) {
     const auto bi = static_cast<std::size_t>(b);
-    len += rb.response_len[bi];
-    trunc += rb.truncated[bi];
-    acc += rb.correct[bi];
-    if (rows_of_seq[bi] > 0) {
-      scores.push_back(seq_reward[bi] / static_cast<double>(rows_of_seq[bi]));
-      labels.push_back(rb.correct[bi]);
-    }
+    means.add("response_length", rb.response_len[bi], 1);
+    means.add("truncation_rate", rb.truncated[bi], 1);
+    means.add("rollout_accuracy", rb.correct[bi], 1);
   }
-  m["response_length"] = len / static_cast<double>(B);
-  m["truncation_rate"] = trunc / static_cast<double>(B);
-  m["rollout_accuracy"] = acc / static_cast<double>(B);
-  m["reward_auroc"] = auroc(scores, labels);
-  m["response_tokens"] = static_cast<double>(M);
+  StepMetrics m;
+  // Every rank adds the same metric names (possibly with count 0), so the buffers line up.
+  for (const char* name : {"kl_k1", "kl_k3", "entropy_gap", "kl_full", "kl_topk", "entropy_student",
+                           "entropy_teacher", "overlap_ratio", "overlap_mass_student",
+                           "overlap_mass_teacher", "overlap_advantage", "response_length",
+                           "truncation_rate", "rollout_accuracy"})
+    means.add(name, 0, 0);
+  means.finish(dp, m);
+  dp.allreduce_sum(&loss_sum, 1);
+  m["loss"] = loss_sum;
+  m["response_tokens"] = static_cast<double>(M_all);
+  const std::vector<double> all_scores = dp.allgather(scores), all_labels = dp.allgather(labels);
+  m["reward_auroc"] = auroc(all_scores, std::vector<int>(all_labels.begin(), all_labels.end()));
   return m;
 }
 

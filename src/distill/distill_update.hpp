@@ -8,6 +8,7 @@
 #include <map>
 #include <string>
 
+#include "comm/communicator.hpp"
 #include "distill/objective_config.hpp"
 #include "distill/rollout.hpp"
 #include "distill/teacher.hpp"
@@ -18,8 +19,12 @@ namespace opd::distill {
 // Metric name → value for the step (means over the batch's response positions unless noted).
 using StepMetrics = std::map<std::string, double>;
 
+// With data parallelism each rank passes its share of the batch; the normalisers (token and
+// sequence counts) and every metric are reduced over `dp`, so the summed gradients and the
+// metrics equal those of one rank holding the whole batch. Every rank must call it each step.
 StepMetrics distill_backward(model::Transformer& student, const RolloutBatch& batch,
-                             const ScoreReply& teacher, const DistillConfig& cfg);
+                             const ScoreReply& teacher, const DistillConfig& cfg,
+                             const comm::Communicator& dp);
 
 // The mean top-k overlap ratio of each response with the teacher (prompt selection).
 std::vector<double> sequence_overlap(model::Transformer& student, const RolloutBatch& batch,

@@ -8,8 +8,13 @@
 
 namespace opd::distill {
 
+// Sums and counts, so that estimates from several ranks add up; the accessors give the means.
 struct KlEstimates {
-  double k1 = 0, k3 = 0, entropy_gap = 0;  // entropy_gap NaN when no H(q) is finite
+  double k1_sum = 0, k3_sum = 0, gap_sum = 0;
+  double n = 0, gap_n = 0;  // positions; positions with a finite H(q)
+  double k1() const;
+  double k3() const;
+  double entropy_gap() const;  // NaN when no H(q) is finite
 };
 
 KlEstimates kl_estimates(const float* logp_y, const float* logq_y, const float* entropy_p,

@@ -17,6 +17,7 @@
 #include "io/checkpoint.hpp"
 #include "model/lm_loss.hpp"
 #include "model/optimizer.hpp"
+#include "parallel/gradient_allreduce.hpp"
 
 namespace opd::distill {
 
@@ -161,7 +162,7 @@ StageOutcome TrainStage::run(StopCondition& stop) {
     model::LossSum loss =
         model::lm_cross_entropy(*m, ids, pos, targets, per_token, cfg_.vocab_chunk);
     if (dp.size() > 1) {
-      for (auto& p : m->params().all()) dp.allreduce_sum(p.grad.data<float>(), p.grad.numel());
+      parallel::allreduce_sum(m->params().grads(), dp);
       dp.allreduce_sum(&loss.sum, 1);
       loss.count = count;
     }

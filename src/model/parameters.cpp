@@ -40,6 +40,12 @@ int64_t ParamSet::numel() const {
   return n;
 }
 
+std::vector<core::Tensor*> ParamSet::grads() {
+  std::vector<core::Tensor*> out;
+  for (auto& p : params_) out.push_back(&p.grad);
+  return out;
+}
+
 void ParamSet::zero_grad() {
   for (auto& p : params_) backend::fill(p.grad, 0.0f);
 }

@@ -30,6 +30,7 @@ class ParamSet {
   std::vector<Param>& all() { return params_; }
   const std::vector<Param>& all() const { return params_; }
   int64_t numel() const;
+  std::vector<core::Tensor*> grads();  // every gradient, in parameter order
   void zero_grad();
 
  private:
