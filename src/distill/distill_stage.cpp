@@ -261,6 +261,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
       topo_.world().barrier();
       return;
     }
+    core::Stopwatch clock;
     io::CheckpointWriter w(ckdir.path_for_step(at));
     write_model(w, *student, tok_.describe());
     write_optimizer(w, *student, opt);
@@ -273,6 +274,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
     w.write_string("config/stage", cfg_.name);
     w.set_attribute("layout", topo_.describe());
     w.commit();
+    log_checkpoint_io(cfg_.name, ckdir.path_for_step(at), "written", clock.seconds());
     ckdir.publish(at);
     ckdir.prune(cfg_.checkpoint.keep_last, cfg_.checkpoint.keep_every);
     topo_.world().barrier();
@@ -343,7 +345,10 @@ StageOutcome DistillStage::run(StopCondition& stop) {
       core::ScopedPhase p(phases, "update");
       student->params().zero_grad();
       m = distill_backward(*student, rb, reply, dc, dp);
-      parallel::allreduce_sum(student->params().grads(), dp);
+      {
+        core::ScopedPhase c(phases, "comm");  // the gradient all-reduce (nested in update)
+        parallel::allreduce_sum(student->params().grads(), dp);
+      }
       gnorm = opt.step(student->params(), cfg_.optim, lr);
     }
     ++step;

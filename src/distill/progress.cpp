@@ -1,6 +1,7 @@
 #include "distill/progress.hpp"
 
 #include <cstdio>
+#include <filesystem>
 
 #include "core/log.hpp"
 
@@ -26,6 +27,16 @@ void Progress::print() const {
                 stage_.c_str(), static_cast<long long>(step_), static_cast<long long>(total_), loss_,
                 lr_, gnorm_, tps_, format_duration(eta).c_str());
   core::log::info(buf);
+}
+
+void log_checkpoint_io(const std::string& stage, const std::string& path, const char* verb,
+                       double seconds) {
+  std::error_code ec;
+  const double mb = static_cast<double>(std::filesystem::file_size(path, ec)) / 1e6;
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "%.1f MB %s in %.2f s (%.0f MB/s)", ec ? 0.0 : mb, verb, seconds,
+                seconds > 0 && !ec ? mb / seconds : 0.0);
+  core::log::info(stage, ": checkpoint ", std::filesystem::path(path).filename().string(), ": ", buf);
 }
 
 std::string format_duration(double s) {

@@ -24,4 +24,8 @@ class Progress {
 
 std::string format_duration(double seconds);  // "1h02m", "3m05s", "42s"
 
+// "<stage>: checkpoint <file>: 1020.5 MB written in 1.9 s (537 MB/s)" (verb: written | read).
+void log_checkpoint_io(const std::string& stage, const std::string& path, const char* verb,
+                       double seconds);
+
 }  // namespace opd::distill

@@ -88,6 +88,7 @@ void TrainStage::save(model::Transformer& m, model::AdamW& opt, int64_t step,
     return;
   }
   io::CheckpointDir ckdir((fs::path(dir_) / "checkpoints").string());
+  core::Stopwatch clock;
   io::CheckpointWriter w(ckdir.path_for_step(step));
   write_model(w, m, tok_.describe());
   write_optimizer(w, m, opt);
@@ -99,6 +100,7 @@ void TrainStage::save(model::Transformer& m, model::AdamW& opt, int64_t step,
   w.write_string("config/stage", cfg_.name);
   w.set_attribute("layout", topo_.describe());
   w.commit();
+  log_checkpoint_io(cfg_.name, ckdir.path_for_step(step), "written", clock.seconds());
   ckdir.publish(step);
   ckdir.prune(cfg_.checkpoint.keep_last, cfg_.checkpoint.keep_every);
   topo_.world().barrier();
@@ -110,6 +112,7 @@ StageOutcome TrainStage::run(StopCondition& stop) {
   std::unique_ptr<model::Transformer> m;
   int64_t step = 0, tokens_seen = 0;
   std::optional<std::string> resume = ckdir.latest_path();
+  core::Stopwatch read_clock;
   if (resume) {
     io::CheckpointReader r(*resume);
     check_tokenizer(r, tok_.describe());
@@ -128,6 +131,7 @@ StageOutcome TrainStage::run(StopCondition& stop) {
   if (resume) {
     io::CheckpointReader r(*resume);
     read_optimizer(r, *m, opt);
+    log_checkpoint_io(cfg_.name, *resume, "read", read_clock.seconds());
   }
   std::optional<MetricsLog> metrics;
   if (topo_.is_root()) metrics.emplace((fs::path(dir_) / "metrics.jsonl").string(), resume ? step : -1);
@@ -161,8 +165,11 @@ StageOutcome TrainStage::run(StopCondition& stop) {
     const float per_token = count > 0 ? 1.0f / static_cast<float>(count) : 0.0f;
     model::LossSum loss =
         model::lm_cross_entropy(*m, ids, pos, targets, per_token, cfg_.vocab_chunk);
+    double comm_seconds = 0;
     if (dp.size() > 1) {
+      core::Stopwatch comm_clock;
       parallel::allreduce_sum(m->params().grads(), dp);
+      comm_seconds = comm_clock.seconds();
       dp.allreduce_sum(&loss.sum, 1);
       loss.count = count;
     }
@@ -178,7 +185,7 @@ StageOutcome TrainStage::run(StopCondition& stop) {
     nlohmann::json rec = {{"step", step},          {"loss", loss.mean()},
                           {"lr", lr},              {"grad_norm", gnorm},
                           {"tokens", count},       {"tokens_seen", tokens_seen},
-                          {"step_seconds", secs}};
+                          {"step_seconds", secs},  {"comm_seconds", comm_seconds}};
     if (metrics) metrics->write(rec);
     progress.update(step, loss.mean(), lr, gnorm, static_cast<double>(batch.batch * batch.seq_len) / secs);
     if (step % cfg_.log_every == 0 || step == cfg_.steps) progress.print();
