@@ -86,6 +86,17 @@ void Communicator::broadcast(void* data, int64_t bytes, int root) const {
   if (size_ > 1) check(MPI_Bcast(data, static_cast<int>(bytes), MPI_BYTE, root, handle_->comm), "broadcast");
 }
 
+void Communicator::send(const void* data, int64_t bytes, int dest, int tag) const {
+  OPD_CHECK(size_ > 1, "send on a one-rank communicator");
+  check(MPI_Send(data, static_cast<int>(bytes), MPI_BYTE, dest, tag, handle_->comm), "send");
+}
+
+void Communicator::recv(void* data, int64_t bytes, int source, int tag) const {
+  OPD_CHECK(size_ > 1, "recv on a one-rank communicator");
+  check(MPI_Recv(data, static_cast<int>(bytes), MPI_BYTE, source, tag, handle_->comm,
+                 MPI_STATUS_IGNORE), "recv");
+}
+
 void Communicator::barrier() const {
   if (size_ > 1) check(MPI_Barrier(handle_->comm), "barrier");
 }

@@ -27,6 +27,8 @@ class Communicator {
   // Every rank's `local` values, concatenated in rank order.
   std::vector<double> allgather(const std::vector<double>& local) const;
   void broadcast(void* data, int64_t bytes, int root) const;
+  void send(const void* data, int64_t bytes, int dest, int tag) const;
+  void recv(void* data, int64_t bytes, int source, int tag) const;
   void barrier() const;
 
  private:

@@ -34,8 +34,6 @@ Topology::Topology(ParallelConfig cfg, const Communicator& world, const std::str
       input_error(where + (l == &cfg.student ? ".student" : ".teacher"),
                   "tensor and pipeline parallelism are not built yet (only dp)",
                   "set tp = 1 and pp = 1; use dp for more ranks");
-  if (cfg.zero != 0)
-    input_error(where + ".zero", "ZeRO-1 is not built yet", "set zero = 0");
   layout_ = cfg.student;
   // tp fastest, then pp, then dp.
   const int r = world.rank();

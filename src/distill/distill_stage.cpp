@@ -16,6 +16,7 @@
 #include "distill/distill_update.hpp"
 #include "distill/eval_stage.hpp"
 #include "distill/metrics_log.hpp"
+#include "distill/dp_optimizer.hpp"
 #include "distill/model_io.hpp"
 #include "distill/progress.hpp"
 #include "distill/rollout.hpp"
@@ -23,7 +24,6 @@
 #include "io/checkpoint.hpp"
 #include "io/metrics_h5.hpp"
 #include "model/optimizer.hpp"
-#include "parallel/gradient_allreduce.hpp"
 
 namespace opd::distill {
 
@@ -229,10 +229,10 @@ StageOutcome DistillStage::run(StopCondition& stop) {
   if (student->config().vocab_size != teacher.config().vocab_size)
     input_error(cfg_.where, "the student's and the teacher's vocabularies differ",
                 "distil between models of the same tokenizer");
-  model::AdamW opt(student->params());
+  DataParallelOptimizer opt(student->params(), topo_.dp(), job_.parallel.zero != 0);
   if (resume) {
     io::CheckpointReader r(*resume);
-    read_optimizer(r, *student, opt);
+    opt.read(r);
   } else if (!eval_student_.empty()) {
     core::ScopedPhase p(phases, "eval");
     acc_student0 = evaluate_accuracy(*student, eval_student_);
@@ -256,29 +256,34 @@ StageOutcome DistillStage::run(StopCondition& stop) {
     return (acc - acc_student0) / (acc_teacher - acc_student0);
   };
   auto save = [&](int64_t at) {
+    // The replicas are identical: the root writes; with ZeRO-1 the others send it the optimizer
+    // moments they own.
     core::ScopedPhase p(phases, "checkpoint");
-    if (!topo_.is_root()) {  // the replicas are identical: the root writes, the others wait
-      topo_.world().barrier();
-      return;
-    }
+    const bool root = topo_.is_root();
     core::Stopwatch clock;
-    io::CheckpointWriter w(ckdir.path_for_step(at));
-    write_model(w, *student, tok_.describe());
-    write_optimizer(w, *student, opt);
-    w.write_int("state/step", at);
-    w.write_int("state/tokens_seen", tokens_seen);
-    w.write_double("state/accuracy_student_initial", acc_student0);
-    w.write_double("state/accuracy_teacher", acc_teacher);
-    w.write_string("teacher/path", resolve_checkpoint(job_, dc.teacher));
-    w.write_string("config/job_toml", job_.toml_text);
-    w.write_string("config/stage", cfg_.name);
-    w.set_attribute("layout", topo_.describe());
-    w.commit();
-    log_checkpoint_io(cfg_.name, ckdir.path_for_step(at), "written", clock.seconds());
-    ckdir.publish(at);
-    ckdir.prune(cfg_.checkpoint.keep_last, cfg_.checkpoint.keep_every);
+    std::optional<io::CheckpointWriter> w;
+    if (root) {
+      w.emplace(ckdir.path_for_step(at));
+      write_model(*w, *student, tok_.describe());
+    }
+    opt.write(root ? &*w : nullptr);
+    if (root) {
+      w->write_int("state/step", at);
+      w->write_int("state/tokens_seen", tokens_seen);
+      w->write_double("state/accuracy_student_initial", acc_student0);
+      w->write_double("state/accuracy_teacher", acc_teacher);
+      w->write_string("teacher/path", resolve_checkpoint(job_, dc.teacher));
+      w->write_string("config/job_toml", job_.toml_text);
+      w->write_string("config/stage", cfg_.name);
+      w->set_attribute("layout", topo_.describe());
+      w->commit();
+      log_checkpoint_io(cfg_.name, ckdir.path_for_step(at), "written", clock.seconds());
+      ckdir.publish(at);
+      ckdir.prune(cfg_.checkpoint.keep_last, cfg_.checkpoint.keep_every);
+    }
     topo_.world().barrier();
   };
+
 
   std::optional<MetricsLog> jsonl;
   std::optional<io::MetricsH5> h5;
@@ -345,11 +350,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
       core::ScopedPhase p(phases, "update");
       student->params().zero_grad();
       m = distill_backward(*student, rb, reply, dc, dp);
-      {
-        core::ScopedPhase c(phases, "comm");  // the gradient all-reduce (nested in update)
-        parallel::allreduce_sum(student->params().grads(), dp);
-      }
-      gnorm = opt.step(student->params(), cfg_.optim, lr);
+      gnorm = opt.step(cfg_.optim, lr);
     }
     ++step;
     tokens_seen += static_cast<int64_t>(m["response_tokens"]);
@@ -366,6 +367,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
     m["on_policy"] = on_policy;
     m["tokens_per_second"] = m["response_tokens"] / secs;
     for (const auto& [name, s] : phases.take()) m["time_" + name] = s;
+    m["time_comm"] = opt.last_comm_seconds();  // the gradient all-reduce, inside time_update
     nlohmann::json rec;
     std::vector<std::pair<std::string, double>> row;
     for (const auto& [k, v] : m) {

@@ -25,15 +25,6 @@ void write_model(io::CheckpointWriter& w, const model::Transformer& m,
   for (const auto& p : m.params().all()) w.write_tensor("model/" + p.name, p.value);
 }
 
-void write_optimizer(io::CheckpointWriter& w, const model::Transformer& m, model::AdamW& opt) {
-  const auto& ps = m.params().all();
-  w.write_int("optimizer/step", opt.steps());
-  for (std::size_t i = 0; i < ps.size(); ++i) {
-    w.write_tensor("optimizer/exp_avg/" + ps[i].name, opt.exp_avg()[i]);
-    w.write_tensor("optimizer/exp_avg_sq/" + ps[i].name, opt.exp_avg_sq()[i]);
-  }
-}
-
 model::ModelConfig read_model_config(io::CheckpointReader& r) {
   model::ModelConfig c;
   c.vocab_size = r.read_int("config/model/vocab_size");
@@ -63,15 +54,6 @@ void check_tokenizer(io::CheckpointReader& r, const std::string& tokenizer_id) {
 
 void read_model_weights(io::CheckpointReader& r, model::Transformer& m) {
   for (auto& p : m.params().all()) r.read_tensor_into("model/" + p.name, p.value);
-}
-
-void read_optimizer(io::CheckpointReader& r, const model::Transformer& m, model::AdamW& opt) {
-  const auto& ps = m.params().all();
-  opt.set_steps(r.read_int("optimizer/step"));
-  for (std::size_t i = 0; i < ps.size(); ++i) {
-    r.read_tensor_into("optimizer/exp_avg/" + ps[i].name, opt.exp_avg()[i]);
-    r.read_tensor_into("optimizer/exp_avg_sq/" + ps[i].name, opt.exp_avg_sq()[i]);
-  }
 }
 
 std::unique_ptr<model::Transformer> load_model(const std::string& path,

@@ -12,12 +12,12 @@
 #include "data/prompt_template.hpp"
 #include "data/sequence.hpp"
 #include "distill/metrics_log.hpp"
+#include "distill/dp_optimizer.hpp"
 #include "distill/model_io.hpp"
 #include "distill/progress.hpp"
 #include "io/checkpoint.hpp"
 #include "model/lm_loss.hpp"
 #include "model/optimizer.hpp"
-#include "parallel/gradient_allreduce.hpp"
 
 namespace opd::distill {
 
@@ -80,29 +80,32 @@ data::TokenBatch TrainStage::next_batch() {
   return sequences_ ? sequences_->next() : text_->next();
 }
 
-void TrainStage::save(model::Transformer& m, model::AdamW& opt, int64_t step,
+void TrainStage::save(model::Transformer& m, DataParallelOptimizer& opt, int64_t step,
                       int64_t tokens_seen) {
-  // Every data-parallel replica holds the same model: the root writes, the others wait.
-  if (!topo_.is_root()) {
-    topo_.world().barrier();
-    return;
-  }
+  // Every replica holds the same model: the root writes; with ZeRO-1 the other replicas send it
+  // the optimizer moments they own.
+  const bool root = topo_.is_root();
   io::CheckpointDir ckdir((fs::path(dir_) / "checkpoints").string());
   core::Stopwatch clock;
-  io::CheckpointWriter w(ckdir.path_for_step(step));
-  write_model(w, m, tok_.describe());
-  write_optimizer(w, m, opt);
-  w.write_int("state/step", step);
-  w.write_int("state/tokens_seen", tokens_seen);
-  w.write_int("state/data_cursor",
-              static_cast<int64_t>(sequences_ ? sequences_->cursor() : text_->cursor()));
-  w.write_string("config/job_toml", job_.toml_text);
-  w.write_string("config/stage", cfg_.name);
-  w.set_attribute("layout", topo_.describe());
-  w.commit();
-  log_checkpoint_io(cfg_.name, ckdir.path_for_step(step), "written", clock.seconds());
-  ckdir.publish(step);
-  ckdir.prune(cfg_.checkpoint.keep_last, cfg_.checkpoint.keep_every);
+  std::optional<io::CheckpointWriter> w;
+  if (root) {
+    w.emplace(ckdir.path_for_step(step));
+    write_model(*w, m, tok_.describe());
+  }
+  opt.write(root ? &*w : nullptr);
+  if (root) {
+    w->write_int("state/step", step);
+    w->write_int("state/tokens_seen", tokens_seen);
+    w->write_int("state/data_cursor",
+                 static_cast<int64_t>(sequences_ ? sequences_->cursor() : text_->cursor()));
+    w->write_string("config/job_toml", job_.toml_text);
+    w->write_string("config/stage", cfg_.name);
+    w->set_attribute("layout", topo_.describe());
+    w->commit();
+    log_checkpoint_io(cfg_.name, ckdir.path_for_step(step), "written", clock.seconds());
+    ckdir.publish(step);
+    ckdir.prune(cfg_.checkpoint.keep_last, cfg_.checkpoint.keep_every);
+  }
   topo_.world().barrier();
 }
 
@@ -127,10 +130,10 @@ StageOutcome TrainStage::run(StopCondition& stop) {
   } else {
     m = distill::initial_model(job_, cfg_.model, tok_);
   }
-  model::AdamW opt(m->params());
+  DataParallelOptimizer opt(m->params(), topo_.dp(), job_.parallel.zero != 0);
   if (resume) {
     io::CheckpointReader r(*resume);
-    read_optimizer(r, *m, opt);
+    opt.read(r);
     log_checkpoint_io(cfg_.name, *resume, "read", read_clock.seconds());
   }
   std::optional<MetricsLog> metrics;
@@ -165,16 +168,13 @@ StageOutcome TrainStage::run(StopCondition& stop) {
     const float per_token = count > 0 ? 1.0f / static_cast<float>(count) : 0.0f;
     model::LossSum loss =
         model::lm_cross_entropy(*m, ids, pos, targets, per_token, cfg_.vocab_chunk);
-    double comm_seconds = 0;
     if (dp.size() > 1) {
-      core::Stopwatch comm_clock;
-      parallel::allreduce_sum(m->params().grads(), dp);
-      comm_seconds = comm_clock.seconds();
       dp.allreduce_sum(&loss.sum, 1);
       loss.count = count;
     }
     const double lr = model::scheduled_lr(cfg_.optim, step, cfg_.steps);
-    const double gnorm = opt.step(m->params(), cfg_.optim, lr);
+    const double gnorm = opt.step(cfg_.optim, lr);
+    const double comm_seconds = opt.last_comm_seconds();
     ++step;
     tokens_seen += batch.batch * batch.seq_len;
     const double secs = clock.seconds();

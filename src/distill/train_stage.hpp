@@ -9,6 +9,7 @@
 #include "data/batch_sampler.hpp"
 #include "data/text_window_sampler.hpp"
 #include "comm/topology.hpp"
+#include "distill/dp_optimizer.hpp"
 #include "distill/stage.hpp"
 #include "model/transformer.hpp"
 
@@ -25,7 +26,7 @@ class TrainStage final : public Stage {
 
  private:
   data::TokenBatch next_batch();
-  void save(model::Transformer& m, model::AdamW& opt, int64_t step, int64_t tokens_seen);
+  void save(model::Transformer& m, DataParallelOptimizer& opt, int64_t step, int64_t tokens_seen);
 
   const JobConfig& job_;
   const StageConfig& cfg_;

@@ -22,10 +22,12 @@ double scheduled_lr(const OptimConfig& cfg, int64_t step, int64_t total) {
   return cfg.lr;
 }
 
-AdamW::AdamW(const ParamSet& params) {
-  for (const auto& p : params.all()) {
-    m_.push_back(core::Tensor::zeros(p.value.shape()));
-    v_.push_back(core::Tensor::zeros(p.value.shape()));
+AdamW::AdamW(const ParamSet& params, const std::vector<bool>* owned) {
+  OPD_CHECK(!owned || owned->size() == params.size(), "one ownership flag per parameter");
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const bool mine = !owned || (*owned)[i];
+    m_.push_back(mine ? core::Tensor::zeros(params[i].value.shape()) : core::Tensor());
+    v_.push_back(mine ? core::Tensor::zeros(params[i].value.shape()) : core::Tensor());
   }
 }
 
@@ -42,6 +44,7 @@ double AdamW::step(ParamSet& params, const OptimConfig& cfg, double lr) {
   if (cfg.grad_clip > 0 && norm > cfg.grad_clip) grad_scale = static_cast<float>(cfg.grad_clip / norm);
   ++steps_;
   for (std::size_t i = 0; i < params.size(); ++i) {
+    if (!owns(i)) continue;
     Param& p = params[i];
     ops::AdamWParams hp;
     hp.lr = static_cast<float>(lr);

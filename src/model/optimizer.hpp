@@ -26,7 +26,10 @@ double scheduled_lr(const OptimConfig& cfg, int64_t step, int64_t total);
 
 class AdamW {
  public:
-  explicit AdamW(const ParamSet& params);
+  // owned (optional, one flag per parameter): keep moments and take steps for the owned
+  // parameters only (ZeRO-1 sharding); the others are left for their owners to update.
+  explicit AdamW(const ParamSet& params, const std::vector<bool>* owned = nullptr);
+  bool owns(std::size_t i) const { return m_[i].defined(); }
   // Clips the gradients to cfg.grad_clip (global norm), applies one AdamW step at learning rate
   // lr, and returns the pre-clip global gradient norm. steps() counts the steps taken.
   double step(ParamSet& params, const OptimConfig& cfg, double lr);

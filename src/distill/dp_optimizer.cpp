@@ -1,0 +1,86 @@
+#include "distill/dp_optimizer.hpp"
+
+#include "core/error.hpp"
+#include "core/timer.hpp"
+#include "parallel/gradient_allreduce.hpp"
+#include "parallel/zero_partition.hpp"
+
+namespace opd::distill {
+
+namespace {
+
+std::vector<int> owners(const model::ParamSet& params, const comm::Communicator& dp, bool zero) {
+  std::vector<int64_t> sizes;
+  for (const auto& p : params.all()) sizes.push_back(p.value.numel());
+  return zero ? parallel::zero_owners(sizes, dp.size()) : std::vector<int>(sizes.size(), -1);
+}
+
+std::vector<bool> owned_by(const std::vector<int>& owner, int rank) {
+  std::vector<bool> mine;
+  for (int o : owner) mine.push_back(o < 0 || o == rank);
+  return mine;
+}
+
+}  // namespace
+
+DataParallelOptimizer::DataParallelOptimizer(model::ParamSet& params,
+                                             const comm::Communicator& dp, bool zero)
+    : params_(params),
+      dp_(dp),
+      zero_(zero && dp.size() > 1),
+      owner_(owners(params, dp, zero_)),
+      adam_([&] {
+        const std::vector<bool> mine = owned_by(owner_, dp.rank());
+        return model::AdamW(params, &mine);
+      }()) {}
+
+double DataParallelOptimizer::step(const model::OptimConfig& cfg, double lr) {
+  core::Stopwatch clock;
+  parallel::allreduce_sum(params_.grads(), dp_);
+  comm_seconds_ = clock.seconds();
+  const double norm = adam_.step(params_, cfg, lr);
+  if (zero_) {
+    clock.reset();
+    for (std::size_t i = 0; i < params_.size(); ++i)
+      dp_.broadcast(params_[i].value.raw(), static_cast<int64_t>(params_[i].value.bytes()), owner_[i]);
+    comm_seconds_ += clock.seconds();
+  }
+  return norm;
+}
+
+void DataParallelOptimizer::write(io::CheckpointWriter* w) {
+  const bool root = dp_.rank() == 0;
+  OPD_CHECK(root == (w != nullptr), "the checkpoint writer lives on data-parallel rank 0");
+  if (root) w->write_int("optimizer/step", adam_.steps());
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const std::string& name = params_[i].name;
+    core::Tensor m = adam_.exp_avg()[i], v = adam_.exp_avg_sq()[i];
+    const int owner = owner_[i] < 0 ? 0 : owner_[i];
+    if (owner != 0) {  // the owner's moments travel to the writing rank
+      if (dp_.rank() == owner) {
+        dp_.send(m.raw(), static_cast<int64_t>(m.bytes()), 0, 2 * static_cast<int>(i));
+        dp_.send(v.raw(), static_cast<int64_t>(v.bytes()), 0, 2 * static_cast<int>(i) + 1);
+      } else if (root) {
+        m = core::Tensor::empty(params_[i].value.shape());
+        v = core::Tensor::empty(params_[i].value.shape());
+        dp_.recv(m.raw(), static_cast<int64_t>(m.bytes()), owner, 2 * static_cast<int>(i));
+        dp_.recv(v.raw(), static_cast<int64_t>(v.bytes()), owner, 2 * static_cast<int>(i) + 1);
+      }
+    }
+    if (root) {
+      w->write_tensor("optimizer/exp_avg/" + name, m);
+      w->write_tensor("optimizer/exp_avg_sq/" + name, v);
+    }
+  }
+}
+
+void DataParallelOptimizer::read(io::CheckpointReader& r) {
+  adam_.set_steps(r.read_int("optimizer/step"));
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    if (!adam_.owns(i)) continue;
+    r.read_tensor_into("optimizer/exp_avg/" + params_[i].name, adam_.exp_avg()[i]);
+    r.read_tensor_into("optimizer/exp_avg_sq/" + params_[i].name, adam_.exp_avg_sq()[i]);
+  }
+}
+
+}  // namespace opd::distill

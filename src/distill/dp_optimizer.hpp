@@ -1,0 +1,40 @@
+// AdamW across data-parallel replicas (DESIGN.md §6): gradients summed over the replicas in one
+// bucket, then clipping and AdamW. With ZeRO-1 (parallel.zero = 1) each replica keeps the AdamW
+// moments of the parameters it owns only, updates those and broadcasts them to the others; the
+// checkpoint still holds every moment at its global shape (gathered to the writing rank), so it
+// loads at any data-parallel size.
+#pragma once
+
+#include <vector>
+
+#include "comm/communicator.hpp"
+#include "io/checkpoint.hpp"
+#include "model/optimizer.hpp"
+#include "model/parameters.hpp"
+
+namespace opd::distill {
+
+class DataParallelOptimizer {
+ public:
+  DataParallelOptimizer(model::ParamSet& params, const comm::Communicator& dp, bool zero);
+
+  // All ranks: reduce the gradients, step, and (ZeRO-1) share the updated parameters. Returns
+  // the pre-clip global gradient norm.
+  double step(const model::OptimConfig& cfg, double lr);
+  double last_comm_seconds() const { return comm_seconds_; }
+
+  // All ranks call these. write: the writer exists on dp rank 0 only (nullptr elsewhere); the
+  // owners send their moments there. read: each rank reads the moments it owns.
+  void write(io::CheckpointWriter* w);
+  void read(io::CheckpointReader& r);
+
+ private:
+  model::ParamSet& params_;
+  comm::Communicator dp_;
+  bool zero_;
+  std::vector<int> owner_;  // ZeRO-1: the dp rank that updates each parameter
+  model::AdamW adam_;
+  double comm_seconds_ = 0;
+};
+
+}  // namespace opd::distill
