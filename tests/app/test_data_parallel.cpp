@@ -35,13 +35,6 @@ long error_lines(const std::string& err) {
   return n;
 }
 
-std::vector<nlohmann::json> rows(const fs::path& file) {
-  std::vector<nlohmann::json> out;
-  std::istringstream in(read_file(file));
-  std::string line;
-  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
 
 }  // namespace
 
@@ -54,8 +47,8 @@ TEST(DataParallel, TwoRanksReproduceOneRank) {
   ASSERT_EQ(one.status, 0) << one.err;
   auto two = run_mpi("run two.toml", dir.path());
   ASSERT_EQ(two.status, 0) << two.err << two.out;
-  const auto a = rows(dir / "runs/one/pretrain/metrics.jsonl");
-  const auto b = rows(dir / "runs/two/pretrain/metrics.jsonl");
+  const auto a = read_jsonl(dir / "runs/one/pretrain/metrics.jsonl");
+  const auto b = read_jsonl(dir / "runs/two/pretrain/metrics.jsonl");
   ASSERT_EQ(a.size(), 8u);
   ASSERT_EQ(b.size(), 8u);  // written once, by the root
   for (std::size_t i = 0; i < a.size(); ++i) {
@@ -81,8 +74,8 @@ TEST(DataParallel, StopAndResumeUnderMpi) {
   ASSERT_EQ(stopped.status, 3) << stopped.err << stopped.out;
   auto resumed = run_mpi("run split.toml", dir.path());
   ASSERT_EQ(resumed.status, 0) << resumed.err;
-  const auto a = rows(dir / "runs/full/pretrain/metrics.jsonl");
-  const auto b = rows(dir / "runs/split/pretrain/metrics.jsonl");
+  const auto a = read_jsonl(dir / "runs/full/pretrain/metrics.jsonl");
+  const auto b = read_jsonl(dir / "runs/split/pretrain/metrics.jsonl");
   ASSERT_EQ(a.size(), b.size());
   for (std::size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i]["loss"].dump(), b[i]["loss"].dump()) << i;
 }
@@ -119,8 +112,8 @@ TEST(DataParallel, DistillOnTwoRanksReproducesOneRank) {
   ASSERT_EQ(one.status, 0) << one.err;
   auto two = run_mpi("run two.toml", dir.path());
   ASSERT_EQ(two.status, 0) << two.err << two.out;
-  const auto a = rows(dir / "runs/one/distill/metrics.jsonl");
-  const auto b = rows(dir / "runs/two/distill/metrics.jsonl");
+  const auto a = read_jsonl(dir / "runs/one/distill/metrics.jsonl");
+  const auto b = read_jsonl(dir / "runs/two/distill/metrics.jsonl");
   ASSERT_EQ(a.size(), 4u);
   ASSERT_EQ(b.size(), 4u);
   for (std::size_t i = 0; i < a.size(); ++i) {
@@ -151,8 +144,8 @@ TEST(DataParallel, ZeroShardsOptimizerStateAndResumesOnOneRank) {
   auto zero = run_mpi("run zero.toml --set parallel.zero=1", dir.path());
   ASSERT_EQ(zero.status, 0) << zero.err;
   // ZeRO-1 changes where AdamW runs, not what it computes.
-  const auto a = rows(dir / "runs/plain/pretrain/metrics.jsonl");
-  const auto b = rows(dir / "runs/zero/pretrain/metrics.jsonl");
+  const auto a = read_jsonl(dir / "runs/plain/pretrain/metrics.jsonl");
+  const auto b = read_jsonl(dir / "runs/zero/pretrain/metrics.jsonl");
   ASSERT_EQ(a.size(), b.size());
   for (std::size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i]["loss"].dump(), b[i]["loss"].dump()) << i;
   // Its checkpoint holds every moment at full shape, equal to the unsharded run's.
@@ -170,7 +163,7 @@ TEST(DataParallel, ZeroShardsOptimizerStateAndResumesOnOneRank) {
   ASSERT_EQ(stopped.status, 3) << stopped.err;
   auto resumed = run_opd("run move.toml", dir.path());
   ASSERT_EQ(resumed.status, 0) << resumed.err;
-  const auto c = rows(dir / "runs/move/pretrain/metrics.jsonl");
+  const auto c = read_jsonl(dir / "runs/move/pretrain/metrics.jsonl");
   ASSERT_EQ(c.size(), a.size());
   for (std::size_t i = 0; i < a.size(); ++i) {
     const double x = a[i]["loss"].get<double>(), y = c[i]["loss"].get<double>();

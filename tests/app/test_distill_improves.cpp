@@ -47,9 +47,7 @@ TEST(DistillImproves, WeakStudentGetsBetterAndCloserToTheTeacher) {
   EXPECT_GT(after, before + 0.15) << res.dump();
 
   std::vector<double> kl;
-  std::istringstream in(read_file(dir / "runs/i/distill/metrics.jsonl"));
-  std::string line;
-  while (std::getline(in, line)) kl.push_back(nlohmann::json::parse(line)["kl_full"].get<double>());
+  for (const auto& j : read_jsonl(dir / "runs/i/distill/metrics.jsonl")) kl.push_back(j["kl_full"].get<double>());
   ASSERT_EQ(kl.size(), 300u);
   double first = 0, last = 0;
   for (int i = 0; i < 30; ++i) first += kl[static_cast<std::size_t>(i)], last += kl[kl.size() - 1 - static_cast<std::size_t>(i)];

@@ -19,13 +19,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<nlohmann::json> metrics(const fs::path& file) {
-  std::vector<nlohmann::json> rows;
-  std::istringstream in(read_file(file));
-  std::string line;
-  while (std::getline(in, line)) rows.push_back(nlohmann::json::parse(line));
-  return rows;
-}
 
 // The metrics that do not measure time.
 std::string deterministic(const nlohmann::json& row) {
@@ -56,7 +49,7 @@ TEST_P(DistillObjectives, RunsAndLogsDiagnostics) {
   write_file(dir_ / "job.toml", tiny_distill_job("runs/d", 3, 0, c.signal, c.objective));
   auto r = run_opd("run job.toml", dir_.path());
   ASSERT_EQ(r.status, 0) << r.err << r.out;
-  auto rows = metrics(dir_ / "runs/d/distill/metrics.jsonl");
+  auto rows = read_jsonl(dir_ / "runs/d/distill/metrics.jsonl");
   ASSERT_EQ(rows.size(), 3u);
   for (const auto& row : rows) {
     EXPECT_TRUE(row["loss"].is_number()) << row.dump();
@@ -105,8 +98,8 @@ TEST_F(DistillStage, StopAndResumeGivesTheSameMetrics) {
   auto resumed = run_opd("run split.toml", dir_.path());
   ASSERT_EQ(resumed.status, 0) << resumed.err;
   EXPECT_NE(resumed.out.find("resuming from"), std::string::npos);
-  auto a = metrics(dir_ / "runs/full/distill/metrics.jsonl");
-  auto b = metrics(dir_ / "runs/split/distill/metrics.jsonl");
+  auto a = read_jsonl(dir_ / "runs/full/distill/metrics.jsonl");
+  auto b = read_jsonl(dir_ / "runs/split/distill/metrics.jsonl");
   ASSERT_EQ(a.size(), 6u);
   ASSERT_EQ(b.size(), 6u);
   for (std::size_t i = 0; i < a.size(); ++i) EXPECT_EQ(deterministic(a[i]), deterministic(b[i])) << i;

@@ -19,12 +19,8 @@ namespace {
 // "step loss grad_norm" for every line of a metrics file, as written (exact decimal text).
 std::vector<std::string> loss_lines(const fs::path& metrics) {
   std::vector<std::string> rows;
-  std::istringstream in(read_file(metrics));
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line);
+  for (const auto& j : read_jsonl(metrics))
     rows.push_back(j["step"].dump() + " " + j["loss"].dump() + " " + j["grad_norm"].dump());
-  }
   return rows;
 }
 

@@ -67,9 +67,7 @@ int64_t lines(const fs::path& p) {
 
 std::vector<std::string> losses(const fs::path& metrics) {
   std::vector<std::string> out;
-  std::istringstream in(read_file(metrics));
-  std::string line;
-  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line)["loss"].dump());
+  for (const auto& j : read_jsonl(metrics)) out.push_back(j["loss"].dump());
   return out;
 }
 

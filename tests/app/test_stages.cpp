@@ -16,9 +16,7 @@ namespace fs = std::filesystem;
 namespace {
 std::vector<double> losses(const fs::path& metrics) {
   std::vector<double> v;
-  std::istringstream in(read_file(metrics));
-  std::string line;
-  while (std::getline(in, line)) v.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+  for (const auto& j : read_jsonl(metrics)) v.push_back(j["loss"].get<double>());
   return v;
 }
 double mean(const std::vector<double>& v, std::size_t from, std::size_t to) {

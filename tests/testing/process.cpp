@@ -57,6 +57,15 @@ ScratchDir::~ScratchDir() {
   fs::remove_all(path_, ec);
 }
 
+std::vector<nlohmann::json> read_jsonl(const fs::path& p) {
+  std::vector<nlohmann::json> rows;
+  std::istringstream in(read_file(p));
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) rows.push_back(nlohmann::json::parse(line));
+  return rows;
+}
+
 std::string tree_snapshot(const fs::path& dir) {
   if (!fs::exists(dir)) return "(absent)";
   std::set<std::string> rows;

@@ -4,6 +4,9 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace opd::testing {
 
@@ -30,6 +33,9 @@ class ScratchDir {
 
 std::string read_file(const std::filesystem::path& p);
 void write_file(const std::filesystem::path& p, const std::string& text);
+// One JSON object per line (metrics.jsonl and the like).
+std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& p);
+
 // Every path under `dir` with its size, sorted: a snapshot to compare before and after.
 std::string tree_snapshot(const std::filesystem::path& dir);
 
