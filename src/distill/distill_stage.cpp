@@ -105,11 +105,9 @@ void DistillStage::prepare() {
 double DistillStage::evaluate_accuracy(model::Transformer& m,
                                        const std::vector<data::Example>& examples) {
   if (examples.empty()) return std::nan("");
-  // Every replica holds the same model: the root evaluates and tells the others.
-  double acc = 0;
-  if (topo_.is_root()) acc = evaluate(m, tok_, examples, cfg_.eval, job_.run.seed ^ 0xe7a1ull).accuracy;
-  topo_.world().broadcast(&acc, sizeof acc, 0);
-  return acc;
+  // Every replica holds the same model: each evaluates a share of the examples.
+  return evaluate(m, tok_, examples, cfg_.eval, job_.run.seed ^ 0xe7a1ull, nullptr, 0, &topo_.dp())
+      .accuracy;
 }
 
 std::vector<int64_t> DistillStage::step_prompts(int64_t step) const {

@@ -21,44 +21,50 @@ namespace fs = std::filesystem;
 
 EvalResult evaluate(model::Transformer& m, const data::Tokenizer& tok,
                     const std::vector<data::Example>& examples, const EvalConfig& cfg,
-                    uint64_t seed, std::vector<std::string>* first_lines, std::size_t max_lines) {
+                    uint64_t seed, std::vector<std::string>* first_lines, std::size_t max_lines,
+                    const comm::Communicator* dp) {
   EvalResult res;
   const int64_t k = cfg.samples;
   const int64_t n = cfg.limit > 0 ? std::min<int64_t>(cfg.limit, static_cast<int64_t>(examples.size()))
                                   : static_cast<int64_t>(examples.size());
+  const int ranks = dp ? dp->size() : 1, rank = dp ? dp->rank() : 0;
+  const int64_t lo = n * rank / ranks, hi = n * (rank + 1) / ranks;
   std::vector<std::string> prompts;
-  for (int64_t i = 0; i < n; ++i) prompts.push_back(examples[static_cast<std::size_t>(i)].prompt);
-  int64_t response_tokens = 0, truncated = 0;
-  std::vector<int64_t> correct_per_example(static_cast<std::size_t>(n), 0);
+  for (int64_t i = lo; i < hi; ++i) prompts.push_back(examples[static_cast<std::size_t>(i)].prompt);
+  // Summed over ranks: avg@k numerator, correct samples, response tokens, truncated samples.
+  double sums[4] = {0, 0, 0, 0};
+  std::vector<int64_t> correct_per_example(static_cast<std::size_t>(hi - lo), 0);
   sample_responses(m, tok, prompts, k, cfg.sampling, seed, cfg.batch_size,
                    [&](int64_t e, int64_t, const model::Generation& g) {
                      const auto& ex = examples[static_cast<std::size_t>(e)];
                      const std::string text = tok.decode(g.tokens);
                      const bool ok = data::verify(text, ex.answer, cfg.marker);
-                     correct_per_example[static_cast<std::size_t>(e)] += ok;
-                     res.correct += ok;
-                     response_tokens += static_cast<int64_t>(g.tokens.size());
-                     truncated += !g.stopped;
+                     correct_per_example[static_cast<std::size_t>(e - lo)] += ok;
+                     sums[1] += ok;
+                     sums[2] += static_cast<double>(g.tokens.size());
+                     sums[3] += !g.stopped;
                      if (first_lines && first_lines->size() < max_lines) {
                        nlohmann::json j = {{"prompt", ex.prompt}, {"response", text},
                                            {"answer", ex.answer}, {"correct", ok}};
                        first_lines->push_back(j.dump());
                      }
-                   });
+                   },
+                   lo);
+  for (int64_t c : correct_per_example) sums[0] += static_cast<double>(c) / static_cast<double>(k);
+  if (dp) dp->allreduce_sum(sums, 4);
   const int64_t items = n * k;
   res.examples = n;
   res.samples = items;
-  double acc = 0;
-  for (int64_t c : correct_per_example) acc += static_cast<double>(c) / static_cast<double>(k);
-  res.accuracy = n ? acc / static_cast<double>(n) : 0.0;
-  res.mean_response_tokens = items ? static_cast<double>(response_tokens) / static_cast<double>(items) : 0;
-  res.truncated = items ? static_cast<double>(truncated) / static_cast<double>(items) : 0;
+  res.correct = static_cast<int64_t>(sums[1]);
+  res.accuracy = n ? sums[0] / static_cast<double>(n) : 0.0;
+  res.mean_response_tokens = items ? sums[2] / static_cast<double>(items) : 0;
+  res.truncated = items ? sums[3] / static_cast<double>(items) : 0;
   return res;
 }
 
 EvalStage::EvalStage(const JobConfig& job, const StageConfig& stage,
-                     const data::Tokenizer& tokenizer)
-    : job_(job), cfg_(stage), tok_(tokenizer) {}
+                     const data::Tokenizer& tokenizer, const comm::Topology& topo)
+    : job_(job), cfg_(stage), tok_(tokenizer), topo_(topo) {}
 
 void EvalStage::prepare() {
   stop_tokens_ = data::stop_token_ids(tok_, cfg_.eval.stop, cfg_.where + ": stop");
@@ -76,13 +82,14 @@ void EvalStage::prepare() {
 
 StageOutcome EvalStage::run(StopCondition&) {
   const std::string dir = stage_dir(job_, cfg_.name);
-  fs::create_directories(dir);
   const std::string ckpt = resolve_checkpoint(job_, cfg_.model);
   auto m = load_model(ckpt, tok_.describe());
   std::vector<std::string> lines;
   EvalConfig ec = cfg_.eval;
   ec.sampling.stop_tokens = stop_tokens_;
-  EvalResult r = evaluate(*m, tok_, examples_, ec, job_.run.seed, &lines, 64);
+  EvalResult r = evaluate(*m, tok_, examples_, ec, job_.run.seed, &lines, 64, &topo_.dp());
+  if (!topo_.is_root()) return StageOutcome::Done;  // the root writes the results
+  fs::create_directories(dir);
   nlohmann::json j = {{"stage", cfg_.name},        {"model", ckpt},
                       {"examples", r.examples},    {"samples_per_example", cfg_.eval.samples},
                       {"correct", r.correct},      {"accuracy", r.accuracy},

@@ -6,6 +6,8 @@
 
 #include "data/dataset.hpp"
 #include "data/sequence.hpp"
+#include "comm/communicator.hpp"
+#include "comm/topology.hpp"
 #include "distill/stage.hpp"
 #include "model/transformer.hpp"
 
@@ -19,22 +21,28 @@ struct EvalResult {
 };
 
 // Evaluates `m` on `examples` (their `answer` field is the reference). `first_lines` receives up
-// to that many decoded samples for inspection.
+// to that many decoded samples (of this rank's share) for inspection. With a data-parallel
+// communicator each rank evaluates a contiguous share of the examples and the counts are summed;
+// every response keeps its stream, so the result does not depend on the number of ranks.
 EvalResult evaluate(model::Transformer& m, const data::Tokenizer& tok,
                     const std::vector<data::Example>& examples, const EvalConfig& cfg,
                     uint64_t seed, std::vector<std::string>* first_lines = nullptr,
-                    std::size_t max_lines = 0);
+                    std::size_t max_lines = 0, const comm::Communicator* dp = nullptr);
 
 class EvalStage final : public Stage {
  public:
-  EvalStage(const JobConfig& job, const StageConfig& stage, const data::Tokenizer& tokenizer);
+  EvalStage(const JobConfig& job, const StageConfig& stage, const data::Tokenizer& tokenizer,
+            const comm::Topology& topo);
   void prepare() override;
   StageOutcome run(StopCondition& stop) override;
+  // Data parallel: each rank evaluates a share of the examples.
+  bool data_parallel() const override { return true; }
 
  private:
   const JobConfig& job_;
   const StageConfig& cfg_;
   const data::Tokenizer& tok_;
+  const comm::Topology& topo_;
   std::vector<data::Example> examples_;
   std::vector<int32_t> stop_tokens_;
 };

@@ -10,7 +10,8 @@ namespace opd::distill {
 void sample_responses(model::Transformer& m, const data::Tokenizer& tok,
                       const std::vector<std::string>& prompts, int64_t samples,
                       const model::SamplingConfig& sampling, uint64_t seed, int64_t batch_size,
-                      const std::function<void(int64_t, int64_t, const model::Generation&)>& on_response) {
+                      const std::function<void(int64_t, int64_t, const model::Generation&)>& on_response,
+                      int64_t first_example) {
   const int64_t items = static_cast<int64_t>(prompts.size()) * samples;
   for (int64_t start = 0; start < items; start += batch_size) {
     const int64_t end = std::min(items, start + batch_size);
@@ -18,11 +19,11 @@ void sample_responses(model::Transformer& m, const data::Tokenizer& tok,
     std::vector<uint64_t> streams;
     for (int64_t i = start; i < end; ++i) {
       ids.push_back(data::build_prompt(tok, prompts[static_cast<std::size_t>(i / samples)]).tokens);
-      streams.push_back(static_cast<uint64_t>(i));
+      streams.push_back(static_cast<uint64_t>(first_example * samples + i));
     }
     const auto gens = model::generate(m, ids, sampling, seed, streams, tok.eos_id());
     for (int64_t i = start; i < end; ++i)
-      on_response(i / samples, i % samples, gens[static_cast<std::size_t>(i - start)]);
+      on_response(first_example + i / samples, i % samples, gens[static_cast<std::size_t>(i - start)]);
   }
 }
 

@@ -18,7 +18,7 @@ std::unique_ptr<Stage> make_stage(const JobConfig& job, const StageConfig& stage
                                   const data::Tokenizer& tokenizer, const comm::Topology& topo) {
   if (stage.kind == "pretrain" || stage.kind == "sft")
     return std::make_unique<TrainStage>(job, stage, tokenizer, topo);
-  if (stage.kind == "eval") return std::make_unique<EvalStage>(job, stage, tokenizer);
+  if (stage.kind == "eval") return std::make_unique<EvalStage>(job, stage, tokenizer, topo);
   if (stage.kind == "distill") return std::make_unique<DistillStage>(job, stage, tokenizer, topo);
   if (stage.kind == "teacher_generate")
     return std::make_unique<TeacherGenerateStage>(job, stage, tokenizer);

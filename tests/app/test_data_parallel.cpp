@@ -59,6 +59,12 @@ TEST(DataParallel, TwoRanksReproduceOneRank) {
   }
   opd::io::CheckpointReader ck((dir / "runs/two/pretrain/checkpoints/step_00000008.h5").string());
   EXPECT_EQ(ck.attribute_string("layout"), "tp1.pp1.dp2");
+  // The evaluation is shared between the ranks and gives the same result.
+  auto eval = [&](const char* run) {
+    return nlohmann::json::parse(read_file(dir / run / "eval/results.json"));
+  };
+  EXPECT_EQ(eval("runs/one")["correct"], eval("runs/two")["correct"]);
+  EXPECT_EQ(eval("runs/one")["mean_response_tokens"], eval("runs/two")["mean_response_tokens"]);
   // The progress lines come from the root only.
   EXPECT_EQ(std::count(two.out.begin(), two.out.end(), '\n'),
             std::count(one.out.begin(), one.out.end(), '\n'));
@@ -132,6 +138,11 @@ TEST(DataParallel, DistillOnTwoRanksReproducesOneRank) {
   }
   opd::io::CheckpointReader ck((dir / "runs/two/distill/checkpoints/step_00000004.h5").string());
   EXPECT_EQ(ck.attribute_string("layout"), "tp1.pp1.dp2");
+  auto res = [&](const char* run) {
+    return nlohmann::json::parse(read_file(dir / run / "distill/results.json"));
+  };
+  EXPECT_EQ(res("runs/one")["accuracy_teacher"], res("runs/two")["accuracy_teacher"]);
+  EXPECT_EQ(res("runs/one")["accuracy_student_final"], res("runs/two")["accuracy_student_final"]);
 }
 
 TEST(DataParallel, ZeroShardsOptimizerStateAndResumesOnOneRank) {
