@@ -83,11 +83,16 @@ int run_job(const std::string& path, const std::vector<std::string>& overrides) 
     core::log::info("stage ", name, " (", job.stages[i].kind, ")");
     if (!prepared[i]) stages[i]->prepare();
     // Stages without a data-parallel implementation run on the root rank alone; the others wait
-    // for their outputs.
+    // for their outputs. With split placement the teacher ranks take part in distill stages only.
     distill::StageOutcome outcome = distill::StageOutcome::Done;
-    if (stages[i]->data_parallel() || topo->is_root()) outcome = stages[i]->run(stop);
-    world.barrier();
-    if (outcome == distill::StageOutcome::Interrupted) return distill::kExitResubmit;
+    const bool here = topo->role() == comm::Role::Teacher
+                          ? job.stages[i].kind == "distill"
+                          : stages[i]->data_parallel() || topo->is_root();
+    if (here) outcome = stages[i]->run(stop);
+    // Also the barrier after the stage: every rank learns whether the stage was interrupted,
+    // including ranks that did not take part in it.
+    if (world.allreduce_max(outcome == distill::StageOutcome::Interrupted ? 1 : 0))
+      return distill::kExitResubmit;
   }
   core::log::info("job finished: ", job.run.dir);
   return 0;

@@ -9,22 +9,26 @@ namespace opd::comm {
 Topology::Topology(ParallelConfig cfg, const Communicator& world, const std::string& where)
     : world_(world) {
   const int n = world.size();
+  const bool split = cfg.placement == "split";
+  if (split && (cfg.student.dp == 0 || cfg.teacher.dp == 0))
+    input_error(where, "split placement needs the student's and the teacher's dp set",
+                "write e.g. student = {dp = 2} and teacher = {dp = 1}");
   for (Layout* l : {&cfg.student, &cfg.teacher})
     if (l->dp == 0) l->dp = std::max(1, n / (l->tp * l->pp));
   auto str = [](const Layout& l) {
     return "tp " + std::to_string(l.tp) + " x pp " + std::to_string(l.pp) + " x dp " +
            std::to_string(l.dp);
   };
-  if (cfg.placement == "split")
-    input_error(where + ".placement", "split placement (separate teacher ranks) is not built yet",
-                "use placement = \"colocated\"");
-  if (cfg.student.size() != n)
+  const int needed = split ? cfg.student.size() + cfg.teacher.size() : cfg.student.size();
+  if (needed != n)
     input_error(where + ".student",
-                "the student layout " + str(cfg.student) + " needs " +
-                    std::to_string(cfg.student.size()) + " ranks, the job runs on " +
+                "the student layout " + str(cfg.student) +
+                    (split ? " and the teacher layout " + str(cfg.teacher) : std::string()) +
+                    (split ? " need " : " needs ") + std::to_string(needed) +
+                    " ranks, the job runs on " +
                     std::to_string(n),
-                "launch " + std::to_string(cfg.student.size()) + " ranks or change the layout");
-  if (cfg.teacher.size() != n)
+                "launch " + std::to_string(needed) + " ranks or change the layout");
+  if (!split && cfg.teacher.size() != n)
     input_error(where + ".teacher",
                 "with colocated placement the teacher layout " + str(cfg.teacher) +
                     " must cover the same " + std::to_string(n) + " ranks as the student's",
@@ -34,13 +38,30 @@ Topology::Topology(ParallelConfig cfg, const Communicator& world, const std::str
       input_error(where + (l == &cfg.student ? ".student" : ".teacher"),
                   "tensor and pipeline parallelism are not built yet (only dp)",
                   "set tp = 1 and pp = 1; use dp for more ranks");
-  layout_ = cfg.student;
-  // tp fastest, then pp, then dp.
+  split_ = split;
+  student_ranks_ = cfg.student.size();
+  teacher_ranks_ = split ? cfg.teacher.size() : 0;
   const int r = world.rank();
-  tp_rank_ = r % layout_.tp;
-  pp_rank_ = (r / layout_.tp) % layout_.pp;
-  dp_rank_ = r / (layout_.tp * layout_.pp);
-  dp_ = world.split(pp_rank_ * layout_.tp + tp_rank_, dp_rank_);
+  role_ = !split ? Role::Both : r < student_ranks_ ? Role::Student : Role::Teacher;
+  layout_ = role_ == Role::Teacher ? cfg.teacher : cfg.student;
+  const int local = role_ == Role::Teacher ? r - student_ranks_ : r;
+  // tp fastest, then pp, then dp.
+  tp_rank_ = local % layout_.tp;
+  pp_rank_ = (local / layout_.tp) % layout_.pp;
+  dp_rank_ = local / (layout_.tp * layout_.pp);
+  const int group = role_ == Role::Teacher ? 1 : 0;
+  dp_ = world.split(group * 1024 + pp_rank_ * layout_.tp + tp_rank_, dp_rank_);
+}
+
+int Topology::teacher_of(int student_dp_rank) const {
+  return student_ranks_ + student_dp_rank % teacher_ranks_;
+}
+
+std::vector<int> Topology::clients() const {
+  std::vector<int> out;
+  for (int s = 0; s < student_ranks_; ++s)
+    if (teacher_of(s) == world_.rank()) out.push_back(s);
+  return out;
 }
 
 std::string Topology::describe() const {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "comm/communicator.hpp"
 
@@ -37,10 +38,19 @@ class Topology {
   const Communicator& world() const { return world_; }
   const Communicator& dp() const { return dp_; }  // the ranks holding the same shard
   bool is_root() const { return world_.rank() == 0; }
+  // Split placement: the student group is world ranks [0, S), the teacher group [S, S + T).
+  bool split() const { return split_; }
+  int student_ranks() const { return student_ranks_; }
+  int teacher_root() const { return student_ranks_; }
+  // The teacher rank that scores for student dp rank s, and the students a teacher serves.
+  int teacher_of(int student_dp_rank) const;
+  std::vector<int> clients() const;
   std::string describe() const;  // "tp1.pp1.dp2"
 
  private:
   Role role_ = Role::Both;
+  bool split_ = false;
+  int student_ranks_ = 1, teacher_ranks_ = 0;
   Layout layout_;
   int dp_rank_ = 0, pp_rank_ = 0, tp_rank_ = 0;
   Communicator world_, dp_;

@@ -18,6 +18,7 @@
 #include "distill/metrics_log.hpp"
 #include "distill/dp_optimizer.hpp"
 #include "distill/model_io.hpp"
+#include "distill/remote_teacher.hpp"
 #include "distill/progress.hpp"
 #include "distill/rollout.hpp"
 #include "distill/sample_responses.hpp"
@@ -37,7 +38,10 @@ DistillStage::DistillStage(const JobConfig& job, const StageConfig& stage,
 void DistillStage::prepare() {
   const DistillConfig& dc = cfg_.distill;
   check_objective(dc, cfg_.where);
-  if (dc.prompts_per_step % topo_.layout().dp != 0)
+  if (topo_.split() && dc.select_fraction < 1.0)
+    input_error(cfg_.where, "prompt_select with split placement is not built yet",
+                "use placement = \"colocated\" or remove [stage.prompt_select]");
+  if (topo_.role() != comm::Role::Teacher && dc.prompts_per_step % topo_.layout().dp != 0)
     input_error(cfg_.where, "prompts_per_step " + std::to_string(dc.prompts_per_step) +
                                 " does not split over " + std::to_string(topo_.layout().dp) +
                                 " data-parallel ranks",
@@ -197,10 +201,23 @@ StageOutcome DistillStage::run(StopCondition& stop) {
   fs::create_directories(ckdir_path);
   io::CheckpointDir ckdir(ckdir_path.string());
 
+  if (topo_.role() == comm::Role::Teacher) return serve(stop);
   core::PhaseTimers phases;
-  auto teacher_model = load_model(resolve_checkpoint(job_, dc.teacher), tok_.describe());
-  LocalTeacher teacher(std::move(teacher_model), static_cast<float>(dc.teacher_temperature),
-                       cfg_.vocab_chunk, dc.rows_per_block);
+  // The teacher: on this rank (colocated), or on the teacher ranks (split placement).
+  std::unique_ptr<TeacherScorer> teacher_ptr;
+  LocalTeacher* local_teacher = nullptr;
+  if (topo_.split()) {
+    teacher_ptr = std::make_unique<RemoteTeacher>(
+        topo_.world(), topo_.teacher_of(topo_.dp_rank()), model_config_of(job_, dc.teacher, tok_),
+        static_cast<float>(dc.teacher_temperature), dc.signal == "full");
+  } else {
+    auto lt = std::make_unique<LocalTeacher>(load_model(resolve_checkpoint(job_, dc.teacher), tok_.describe()),
+                                             static_cast<float>(dc.teacher_temperature),
+                                             cfg_.vocab_chunk, dc.rows_per_block);
+    local_teacher = lt.get();
+    teacher_ptr = std::move(lt);
+  }
+  TeacherScorer& teacher = *teacher_ptr;
 
   std::unique_ptr<model::Transformer> student;
   int64_t step = 0, tokens_seen = 0;
@@ -234,16 +251,20 @@ StageOutcome DistillStage::run(StopCondition& stop) {
   } else if (!eval_student_.empty()) {
     core::ScopedPhase p(phases, "eval");
     acc_student0 = evaluate_accuracy(*student, eval_student_);
-    acc_teacher = evaluate_accuracy(teacher.model(), eval_teacher_);
+    if (local_teacher) {
+      acc_teacher = evaluate_accuracy(local_teacher->model(), eval_teacher_);
+    } else {  // the teacher ranks measure it
+      topo_.world().broadcast(&acc_teacher, sizeof acc_teacher, topo_.teacher_root());
+    }
   }
   {
     // The root measures (or reads back) the selection; every rank gets the same indices.
     std::vector<int64_t> sel;
-    if (topo_.is_root()) sel = select_prompts(*student, teacher);
+    if (topo_.is_root() && local_teacher) sel = select_prompts(*student, *local_teacher);
     int64_t n = static_cast<int64_t>(sel.size());
-    topo_.world().broadcast(&n, sizeof n, 0);
+    topo_.dp().broadcast(&n, sizeof n, 0);
     sel.resize(static_cast<std::size_t>(n));
-    topo_.world().broadcast(sel.data(), n * static_cast<int64_t>(sizeof(int64_t)), 0);
+    topo_.dp().broadcast(sel.data(), n * static_cast<int64_t>(sizeof(int64_t)), 0);
     selected_ = std::move(sel);
   }
   if (!eval_student_.empty())
@@ -279,7 +300,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
       ckdir.publish(at);
       ckdir.prune(cfg_.checkpoint.keep_last, cfg_.checkpoint.keep_every);
     }
-    topo_.world().barrier();
+    topo_.dp().barrier();  // the student group
   };
 
 
@@ -297,7 +318,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
   const Signal mode = signal_mode(dc.signal);
   const int64_t per_step = dc.prompts_per_step * dc.samples_per_prompt;
   core::log::info(cfg_.name, ": distilling a ", student->params().numel(), "-parameter student from a ",
-                  teacher.model().params().numel(), "-parameter teacher, objective ",
+                  teacher.config().parameter_count(), "-parameter teacher, objective ",
                   dc.objective.kind, ", signal ", dc.signal, ", ", cfg_.steps, " steps of ",
                   per_step, " rollouts");
   core::Stopwatch wall;
@@ -339,7 +360,8 @@ StageOutcome DistillStage::run(StopCondition& stop) {
         rb.k = dc.topk;
         rb.topk = student_topk(*student, rb, dc.topk, dc.rows_per_block);
       }
-      if (rb.num_rows() > 0) reply = teacher.score(score_request(rb, mode));
+      // A remote teacher expects one request per step, even an empty one.
+      if (rb.num_rows() > 0 || topo_.split()) reply = teacher.score(score_request(rb, mode));
     }
     StepMetrics m;
     double gnorm = 0;
@@ -411,6 +433,38 @@ StageOutcome DistillStage::run(StopCondition& stop) {
     std::ofstream(results.string() + ".tmp") << summary.dump(2) << '\n';
     fs::rename(results.string() + ".tmp", results);
     std::ofstream(fs::path(dir_) / "DONE") << "step " << step << "\n";
+  }
+  return StageOutcome::Done;
+}
+
+StageOutcome DistillStage::serve(StopCondition& stop) {
+  const DistillConfig& dc = cfg_.distill;
+  LocalTeacher teacher(load_model(resolve_checkpoint(job_, dc.teacher), tok_.describe()),
+                       static_cast<float>(dc.teacher_temperature), cfg_.vocab_chunk,
+                       dc.rows_per_block);
+  const comm::Communicator& world = topo_.world();
+  const std::vector<int> clients = topo_.clients();
+  // The students' view of the run: where it resumes (they read the same checkpoint directory).
+  io::CheckpointDir ckdir((fs::path(dir_) / "checkpoints").string());
+  const std::optional<std::string> resume = ckdir.latest_path();
+  int64_t step = 0;
+  if (resume) step = io::CheckpointReader(*resume).read_int("state/step");
+  const int64_t first_step = step;
+  // The same order of exchanges as the student side: the head, the teacher's accuracy, then one
+  // request per client per step with the stop agreement in between.
+  if (dc.signal == "full")
+    for (int c : clients) send_teacher_head(teacher, world, c);
+  if (!resume && !eval_teacher_.empty()) {
+    double acc = evaluate(teacher.model(), tok_, eval_teacher_, cfg_.eval, job_.run.seed ^ 0xe7a1ull,
+                          nullptr, 0, &topo_.dp())
+                     .accuracy;
+    world.broadcast(&acc, sizeof acc, topo_.teacher_root());
+  }
+  while (step < cfg_.steps) {
+    if (step > first_step && world.allreduce_max(stop.should_stop(step) ? 1 : 0))
+      return StageOutcome::Interrupted;
+    for (int c : clients) serve_score_request(teacher, world, c);
+    ++step;
   }
   return StageOutcome::Done;
 }

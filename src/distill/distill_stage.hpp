@@ -29,6 +29,8 @@ class DistillStage final : public Stage {
 
  private:
   double evaluate_accuracy(model::Transformer& m, const std::vector<data::Example>& examples);
+  // Split placement, on a teacher rank: score the requests of this rank's students each step.
+  StageOutcome serve(StopCondition& stop);
   // The pool indices to train on: all, or the best-aligned fraction (prompt_select), measured
   // once with the initial student and kept in RUN/<stage>/selected_prompts.json.
   std::vector<int64_t> select_prompts(model::Transformer& student, TeacherScorer& teacher);

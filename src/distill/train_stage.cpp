@@ -106,7 +106,7 @@ void TrainStage::save(model::Transformer& m, DataParallelOptimizer& opt, int64_t
     ckdir.publish(step);
     ckdir.prune(cfg_.checkpoint.keep_last, cfg_.checkpoint.keep_every);
   }
-  topo_.world().barrier();
+  topo_.dp().barrier();
 }
 
 StageOutcome TrainStage::run(StopCondition& stop) {
@@ -146,7 +146,7 @@ StageOutcome TrainStage::run(StopCondition& stop) {
   const int64_t first_step = step;
   while (step < cfg_.steps) {
     // Every rank must agree to stop at the same boundary (a signal may reach only some).
-    const bool stop_here = step > first_step && topo_.world().allreduce_max(stop.should_stop(step) ? 1 : 0);
+    const bool stop_here = step > first_step && dp.allreduce_max(stop.should_stop(step) ? 1 : 0);
     if (stop_here) {
       save(*m, opt, step, tokens_seen);
       core::log::info(cfg_.name, ": stopping at step ", step, " (", stop.reason(),

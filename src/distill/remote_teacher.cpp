@@ -1,0 +1,86 @@
+#include "distill/remote_teacher.hpp"
+
+#include <array>
+#include <initializer_list>
+
+#include "core/error.hpp"
+
+namespace opd::distill {
+
+namespace {
+
+constexpr int kTag = 77;  // one tag: MPI keeps messages between two ranks in order
+
+// A tensor travels as a header (ndim or -1 for none, dtype, up to 6 dims) and its bytes.
+void send_tensor(const comm::Communicator& world, const core::Tensor& t, int dest) {
+  std::array<int64_t, 8> h{};
+  h.fill(0);
+  h[0] = t.defined() ? t.ndim() : -1;
+  if (t.defined()) {
+    OPD_CHECK(t.ndim() <= 6, "tensor of rank ", t.ndim(), " cannot travel");
+    h[1] = static_cast<int64_t>(t.dtype());
+    for (int i = 0; i < t.ndim(); ++i) h[static_cast<std::size_t>(2 + i)] = t.dim(i);
+  }
+  world.send(h.data(), sizeof h, dest, kTag);
+  if (t.defined() && t.numel() > 0) world.send(t.raw(), static_cast<int64_t>(t.bytes()), dest, kTag);
+}
+
+core::Tensor recv_tensor(const comm::Communicator& world, int source) {
+  std::array<int64_t, 8> h{};
+  world.recv(h.data(), sizeof h, source, kTag);
+  if (h[0] < 0) return {};
+  core::Shape shape(h.begin() + 2, h.begin() + 2 + h[0]);
+  core::Tensor t = core::Tensor::empty(shape, static_cast<core::DType>(h[1]));
+  if (t.numel() > 0) world.recv(t.raw(), static_cast<int64_t>(t.bytes()), source, kTag);
+  return t;
+}
+
+}  // namespace
+
+RemoteTeacher::RemoteTeacher(const comm::Communicator& world, int teacher_rank,
+                             const model::ModelConfig& cfg, float temperature, bool full)
+    : world_(world), teacher_rank_(teacher_rank), cfg_(cfg), temperature_(temperature) {
+  if (full) head_ = recv_tensor(world_, teacher_rank_);
+}
+
+ScoreReply RemoteTeacher::score(const ScoreRequest& req) {
+  core::Tensor mode = core::Tensor::from_vector(std::vector<int32_t>{static_cast<int32_t>(req.mode)}, {1});
+  for (const core::Tensor* t : std::initializer_list<const core::Tensor*>{
+           &mode, &req.ids, &req.rows, &req.targets, &req.student_ids})
+    send_tensor(world_, *t, teacher_rank_);
+  ScoreReply reply;
+  reply.signal.mode = req.mode;
+  reply.temperature = temperature_;
+  reply.head = head_;
+  reply.signal.student_ids = req.student_ids;
+  for (core::Tensor* t : {&reply.signal.logq_y, &reply.signal.entropy_q, &reply.lse,
+                          &reply.signal.logq_student_ids, &reply.signal.teacher_ids,
+                          &reply.signal.logq_teacher_ids, &reply.hidden})
+    *t = recv_tensor(world_, teacher_rank_);
+  return reply;
+}
+
+void send_teacher_head(LocalTeacher& teacher, const comm::Communicator& world, int client) {
+  send_tensor(world, teacher.model().lm_head().value, client);
+}
+
+void serve_score_request(LocalTeacher& teacher, const comm::Communicator& world, int client) {
+  ScoreRequest req;
+  const core::Tensor mode = recv_tensor(world, client);
+  req.mode = static_cast<Signal>(mode.data<int32_t>()[0]);
+  req.ids = recv_tensor(world, client);
+  req.rows = recv_tensor(world, client);
+  req.targets = recv_tensor(world, client);
+  req.student_ids = recv_tensor(world, client);
+  ScoreReply reply;
+  if (req.rows.numel() > 0) reply = teacher.score(req);
+  // Full mode needs only the hidden states; the other modes need no hidden states.
+  const core::Tensor hidden = req.mode == Signal::Full ? reply.hidden : core::Tensor();
+  for (const core::Tensor* t : std::initializer_list<const core::Tensor*>{
+           &reply.signal.logq_y, &reply.signal.entropy_q, &reply.lse,
+           &reply.signal.logq_student_ids, &reply.signal.teacher_ids,
+           &reply.signal.logq_teacher_ids, &hidden})
+    send_tensor(world, *t, client);
+}
+
+}  // namespace opd::distill
