@@ -16,9 +16,6 @@ using core::DType;
 using ByteView =
     Kokkos::View<unsigned char*, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
 
-// Columns handled by one work item of the column-parallel reductions (race-free: each work item
-// owns its columns and loops over all rows).
-constexpr int64_t kColBlock = 256;
 // Elements per work item of sum_squares (each reduced in double with independent accumulators).
 constexpr int64_t kSumBlock = 4096;
 
@@ -113,17 +110,8 @@ void bias_backward(const Tensor& dy, Tensor& dbias) {
   const int64_t d = dbias.numel();
   const float* pdy = dy.data<float>();
   float* pdb = dbias.data<float>();
-  const int64_t blocks = (d + kColBlock - 1) / kColBlock;
-  Kokkos::parallel_for("opd::bias_backward", Policy(0, blocks), [=](int64_t blk) {
-    const int64_t j0 = blk * kColBlock;
-    const int64_t w = std::min(kColBlock, d - j0);
-    double acc[kColBlock] = {};
-    for (int64_t r = 0; r < n; ++r) {
-      const float* row = pdy + r * d + j0;
-      for (int64_t j = 0; j < w; ++j) acc[j] += row[j];
-    }
-    for (int64_t j = 0; j < w; ++j) pdb[j0 + j] += static_cast<float>(acc[j]);
-  });
+  accumulate_column_sums("opd::bias_backward", n, d, pdb,
+                         [=](int64_t r, int64_t j) { return static_cast<double>(pdy[r * d + j]); });
 }
 
 double sum_squares(const Tensor& x) {

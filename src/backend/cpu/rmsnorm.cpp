@@ -14,8 +14,6 @@ namespace {
 
 using core::DType;
 
-// Columns owned by one work item of the dw reduction (race-free: each loops over all rows).
-constexpr int64_t kColBlock = 256;
 
 // x viewed as [N, D] with D = w's length; returns N.
 int64_t rows_of(const char* op, const Tensor& x, const Tensor& w) {
@@ -83,18 +81,8 @@ void rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, cons
   float* pdx = dx.data<float>();
   float* pdw = dw.data<float>();
   // dw first: dx may alias dy (in-place backward), which the dx loop would overwrite.
-  const int64_t blocks = (d + kColBlock - 1) / kColBlock;
-  Kokkos::parallel_for("opd::rmsnorm_backward_dw", Policy(0, blocks), [=](int64_t blk) {
-    const int64_t j0 = blk * kColBlock;
-    const int64_t wd = std::min(kColBlock, d - j0);
-    double acc[kColBlock] = {};
-    for (int64_t r = 0; r < n; ++r) {
-      const float* xr = px + r * d + j0;
-      const float* gr = pdy + r * d + j0;
-      const float inv = pr[r];
-      for (int64_t j = 0; j < wd; ++j) acc[j] += static_cast<double>(gr[j] * xr[j] * inv);
-    }
-    for (int64_t j = 0; j < wd; ++j) pdw[j0 + j] += static_cast<float>(acc[j]);
+  accumulate_column_sums("opd::rmsnorm_backward_dw", n, d, pdw, [=](int64_t r, int64_t j) {
+    return static_cast<double>(pdy[r * d + j] * px[r * d + j] * pr[r]);
   });
   Kokkos::parallel_for("opd::rmsnorm_backward_dx", Policy(0, n), [=](int64_t r) {
     const float* xr = px + r * d;
