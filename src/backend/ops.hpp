@@ -50,9 +50,21 @@ void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& 
 void gemm_batched(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
                   float alpha = 1.0f, float beta = 0.0f);
 
+// ---- vocabulary-parallel shards ---------------------------------------------------------------
+// A table or head of V rows may hold rows [begin, begin + V) of a larger one of `total` rows
+// (tensor parallelism shards the vocabulary). total = 0: it is the whole vocabulary. Ids and
+// targets stay global: an id in [0, total) outside the shard selects nothing here.
+struct VocabRange {
+  int64_t begin = 0, total = 0;
+};
+
 // ---- embedding -----------------------------------------------------------------------------
-void embedding_forward(const Tensor& table, const Tensor& ids, Tensor& out);   // [V,D],[N] -> [N,D]
-void embedding_backward(const Tensor& d_out, const Tensor& ids, Tensor& d_table);  // accumulate
+// [V,D],[N] -> [N,D]; with a shard, rows of ids outside it are written as zeros.
+void embedding_forward(const Tensor& table, const Tensor& ids, Tensor& out,
+                       const VocabRange& range = {});
+// Accumulate; with a shard, ids outside it add nothing.
+void embedding_backward(const Tensor& d_out, const Tensor& ids, Tensor& d_table,
+                        const VocabRange& range = {});
 
 // ---- RMSNorm: y = x / rms(x) * w, rms(x) = sqrt(mean(x^2) + eps), row-wise over D -----------
 // rstd [N] (may be null) receives 1/rms for the backward.
@@ -103,13 +115,18 @@ struct HeadStats {
   Tensor target_logit;  // [N]      logit at targets[n]                    (optional; needs targets)
   Tensor entropy;       // [N]      entropy of softmax(logits)             (optional)
 };
+// With a vocabulary shard (range), the outputs are this shard's: log-sum-exp and entropy over
+// its rows, and target_logit 0 where the target lies in another shard (parallel/ combines them).
 void lm_head_stats(const Tensor& h, const Tensor& w, const Tensor* targets, float temperature,
-                   int64_t chunk, HeadStats& out);
+                   int64_t chunk, HeadStats& out, const VocabRange& range = {});
 // Backward of sum_n d_loss[n] * (lse[n] - target_logit[n]), i.e. cross-entropy weighted per row
 // (rows with d_loss 0 or targets < 0 contribute nothing). dh overwrite, dw accumulate.
+// With a vocabulary shard, lse is the global one and dh this shard's part of the sum (a row
+// whose target lies in another shard contributes its softmax part only).
 void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targets,
                                     const Tensor& lse, const Tensor& d_loss, float temperature,
-                                    int64_t chunk, Tensor& dh, Tensor& dw);
+                                    int64_t chunk, Tensor& dh, Tensor& dw,
+                                    const VocabRange& range = {});
 
 // ---- gathering ---------------------------------------------------------------------------------
 // out[n, i] = x[n, ids[n, i]] for x [N, V], ids [N, k] I32 (0 <= id < V), out [N, k].

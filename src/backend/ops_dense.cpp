@@ -59,14 +59,16 @@ void gemm_batched(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, 
   cpu::gemm_batched(a, trans_a, b, trans_b, c, alpha, beta);
 }
 
-void embedding_forward(const Tensor& table, const Tensor& ids, Tensor& out) {
+void embedding_forward(const Tensor& table, const Tensor& ids, Tensor& out,
+                       const VocabRange& range) {
   require_host("embedding_forward", table);
-  cpu::embedding_forward(table, ids, out);
+  cpu::embedding_forward(table, ids, out, range);
 }
 
-void embedding_backward(const Tensor& d_out, const Tensor& ids, Tensor& d_table) {
+void embedding_backward(const Tensor& d_out, const Tensor& ids, Tensor& d_table,
+                        const VocabRange& range) {
   require_host("embedding_backward", d_out);
-  cpu::embedding_backward(d_out, ids, d_table);
+  cpu::embedding_backward(d_out, ids, d_table, range);
 }
 
 void rmsnorm_forward(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor* rstd) {

@@ -28,16 +28,18 @@ void topk_rows(const Tensor& x, int k, Tensor& vals, Tensor& ids) {
 }
 
 void lm_head_stats(const Tensor& h, const Tensor& w, const Tensor* targets, float temperature,
-                   int64_t chunk, HeadStats& out) {
+                   int64_t chunk, HeadStats& out, const VocabRange& range) {
   require_host("lm_head_stats", h);
-  cpu::lm_head_stats(h, w, targets, temperature, chunk, out);
+  cpu::lm_head_stats(h, w, targets, temperature, chunk, out, range);
 }
 
 void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targets,
                                     const Tensor& lse, const Tensor& d_loss, float temperature,
-                                    int64_t chunk, Tensor& dh, Tensor& dw) {
+                                    int64_t chunk, Tensor& dh, Tensor& dw,
+                                    const VocabRange& range) {
   require_host("lm_head_cross_entropy_backward", h);
-  cpu::lm_head_cross_entropy_backward(h, w, targets, lse, d_loss, temperature, chunk, dh, dw);
+  cpu::lm_head_cross_entropy_backward(h, w, targets, lse, d_loss, temperature, chunk, dh, dw,
+                                      range);
 }
 
 void sample_rows(const Tensor& logits, float temperature, int top_k, float top_p,

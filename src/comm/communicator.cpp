@@ -82,6 +82,17 @@ std::vector<double> Communicator::allgather(const std::vector<double>& local) co
   return all;
 }
 
+void Communicator::allgather(const float* local, int64_t n, float* out) const {
+  if (size_ == 1) {
+    std::memcpy(out, local, static_cast<std::size_t>(n) * sizeof(float));
+    return;
+  }
+  check(MPI_Allgather(local, static_cast<int>(n), MPI_FLOAT, out, static_cast<int>(n), MPI_FLOAT,
+                      handle_->comm), "allgather");
+}
+
+const void* Communicator::native_handle() const { return handle_ ? &handle_->comm : nullptr; }
+
 void Communicator::broadcast(void* data, int64_t bytes, int root) const {
   if (size_ > 1) check(MPI_Bcast(data, static_cast<int>(bytes), MPI_BYTE, root, handle_->comm), "broadcast");
 }

@@ -26,10 +26,15 @@ class Communicator {
   double allreduce_max(double value) const;
   // Every rank's `local` values, concatenated in rank order.
   std::vector<double> allgather(const std::vector<double>& local) const;
+  // Every rank's n floats, concatenated in rank order into out [size * n].
+  void allgather(const float* local, int64_t n, float* out) const;
   void broadcast(void* data, int64_t bytes, int root) const;
   void send(const void* data, int64_t bytes, int dest, int tag) const;
   void recv(void* data, int64_t bytes, int source, int tag) const;
   void barrier() const;
+  // The MPI_Comm behind this communicator (as a pointer to it; null for the one-rank
+  // communicator without MPI). Read it through comm/mpi_native.hpp.
+  const void* native_handle() const;
 
  private:
   struct Handle;                   // holds the MPI_Comm, so this header needs no mpi.h

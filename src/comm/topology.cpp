@@ -34,10 +34,17 @@ Topology::Topology(ParallelConfig cfg, const Communicator& world, const std::str
                     " must cover the same " + std::to_string(n) + " ranks as the student's",
                 "make teacher.tp * teacher.pp * teacher.dp equal the world size");
   for (const auto* l : {&cfg.student, &cfg.teacher})
-    if (l->tp > 1 || l->pp > 1)
+    if (l->pp > 1)
       input_error(where + (l == &cfg.student ? ".student" : ".teacher"),
-                  "tensor and pipeline parallelism are not built yet (only dp)",
-                  "set tp = 1 and pp = 1; use dp for more ranks");
+                  "pipeline parallelism is not built yet (tp and dp are)",
+                  "set pp = 1; use tp or dp for more ranks");
+  if (!split && (cfg.teacher.tp != cfg.student.tp || cfg.teacher.pp != cfg.student.pp))
+    input_error(where + ".teacher",
+                "with colocated placement both models share every rank's tensor-parallel group, so "
+                "the teacher's tp and pp (" + std::to_string(cfg.teacher.tp) + ", " +
+                    std::to_string(cfg.teacher.pp) + ") must equal the student's (" +
+                    std::to_string(cfg.student.tp) + ", " + std::to_string(cfg.student.pp) + ")",
+                "use the same tp and pp for both, or placement = \"split\" for different layouts");
   split_ = split;
   student_ranks_ = cfg.student.size();
   teacher_ranks_ = split ? cfg.teacher.size() : 0;
@@ -51,6 +58,7 @@ Topology::Topology(ParallelConfig cfg, const Communicator& world, const std::str
   dp_rank_ = local / (layout_.tp * layout_.pp);
   const int group = role_ == Role::Teacher ? 1 : 0;
   dp_ = world.split(group * 1024 + pp_rank_ * layout_.tp + tp_rank_, dp_rank_);
+  tp_ = world.split(group * 1024 + dp_rank_ * layout_.pp + pp_rank_, tp_rank_);
 }
 
 int Topology::teacher_of(int student_dp_rank) const {

@@ -37,6 +37,7 @@ class Topology {
   int tp_rank() const { return tp_rank_; }
   const Communicator& world() const { return world_; }
   const Communicator& dp() const { return dp_; }  // the ranks holding the same shard
+  const Communicator& tp() const { return tp_; }  // the ranks sharing one model replica's layer
   bool is_root() const { return world_.rank() == 0; }
   // Split placement: the student group is world ranks [0, S), the teacher group [S, S + T).
   bool split() const { return split_; }
@@ -53,7 +54,7 @@ class Topology {
   int student_ranks_ = 1, teacher_ranks_ = 0;
   Layout layout_;
   int dp_rank_ = 0, pp_rank_ = 0, tp_rank_ = 0;
-  Communicator world_, dp_;
+  Communicator world_, dp_, tp_;
 };
 
 }  // namespace opd::comm

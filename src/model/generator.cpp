@@ -34,7 +34,7 @@ std::vector<Generation> generate(Transformer& model,
     longest = std::max(longest, n);
   }
   const int64_t capacity = std::min<int64_t>(mc.max_seq_len, longest + cfg.max_new_tokens);
-  KVCache cache(mc, B, capacity);
+  KVCache cache(mc, B, capacity, model.tensor_parallel().size());
 
   // Prefill: prompts right-padded (padding repeats a valid id; its positions are overwritten by
   // later decode steps before any query can see them).

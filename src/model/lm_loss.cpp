@@ -2,6 +2,7 @@
 
 #include "backend/ops.hpp"
 #include "core/error.hpp"
+#include "parallel/vocab_parallel.hpp"
 
 namespace opd::model {
 
@@ -19,7 +20,9 @@ LossSum lm_cross_entropy(Transformer& model, const Tensor& ids, const Tensor& po
   ops::HeadStats stats;
   stats.lse = Tensor::empty({N});
   stats.target_logit = Tensor::empty({N});
-  ops::lm_head_stats(h, model.lm_head().value, &flat_targets, 1.0f, vocab_chunk, stats);
+  const parallel::TensorParallel& tp = model.tensor_parallel();
+  parallel::vocab_parallel_head_stats(h, model.lm_head().value, &flat_targets, 1.0f, vocab_chunk,
+                                      tp, stats);
 
   LossSum out;
   const float* lse = stats.lse.data<float>();
@@ -35,8 +38,9 @@ LossSum lm_cross_entropy(Transformer& model, const Tensor& ids, const Tensor& po
   }
   if (train) {
     Tensor dh = Tensor::empty({N, model.config().d_model});
-    ops::lm_head_cross_entropy_backward(h, model.lm_head().value, flat_targets, stats.lse, d_loss,
-                                        1.0f, vocab_chunk, dh, model.lm_head().grad);
+    parallel::vocab_parallel_cross_entropy_backward(h, model.lm_head().value, flat_targets,
+                                                    stats.lse, d_loss, 1.0f, vocab_chunk, tp, dh,
+                                                    model.lm_head().grad);
     model.backward(dh);
   }
   return out;

@@ -26,6 +26,20 @@ void ModelConfig::validate(const std::string& where) const {
   need(init_std > 0, "init_std", "must be positive");
 }
 
+void ModelConfig::check_tensor_parallel(int tp, const std::string& where,
+                                        const std::string& layout) const {
+  if (tp <= 1) return;
+  const std::pair<const char*, int64_t> dims[] = {
+      {"n_heads", n_heads}, {"n_kv_heads", n_kv_heads}, {"d_ff", d_ff}, {"vocab_size", vocab_size}};
+  for (const auto& [key, value] : dims)
+    if (value % tp != 0)
+      input_error(where + "." + key,
+                  std::string(key) + " = " + std::to_string(value) + " does not divide by " +
+                      layout + ".tp = " + std::to_string(tp) +
+                      " (tensor parallelism splits it evenly over the ranks)",
+                  "choose a tp that divides n_heads, n_kv_heads, d_ff and vocab_size");
+}
+
 int64_t ModelConfig::parameter_count() const {
   int64_t e = head_size();
   int64_t per_layer = d_model * q_size() + 2 * d_model * kv_size() + q_size() * d_model +

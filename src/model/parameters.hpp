@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/tensor.hpp"
+#include "parallel/tensor_parallel.hpp"
 
 namespace opd::model {
 
@@ -15,12 +16,27 @@ struct Param {
   core::Tensor value;
   core::Tensor grad;    // same shape; accumulated by backward, zeroed by zero_grad()
   bool decay = true;    // weight decay applies (matrices) or not (norm gains, biases)
+  // Tensor parallelism: `value` is the slice [shard_begin, shard_begin + value.dim(shard_axis))
+  // along shard_axis of a parameter of global_shape; shard_axis -1: whole (replicated).
+  core::Shape global_shape;
+  int shard_axis = -1;
+  int64_t shard_begin = 0;
+  bool sharded() const { return shard_axis >= 0; }
+  // The block's offset within the global shape (for checkpoints).
+  core::Shape shard_offset() const;
 };
 
 class ParamSet {
  public:
-  // Adds a parameter; returns its index. Tensors are allocated here.
-  std::size_t add(const std::string& name, const core::Shape& shape, bool decay);
+  ParamSet() = default;
+  // Parameters sharded along an axis are split over this tensor-parallel group.
+  explicit ParamSet(parallel::TensorParallel tp) : tp_(std::move(tp)) {}
+  const parallel::TensorParallel& tensor_parallel() const { return tp_; }
+
+  // Adds a parameter of `global_shape`, this rank's shard of it when shard_axis >= 0 (that
+  // dimension must divide by the group size); returns its index. Tensors are allocated here.
+  std::size_t add(const std::string& name, const core::Shape& global_shape, bool decay,
+                  int shard_axis = -1);
   Param& operator[](std::size_t i) { return params_[i]; }
   const Param& operator[](std::size_t i) const { return params_[i]; }
   Param& get(const std::string& name);
@@ -29,12 +45,17 @@ class ParamSet {
   std::size_t size() const { return params_.size(); }
   std::vector<Param>& all() { return params_; }
   const std::vector<Param>& all() const { return params_; }
-  int64_t numel() const;
+  int64_t numel() const;         // this rank's elements
+  int64_t global_numel() const;  // the whole model's
   std::vector<core::Tensor*> grads();  // every gradient, in parameter order
   void zero_grad();
 
  private:
+  parallel::TensorParallel tp_;
   std::vector<Param> params_;
 };
+
+// Copies the shard of `p` out of the whole parameter `global` (host F32, of p.global_shape).
+void take_shard(const core::Tensor& global, Param& p);
 
 }  // namespace opd::model

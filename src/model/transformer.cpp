@@ -12,71 +12,87 @@ namespace opd::model {
 namespace ops = opd::backend;
 using core::Shape;
 
-KVCache::KVCache(const ModelConfig& cfg, int64_t batch_, int64_t capacity_)
+KVCache::KVCache(const ModelConfig& cfg, int64_t batch_, int64_t capacity_, int tp)
     : batch(batch_), capacity(capacity_) {
+  const int64_t G = cfg.n_kv_heads / tp;
   for (int64_t l = 0; l < cfg.n_layers; ++l) {
-    k.push_back(Tensor::zeros({batch, capacity, cfg.n_kv_heads, cfg.head_size()}));
-    v.push_back(Tensor::zeros({batch, capacity, cfg.n_kv_heads, cfg.head_size()}));
+    k.push_back(Tensor::zeros({batch, capacity, G, cfg.head_size()}));
+    v.push_back(Tensor::zeros({batch, capacity, G, cfg.head_size()}));
   }
 }
 
-Transformer::Transformer(const ModelConfig& cfg) : cfg_(cfg) {
+namespace {
+constexpr int kRows = 0, kCols = 1;  // the sharded axis of a [out, in] weight
+}  // namespace
+
+Transformer::Transformer(const ModelConfig& cfg, parallel::TensorParallel tp)
+    : cfg_(cfg), params_(std::move(tp)) {
   cfg_.validate("model");
+  const int P = tensor_parallel().size();
+  cfg_.check_tensor_parallel(P, "model", "parallel");
+  heads_ = cfg_.n_heads / P;
+  kv_heads_ = cfg_.n_kv_heads / P;
+  ff_ = cfg_.d_ff / P;
+  vocab_ = cfg_.vocab_size / P;
   const int64_t D = cfg_.d_model, V = cfg_.vocab_size, F = cfg_.d_ff, E = cfg_.head_size();
-  embed_ = params_.add("model.embed_tokens.weight", {V, D}, true);
+  embed_ = params_.add("model.embed_tokens.weight", {V, D}, true, kRows);
   for (int64_t l = 0; l < cfg_.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerIndex li{};
     li.attn_norm = params_.add(p + "input_layernorm.weight", {D}, false);
-    li.q = params_.add(p + "self_attn.q_proj.weight", {cfg_.q_size(), D}, true);
-    li.k = params_.add(p + "self_attn.k_proj.weight", {cfg_.kv_size(), D}, true);
-    li.v = params_.add(p + "self_attn.v_proj.weight", {cfg_.kv_size(), D}, true);
+    li.q = params_.add(p + "self_attn.q_proj.weight", {cfg_.q_size(), D}, true, kRows);
+    li.k = params_.add(p + "self_attn.k_proj.weight", {cfg_.kv_size(), D}, true, kRows);
+    li.v = params_.add(p + "self_attn.v_proj.weight", {cfg_.kv_size(), D}, true, kRows);
     if (cfg_.qkv_bias) {
-      li.q_bias = params_.add(p + "self_attn.q_proj.bias", {cfg_.q_size()}, false);
-      li.k_bias = params_.add(p + "self_attn.k_proj.bias", {cfg_.kv_size()}, false);
-      li.v_bias = params_.add(p + "self_attn.v_proj.bias", {cfg_.kv_size()}, false);
+      li.q_bias = params_.add(p + "self_attn.q_proj.bias", {cfg_.q_size()}, false, kRows);
+      li.k_bias = params_.add(p + "self_attn.k_proj.bias", {cfg_.kv_size()}, false, kRows);
+      li.v_bias = params_.add(p + "self_attn.v_proj.bias", {cfg_.kv_size()}, false, kRows);
     }
     if (cfg_.qk_norm) {
       li.q_norm = params_.add(p + "self_attn.q_norm.weight", {E}, false);
       li.k_norm = params_.add(p + "self_attn.k_norm.weight", {E}, false);
     }
-    li.o = params_.add(p + "self_attn.o_proj.weight", {D, cfg_.q_size()}, true);
+    li.o = params_.add(p + "self_attn.o_proj.weight", {D, cfg_.q_size()}, true, kCols);
     li.mlp_norm = params_.add(p + "post_attention_layernorm.weight", {D}, false);
-    li.gate = params_.add(p + "mlp.gate_proj.weight", {F, D}, true);
-    li.up = params_.add(p + "mlp.up_proj.weight", {F, D}, true);
-    li.down = params_.add(p + "mlp.down_proj.weight", {D, F}, true);
+    li.gate = params_.add(p + "mlp.gate_proj.weight", {F, D}, true, kRows);
+    li.up = params_.add(p + "mlp.up_proj.weight", {F, D}, true, kRows);
+    li.down = params_.add(p + "mlp.down_proj.weight", {D, F}, true, kCols);
     layers_.push_back(li);
   }
   final_norm_ = params_.add("model.norm.weight", {D}, false);
-  lm_head_ = cfg_.tie_embeddings ? embed_ : params_.add("lm_head.weight", {V, D}, true);
+  lm_head_ = cfg_.tie_embeddings ? embed_ : params_.add("lm_head.weight", {V, D}, true, kRows);
 }
 
 void Transformer::init_weights(uint64_t seed) {
   const float out_scale = 1.0f / std::sqrt(2.0f * static_cast<float>(cfg_.n_layers));
   for (std::size_t i = 0; i < params_.size(); ++i) {
     Param& p = params_[i];
-    float* x = p.value.data<float>();
+    // The whole parameter is drawn and this rank's shard kept, so every layout initialises the
+    // same model.
+    Tensor whole = p.sharded() ? Tensor::empty(p.global_shape) : p.value;
+    float* x = whole.data<float>();
     const auto& n = p.name;
     auto ends_with = [&](const char* s) {
       std::string t(s);
       return n.size() >= t.size() && n.compare(n.size() - t.size(), t.size(), t) == 0;
     };
-    if (p.value.ndim() == 1) {  // norm gains 1, biases 0
+    if (whole.ndim() == 1) {  // norm gains 1, biases 0
       const float v = ends_with(".bias") ? 0.0f : 1.0f;
-      for (int64_t j = 0; j < p.value.numel(); ++j) x[j] = v;
-      continue;
+      for (int64_t j = 0; j < whole.numel(); ++j) x[j] = v;
+    } else {
+      float std = static_cast<float>(cfg_.init_std);
+      if (ends_with("o_proj.weight") || ends_with("down_proj.weight")) std *= out_scale;
+      core::RngStream rng(seed, core::RngPurpose::Init, i);
+      for (int64_t j = 0; j < whole.numel(); ++j) x[j] = std * rng.normal();
     }
-    float std = static_cast<float>(cfg_.init_std);
-    if (ends_with("o_proj.weight") || ends_with("down_proj.weight")) std *= out_scale;
-    core::RngStream rng(seed, core::RngPurpose::Init, i);
-    for (int64_t j = 0; j < p.value.numel(); ++j) x[j] = std * rng.normal();
+    if (p.sharded()) take_shard(whole, p);
   }
 }
 
 void Transformer::ensure_buffers(int64_t B, int64_t T, bool keep) {
   if (B == buf_batch_ && T == buf_seq_ && keep == buf_keep_) return;
-  const int64_t N = B * T, D = cfg_.d_model, F = cfg_.d_ff, H = cfg_.n_heads;
-  const int64_t QS = cfg_.q_size(), KS = cfg_.kv_size();
+  const int64_t N = B * T, D = cfg_.d_model, F = ff_, H = heads_;
+  const int64_t QS = heads_ * cfg_.head_size(), KS = kv_heads_ * cfg_.head_size();
   auto make_layer = [&]() {
     LayerActs a;
     a.xn1 = Tensor::empty({N, D});
@@ -85,7 +101,7 @@ void Transformer::ensure_buffers(int64_t B, int64_t T, bool keep) {
       a.q_raw = Tensor::empty({N, QS});
       a.k_raw = Tensor::empty({N, KS});
       a.rstd_q = Tensor::empty({N * H});
-      a.rstd_k = Tensor::empty({N * cfg_.n_kv_heads});
+      a.rstd_k = Tensor::empty({N * kv_heads_});
     }
     a.q = Tensor::empty({N, QS});
     a.k = Tensor::empty({N, KS});
@@ -124,6 +140,10 @@ void Transformer::ensure_buffers(int64_t B, int64_t T, bool keep) {
     ws_.d_act = Tensor::empty({N, F});
     ws_.d_gate = Tensor::empty({N, F});
     ws_.d_up = Tensor::empty({N, F});
+    if (cfg_.qk_norm && tensor_parallel().size() > 1) {
+      ws_.d_qnorm = Tensor::empty({cfg_.head_size()});
+      ws_.d_knorm = Tensor::empty({cfg_.head_size()});
+    }
   }
   buf_batch_ = B;
   buf_seq_ = T;
@@ -136,7 +156,7 @@ const Tensor& Transformer::forward(const Tensor& ids, const Tensor& pos, bool ke
             " pos ", pos.describe());
   OPD_CHECK(!(keep && cache), "training forward does not use a KV cache");
   const int64_t B = ids.dim(0), T = ids.dim(1), N = B * T;
-  const int64_t H = cfg_.n_heads, G = cfg_.n_kv_heads, E = cfg_.head_size();
+  const int64_t H = heads_, G = kv_heads_, E = cfg_.head_size();
   const float eps = static_cast<float>(cfg_.norm_eps);
   const float theta = static_cast<float>(cfg_.rope_theta);
   const float scale = 1.0f / std::sqrt(static_cast<float>(E));
@@ -150,7 +170,8 @@ const Tensor& Transformer::forward(const Tensor& ids, const Tensor& pos, bool ke
 
   const Tensor flat_ids = ids.view({N});
   const Tensor flat_pos = pos.view({N});
-  ops::embedding_forward(w(embed_), flat_ids, resid_[0]);
+  ops::embedding_forward(w(embed_), flat_ids, resid_[0], vocab_range());
+  reduce(resid_[0]);  // each id's row lives on one vocabulary shard
   for (int64_t l = 0; l < cfg_.n_layers; ++l) {
     const LayerIndex& li = layers_[static_cast<std::size_t>(l)];
     LayerActs& a = acts_[keep ? static_cast<std::size_t>(l) : 0];
@@ -193,6 +214,7 @@ const Tensor& Transformer::forward(const Tensor& ids, const Tensor& pos, bool ke
                              out4, keep ? &a.probs : nullptr);
     }
     ops::gemm(a.attn, false, w(li.o), true, tmp_);
+    reduce(tmp_);  // row-parallel: sum of the heads' shares
     ops::add(x_in, tmp_, a.x_mid);
 
     ops::rmsnorm_forward(a.x_mid, w(li.mlp_norm), eps, a.xn2, keep ? &a.rstd2 : nullptr);
@@ -200,6 +222,7 @@ const Tensor& Transformer::forward(const Tensor& ids, const Tensor& pos, bool ke
     ops::gemm(a.xn2, false, w(li.up), true, a.up);
     ops::swiglu_forward(a.gate, a.up, a.act);
     ops::gemm(a.act, false, w(li.down), true, tmp_);
+    reduce(tmp_);  // row-parallel: sum of the hidden units' shares
     ops::add(a.x_mid, tmp_, x_out);
   }
   const Tensor& last = resid_[keep ? cfg_.n_layers : cfg_.n_layers % 2];
@@ -210,7 +233,8 @@ const Tensor& Transformer::forward(const Tensor& ids, const Tensor& pos, bool ke
 void Transformer::backward(const Tensor& d_h) {
   OPD_CHECK(have_activations_, "backward without a forward that kept activations");
   const int64_t B = batch_, T = seq_, N = B * T;
-  const int64_t H = cfg_.n_heads, G = cfg_.n_kv_heads, E = cfg_.head_size();
+  const int64_t H = heads_, G = kv_heads_, E = cfg_.head_size();
+  const bool tp = tensor_parallel().size() > 1;
   const float theta = static_cast<float>(cfg_.rope_theta);
   const float scale = 1.0f / std::sqrt(static_cast<float>(E));
   OPD_CHECK(d_h.numel() == N * cfg_.d_model, "backward: d_h ", d_h.describe());
@@ -229,6 +253,7 @@ void Transformer::backward(const Tensor& d_h) {
     ops::gemm(s.d_up, false, w(li.up), false, s.d_xn, 1.0f, 1.0f);
     ops::gemm(s.d_gate, true, a.xn2, false, g(li.gate), 1.0f, 1.0f);
     ops::gemm(s.d_up, true, a.xn2, false, g(li.up), 1.0f, 1.0f);
+    reduce(s.d_xn);  // column-parallel input gradient: sum over the shards
     ops::rmsnorm_backward(a.x_mid, w(li.mlp_norm), a.rstd2, s.d_xn, s.tmp, g(li.mlp_norm));
     ops::axpy(1.0f, s.tmp, s.dx);  // dx is now dL/dx_mid
     // Attention block: x_mid = x_in + attn W_o^T.
@@ -246,10 +271,21 @@ void Transformer::backward(const Tensor& d_h) {
     Tensor* dk_lin = &s.dk;
     if (cfg_.qk_norm) {
       Tensor dqr = s.dq_raw.view({N * H, E}), dkr = s.dk_raw.view({N * G, E});
+      // The gains are shared by every head; with tp each rank sees its heads only, so its part
+      // is summed over the group before it joins the (accumulating) gradient.
+      Tensor& gq = tp ? s.d_qnorm : g(li.q_norm);
+      Tensor& gk = tp ? s.d_knorm : g(li.k_norm);
+      if (tp) ops::fill(gq, 0.0f), ops::fill(gk, 0.0f);
       ops::rmsnorm_backward(a.q_raw.view({N * H, E}), w(li.q_norm), a.rstd_q,
-                            s.dq.view({N * H, E}), dqr, g(li.q_norm));
+                            s.dq.view({N * H, E}), dqr, gq);
       ops::rmsnorm_backward(a.k_raw.view({N * G, E}), w(li.k_norm), a.rstd_k,
-                            s.dk.view({N * G, E}), dkr, g(li.k_norm));
+                            s.dk.view({N * G, E}), dkr, gk);
+      if (tp) {
+        reduce(gq);
+        reduce(gk);
+        ops::axpy(1.0f, gq, g(li.q_norm));
+        ops::axpy(1.0f, gk, g(li.k_norm));
+      }
       dq_lin = &s.dq_raw;
       dk_lin = &s.dk_raw;
     }
@@ -264,14 +300,45 @@ void Transformer::backward(const Tensor& d_h) {
     ops::gemm(*dq_lin, true, a.xn1, false, g(li.q), 1.0f, 1.0f);
     ops::gemm(*dk_lin, true, a.xn1, false, g(li.k), 1.0f, 1.0f);
     ops::gemm(s.dv, true, a.xn1, false, g(li.v), 1.0f, 1.0f);
+    reduce(s.d_xn);  // column-parallel input gradient: sum over the shards
     ops::rmsnorm_backward(resid_[l], w(li.attn_norm), a.rstd1, s.d_xn, s.tmp, g(li.attn_norm));
     ops::axpy(1.0f, s.tmp, s.dx);  // dx is now dL/dx_in
   }
-  ops::embedding_backward(s.dx, ids_.view({N}), g(embed_));
+  ops::embedding_backward(s.dx, ids_.view({N}), g(embed_), vocab_range());
 }
 
 void Transformer::logits(const Tensor& h_rows, Tensor& out) {
-  ops::gemm(h_rows, false, w(lm_head_), true, out);
+  const parallel::TensorParallel& tp = tensor_parallel();
+  if (tp.size() == 1) {
+    ops::gemm(h_rows, false, w(lm_head_), true, out);
+    return;
+  }
+  Tensor local = local_logits(h_rows.dim(0));
+  ops::gemm(h_rows, false, w(lm_head_), true, local);
+  tp.gather_columns(local, out);
+}
+
+void Transformer::logits_backward(const Tensor& h_rows, const Tensor& d_logits, Tensor& d_h) {
+  const parallel::TensorParallel& tp = tensor_parallel();
+  const Tensor* dz = &d_logits;
+  Tensor local;
+  if (tp.size() > 1) {
+    local = local_logits(h_rows.dim(0));
+    tp.take_columns(d_logits, local);
+    dz = &local;
+  }
+  ops::gemm(*dz, false, w(lm_head_), false, d_h);
+  ops::gemm(*dz, true, h_rows, false, g(lm_head_), 1.0f, 1.0f);
+  reduce(d_h);  // each shard's columns give a part of dL/dh
+}
+
+backend::VocabRange Transformer::vocab_range() const {
+  return {vocab_ * tensor_parallel().rank(), tensor_parallel().size() > 1 ? cfg_.vocab_size : 0};
+}
+
+Tensor Transformer::local_logits(int64_t rows) {
+  if (head_local_.numel() < rows * vocab_) head_local_ = Tensor::empty({rows, vocab_});
+  return head_local_.view({head_local_.numel()}).slice(0, rows * vocab_).view({rows, vocab_});
 }
 
 }  // namespace opd::model

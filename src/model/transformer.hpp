@@ -6,14 +6,22 @@
 // exist in training or scoring). With keep_activations the activations are kept and backward()
 // turns dL/dh into parameter gradients. With a KVCache, keys and values are written into the
 // cache at each token's absolute position, which is how prefill and incremental decode work.
+//
+// Tensor parallelism (DESIGN.md §6): with a group of tp ranks, q/k/v and gate/up are
+// column-parallel (each rank holds n_heads/tp query heads, n_kv_heads/tp kv heads, d_ff/tp
+// hidden units), o_proj and down_proj row-parallel (their partial products are summed over the
+// group: one all-reduce per block forward, one per block backward), and the embedding and LM head
+// vocab-parallel. Norm gains are replicated; hidden states h are whole on every rank.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "backend/ops.hpp"
 #include "core/tensor.hpp"
 #include "model/model_config.hpp"
 #include "model/parameters.hpp"
+#include "parallel/tensor_parallel.hpp"
 
 namespace opd::model {
 
@@ -21,16 +29,19 @@ using core::Tensor;
 
 // Keys and values of every layer for a batch of sequences, at absolute positions.
 struct KVCache {
-  KVCache(const ModelConfig& cfg, int64_t batch, int64_t capacity);
+  // With tensor parallelism each rank caches its n_kv_heads / tp heads.
+  KVCache(const ModelConfig& cfg, int64_t batch, int64_t capacity, int tp = 1);
   int64_t batch = 0, capacity = 0;
   std::vector<Tensor> k, v;  // per layer [batch, capacity, n_kv_heads, head_dim]
 };
 
 class Transformer {
  public:
-  explicit Transformer(const ModelConfig& cfg);
+  // tp: the tensor-parallel group this rank's shards belong to (default: one rank, whole model).
+  explicit Transformer(const ModelConfig& cfg, parallel::TensorParallel tp = {});
 
   const ModelConfig& config() const { return cfg_; }
+  const parallel::TensorParallel& tensor_parallel() const { return params_.tensor_parallel(); }
   ParamSet& params() { return params_; }
   const ParamSet& params() const { return params_; }
   // The LM head weight [V, D] and its gradient (the embedding's when tied).
@@ -47,8 +58,12 @@ class Transformer {
   // After forward(keep_activations = true): accumulates parameter gradients from d_h [B*T, D].
   void backward(const Tensor& d_h);
 
-  // Full logits [M, V] for a few rows of h (decoding), logits = h W_head^T.
+  // Full logits [M, V] for a few rows of h (decoding, blocks of response rows), logits =
+  // h W_head^T (gathered over the vocabulary shards).
   void logits(const Tensor& h_rows, Tensor& out);
+  // Back through logits(): given dL/dlogits [M, V] (whole on every rank), writes dL/dh_rows
+  // [M, D] (overwrite) and accumulates this rank's shard of the head gradient.
+  void logits_backward(const Tensor& h_rows, const Tensor& d_logits, Tensor& d_h_rows);
 
  private:
   struct LayerIndex {
@@ -61,14 +76,21 @@ class Transformer {
   };
   struct Workspace {  // backward scratch, sized for the last forward's B, T
     Tensor dx, tmp, d_xn, d_attn, dq, dk, dv, dq_raw, dk_raw, d_act, d_gate, d_up;
+    Tensor d_qnorm, d_knorm;  // tp > 1: this rank's part of the shared QK-norm gain gradients
   };
 
   void ensure_buffers(int64_t batch, int64_t seq, bool keep);
+  // Sums a row-parallel partial product (or a column-parallel input gradient) over the group.
+  void reduce(Tensor& x) const { tensor_parallel().allreduce_sum(x); }
+  backend::VocabRange vocab_range() const;  // this rank's rows of the embedding and head
+  Tensor local_logits(int64_t rows);        // [rows, V/tp] scratch
   Tensor& w(std::size_t i) { return params_[i].value; }
   Tensor& g(std::size_t i) { return params_[i].grad; }
 
   ModelConfig cfg_;
   ParamSet params_;
+  // This rank's share: query heads, kv heads, MLP hidden units, vocabulary rows.
+  int64_t heads_ = 0, kv_heads_ = 0, ff_ = 0, vocab_ = 0;
   std::size_t embed_ = 0, final_norm_ = 0, lm_head_ = 0;
   std::vector<LayerIndex> layers_;
 
@@ -78,7 +100,7 @@ class Transformer {
   bool buf_keep_ = false;
   std::vector<Tensor> resid_;   // keep: L + 1 residual streams [N, D]; else 2, alternating
   std::vector<LayerActs> acts_; // keep: one per layer; else one shared
-  Tensor h_, rstd_f_, tmp_;
+  Tensor h_, rstd_f_, tmp_, head_local_;  // head_local_: [M, V/tp] logits when tp > 1
   Workspace ws_;
 
   // What the last forward saw (for backward).

@@ -18,8 +18,10 @@ void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& 
           float alpha, float beta);
 void gemm_batched(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
                   float alpha, float beta);
-void embedding_forward(const Tensor& table, const Tensor& ids, Tensor& out);
-void embedding_backward(const Tensor& d_out, const Tensor& ids, Tensor& d_table);
+void embedding_forward(const Tensor& table, const Tensor& ids, Tensor& out,
+                       const VocabRange& range);
+void embedding_backward(const Tensor& d_out, const Tensor& ids, Tensor& d_table,
+                        const VocabRange& range);
 void rmsnorm_forward(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor* rstd);
 void rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy,
                       Tensor& dx, Tensor& dw);
@@ -38,10 +40,11 @@ void logsumexp_rows(const Tensor& x, Tensor& out);
 void entropy_rows(const Tensor& x, Tensor& out);
 void topk_rows(const Tensor& x, int k, Tensor& vals, Tensor& ids);
 void lm_head_stats(const Tensor& h, const Tensor& w, const Tensor* targets, float temperature,
-                   int64_t chunk, HeadStats& out);
+                   int64_t chunk, HeadStats& out, const VocabRange& range);
 void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targets,
                                     const Tensor& lse, const Tensor& d_loss, float temperature,
-                                    int64_t chunk, Tensor& dh, Tensor& dw);
+                                    int64_t chunk, Tensor& dh, Tensor& dw,
+                                    const VocabRange& range);
 void gather_cols(const Tensor& x, const Tensor& ids, Tensor& out);
 void token_stats(const Tensor& z, const TeacherRows& teacher, const Tensor& y, int diag_k,
                  TokenStats& out);

@@ -1,4 +1,5 @@
-// CPU token embedding: row gather (forward) and scatter-add into the table (backward).
+// CPU token embedding: row gather (forward) and scatter-add into the table (backward). A table
+// may be one vocabulary shard (VocabRange): ids outside it give zero rows and add nothing.
 #include <Kokkos_Core.hpp>
 #include <algorithm>
 #include <cstdint>
@@ -19,21 +20,27 @@ constexpr int64_t kColBlock = 512;
 
 struct EmbShape {
   int64_t v = 0, d = 0, n = 0;
+  int64_t begin = 0, total = 0;  // the shard's first row and the global vocabulary
 };
 
-EmbShape check_shapes(const char* op, const Tensor& table, const Tensor& ids, const Tensor& rows) {
+EmbShape check_shapes(const char* op, const Tensor& table, const Tensor& ids, const Tensor& rows,
+                      const VocabRange& range) {
   OPD_CHECK(table.dtype() == DType::F32 && table.is_host() && table.ndim() == 2, op,
             ": the table must be a host f32 [V, D] tensor, got ", table.describe());
   OPD_CHECK(ids.dtype() == DType::I32 && ids.is_host(), op, ": ids must be host i32, got ",
             ids.describe());
-  EmbShape s{table.dim(0), table.dim(1), ids.numel()};
+  EmbShape s{table.dim(0), table.dim(1), ids.numel(), range.begin,
+             range.total == 0 ? table.dim(0) : range.total};
+  OPD_CHECK(range.total != 0 ? (range.begin >= 0 && range.begin + s.v <= range.total)
+                             : range.begin == 0,
+            op, ": shard begin ", range.begin, " of ", s.v, " rows outside ", range.total);
   OPD_CHECK(rows.dtype() == DType::F32 && rows.is_host() && rows.ndim() >= 1 &&
                 rows.dim(-1) == s.d && rows.numel() == s.n * s.d,
             op, ": rows ", rows.describe(), " do not match ids ", ids.describe(), " and table ",
             table.describe());
   // Validate every id before touching memory (no throwing inside a parallel body).
   const int32_t* pid = ids.data<int32_t>();
-  const int64_t v = s.v;
+  const int64_t v = s.total;
   int64_t bad = 0;
   Kokkos::parallel_reduce(
       "opd::embedding_check_ids", Policy(0, s.n),
@@ -49,31 +56,40 @@ EmbShape check_shapes(const char* op, const Tensor& table, const Tensor& ids, co
 
 }  // namespace
 
-void embedding_forward(const Tensor& table, const Tensor& ids, Tensor& out) {
-  const EmbShape s = check_shapes("embedding_forward", table, ids, out);
+void embedding_forward(const Tensor& table, const Tensor& ids, Tensor& out,
+                       const VocabRange& range) {
+  const EmbShape s = check_shapes("embedding_forward", table, ids, out, range);
   const float* pt = table.data<float>();
   const int32_t* pid = ids.data<int32_t>();
   float* po = out.data<float>();
-  const int64_t d = s.d;
+  const int64_t d = s.d, v = s.v, begin = s.begin;
   Kokkos::parallel_for("opd::embedding_forward", Policy(0, s.n), [=](int64_t i) {
-    const float* src = pt + static_cast<int64_t>(pid[i]) * d;
+    const int64_t row = static_cast<int64_t>(pid[i]) - begin;
     float* dst = po + i * d;
+    if (row < 0 || row >= v) {
+      for (int64_t j = 0; j < d; ++j) dst[j] = 0.0f;
+      return;
+    }
+    const float* src = pt + row * d;
     for (int64_t j = 0; j < d; ++j) dst[j] = src[j];
   });
 }
 
-void embedding_backward(const Tensor& d_out, const Tensor& ids, Tensor& d_table) {
-  const EmbShape s = check_shapes("embedding_backward", d_table, ids, d_out);
+void embedding_backward(const Tensor& d_out, const Tensor& ids, Tensor& d_table,
+                        const VocabRange& range) {
+  const EmbShape s = check_shapes("embedding_backward", d_table, ids, d_out, range);
   const float* pg = d_out.data<float>();
   const int32_t* pid = ids.data<int32_t>();
   float* pt = d_table.data<float>();
-  const int64_t d = s.d, n = s.n;
+  const int64_t d = s.d, n = s.n, v = s.v, begin = s.begin;
   const int64_t blocks = (d + kColBlock - 1) / kColBlock;
   Kokkos::parallel_for("opd::embedding_backward", Policy(0, blocks), [=](int64_t blk) {
     const int64_t j0 = blk * kColBlock;
     const int64_t w = std::min(kColBlock, d - j0);
     for (int64_t i = 0; i < n; ++i) {
-      float* dst = pt + static_cast<int64_t>(pid[i]) * d + j0;
+      const int64_t row = static_cast<int64_t>(pid[i]) - begin;
+      if (row < 0 || row >= v) continue;
+      float* dst = pt + row * d + j0;
       const float* src = pg + i * d + j0;
       for (int64_t j = 0; j < w; ++j) dst[j] += src[j];
     }

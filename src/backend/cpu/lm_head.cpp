@@ -62,6 +62,17 @@ HeadDims check_head(const char* op, const Tensor& h, const Tensor& w, float temp
   return {h.dim(0), h.dim(1), w.dim(0)};
 }
 
+// The global vocabulary of a head of V rows held as `range` (VocabRange in ops.hpp).
+int64_t check_range(const char* op, const VocabRange& range, int64_t V) {
+  if (range.total == 0) {
+    OPD_CHECK(range.begin == 0, op, ": a shard begin without the vocabulary's total");
+    return V;
+  }
+  OPD_CHECK(range.begin >= 0 && range.begin + V <= range.total, op, ": shard [", range.begin,
+            ", ", range.begin + V, ") outside the vocabulary of ", range.total);
+  return range.total;
+}
+
 void check_targets(const char* op, const Tensor& targets, int64_t N, int64_t V) {
   check_tensor(op, "targets", targets, {N}, DType::I32);
   const int32_t* tp = targets.data<int32_t>();
@@ -108,10 +119,11 @@ int64_t lm_head_scratch_bytes(int64_t n_rows, int64_t vocab, int64_t d_model, in
 }
 
 void lm_head_stats(const Tensor& h, const Tensor& w, const Tensor* targets, float temperature,
-                   int64_t chunk, HeadStats& out) {
+                   int64_t chunk, HeadStats& out, const VocabRange& range) {
   const char* op = "lm_head_stats";
   const HeadDims dims = check_head(op, h, w, temperature, chunk);
   const int64_t N = dims.N, D = dims.D, V = dims.V;
+  const int64_t V_all = check_range(op, range, V), v0 = range.begin;
   check_tensor(op, "out.lse", out.lse, {N}, DType::F32);
   const bool want_target = out.target_logit.defined();
   const bool want_entropy = out.entropy.defined();
@@ -119,7 +131,7 @@ void lm_head_stats(const Tensor& h, const Tensor& w, const Tensor* targets, floa
     OPD_CHECK(targets != nullptr, op, ": out.target_logit asks for targets, none given");
     check_tensor(op, "out.target_logit", out.target_logit, {N}, DType::F32);
   }
-  if (targets != nullptr) check_targets(op, *targets, N, V);
+  if (targets != nullptr) check_targets(op, *targets, N, V_all);
   if (want_entropy) check_tensor(op, "out.entropy", out.entropy, {N}, DType::F32);
   if (N == 0) return;
 
@@ -156,7 +168,7 @@ void lm_head_stats(const Tensor& h, const Tensor& w, const Tensor* targets, floa
       Kokkos::parallel_for("opd::cpu::lm_head_stats::chunk", Policy(0, nb), [=](int64_t r) {
         const float* lr = L + r * cn;
         if (tp) {
-          const int64_t t = tp[r0 + r];
+          const int64_t t = tp[r0 + r] - v0;  // local row of the target (may be outside)
           if (t >= c0 && t < c0 + cn) tl_p[r0 + r] = lr[t - c0];
         }
         float cm = -std::numeric_limits<float>::infinity();
@@ -203,11 +215,13 @@ void lm_head_stats(const Tensor& h, const Tensor& w, const Tensor* targets, floa
 
 void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targets,
                                     const Tensor& lse, const Tensor& d_loss, float temperature,
-                                    int64_t chunk, Tensor& dh, Tensor& dw) {
+                                    int64_t chunk, Tensor& dh, Tensor& dw,
+                                    const VocabRange& range) {
   const char* op = "lm_head_cross_entropy_backward";
   const HeadDims dims = check_head(op, h, w, temperature, chunk);
   const int64_t N = dims.N, D = dims.D, V = dims.V;
-  check_targets(op, targets, N, V);
+  const int64_t v0 = range.begin;
+  check_targets(op, targets, N, check_range(op, range, V));
   check_tensor(op, "lse", lse, {N}, DType::F32);
   check_tensor(op, "d_loss", d_loss, {N}, DType::F32);
   check_tensor(op, "dh", dh, {N, D}, DType::F32);
@@ -252,7 +266,7 @@ void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tens
       std::fill(dhb + r * D, dhb + (r + 1) * D, 0.0f);
       G[r] = dl_p[n] * inv_t;
       LSE[r] = lse_p[n];
-      TG[r] = tp[n];
+      TG[r] = static_cast<int32_t>(tp[n] - v0);  // local row; outside [0, V): no one-hot here
     });
     for (int64_t c0 = 0; c0 < V; c0 += CB) {
       const int64_t cn = std::min(CB, V - c0);

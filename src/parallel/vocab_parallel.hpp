@@ -1,0 +1,33 @@
+// Vocabulary-parallel LM head (DESIGN.md §6): each tensor-parallel rank holds the head rows of
+// its vocabulary shard and computes its shard's chunked statistics; the per-row partial results
+// are then combined across the group with O(rows) communication, never O(rows x vocabulary):
+//   lse       = log sum_r exp(lse_r)                        (max, then a sum of exponentials)
+//   target    = sum_r target_r                              (0 on the ranks without it)
+//   entropy   = lse - sum_r exp(lse_r - lse) (lse_r - H_r)  (E_p[z] = sum_r p(shard r) E_r[z])
+// The cross-entropy backward uses the global lse: each rank forms softmax - onehot over its
+// columns, so the head gradient stays sharded and the input gradient is summed.
+#pragma once
+
+#include "backend/ops.hpp"
+#include "parallel/tensor_parallel.hpp"
+
+namespace opd::parallel {
+
+// backend::lm_head_stats over the whole vocabulary for the head shard w_local [V / tp, D]
+// (targets are global ids).
+void vocab_parallel_head_stats(const core::Tensor& h, const core::Tensor& w_local,
+                               const core::Tensor* targets, float temperature, int64_t chunk,
+                               const TensorParallel& tp, backend::HeadStats& out);
+
+// backend::lm_head_cross_entropy_backward for a head shard: dh (overwritten) is the full input
+// gradient (summed over the group), dw_local accumulates this shard's rows.
+void vocab_parallel_cross_entropy_backward(const core::Tensor& h, const core::Tensor& w_local,
+                                           const core::Tensor& targets, const core::Tensor& lse,
+                                           const core::Tensor& d_loss, float temperature,
+                                           int64_t chunk, const TensorParallel& tp,
+                                           core::Tensor& dh, core::Tensor& dw_local);
+
+// The vocabulary range of this rank's shard of a head of `vocab` rows.
+backend::VocabRange vocab_shard(int64_t vocab, const TensorParallel& tp);
+
+}  // namespace opd::parallel
