@@ -8,10 +8,45 @@
 // HDF5 has no bfloat16. Root attributes: `format = "opd-checkpoint"`, `format_version = 1`, plus
 // whatever the caller sets (the layout at save time).
 //
-// Parallel-ready: tensors are written as blocks of their GLOBAL shape (each rank its hyperslab),
-// and read as any block (resharding on load). Single-rank now: the default block is the whole.
+// Tensors are written as blocks of their GLOBAL shape and read as any block (resharding on
+// load). The writer is serial (MPI_COMM_NULL, or a communicator of one rank) or parallel: one
+// file written collectively with parallel HDF5 by every rank of a communicator, each rank its
+// hyperslab (see "Parallel writing" below). The reader is always serial: every rank opens the
+// published file read-only on its own and reads the blocks it needs.
 // For the directory of checkpoints (step names, `latest`, pruning) see checkpoint_dir.hpp.
+//
+// Parallel writing (a communicator of more than one rank):
+// - Every method of CheckpointWriter (constructor and commit() included) is COLLECTIVE: all
+//   ranks call the same methods in the same order, with the same names, global shapes, dtypes,
+//   scalar/string/vector values and attributes. Each call first checks that the ranks agree
+//   (one small MPI_Allgather): when they do not, or when a rank's own arguments are bad, EVERY
+//   rank throws the same opd::Error (the first failing rank's, or "ranks made different
+//   collective calls" naming two of them), the file is closed and the writer is dead (commit()
+//   then throws too, and destruction removes the .tmp).
+// - write_tensor: each rank passes its own block (`local` at `offset`). A rank holding nothing
+//   of the dataset passes an EMPTY block: a host tensor of the dataset's dtype with no elements
+//   (a zero-size dim, e.g. Tensor::empty({0, cols}, dtype)); its shape and offset are then
+//   ignored, but `global_shape` must still be given. Replicated data (a norm gain every tensor-
+//   parallel rank holds whole) is written by every rank at the same offset: IDENTICAL blocks
+//   (same offset and shape) are written once, by the lowest rank passing them; the others take
+//   part with an empty selection. Blocks that overlap partially are all written and must hold
+//   identical data where they overlap (MPI-IO does not order overlapping writes).
+// - write_string/int/double/ints/u64s and set_attribute: every rank passes the same value
+//   (checked); comm rank 0 writes the data, the others take part selecting nothing.
+// - commit(): checks coverage (the union of every rank's blocks must cover each dataset; the
+//   blocks are known to every rank, so every rank reaches the same verdict), closes the file
+//   collectively, has each rank checksum a share of the tensors (dataset k is read whole by
+//   rank k mod size from the closed file), reduces the checksums, and rank 0 stamps them,
+//   fsyncs, renames .tmp -> final and fsyncs the directory. The outcome is broadcast: all ranks
+//   throw the same error, or all return after the file is published.
+// - HDF5/MPI failures INSIDE a collective HDF5 call (a write failing on one rank) may leave the
+//   other ranks waiting in that call: a caller that catches an exception from a parallel writer
+//   on one rank must end the job (comm::abort_all, MPI_Abort). The destructor makes no
+//   collective call: it only removes the .tmp (rank 0); a parallel file still open then is left
+//   to HDF5, which closes it at MPI_Finalize.
 #pragma once
+
+#include <mpi.h>
 
 #include <cstdint>
 #include <memory>
@@ -44,9 +79,15 @@ struct DatasetInfo {
 class CheckpointWriter {
  public:
   // Creates `final_path + ".tmp"` (and the parent directories). Nothing appears under
-  // `final_path` until commit().
-  explicit CheckpointWriter(std::string final_path);
+  // `final_path` until commit(). `comm`: MPI_COMM_NULL or a communicator of one rank writes
+  // serially (no MPI call is made for MPI_COMM_NULL); a communicator of several ranks writes
+  // one file collectively (see "Parallel writing" above; the constructor is collective too).
+  // The writer uses `comm` itself (no duplicate) for its collectives, and it must stay valid
+  // until the writer is destroyed.
+  explicit CheckpointWriter(std::string final_path, MPI_Comm comm = MPI_COMM_NULL);
   // Without commit(): closes and removes the .tmp, so an interrupted save leaves nothing.
+  // Parallel: no collective call; rank 0 removes the .tmp, and a file still open (the writer
+  // was abandoned without a collective failure) is left for HDF5 to close at MPI_Finalize.
   ~CheckpointWriter();
   CheckpointWriter(const CheckpointWriter&) = delete;
   CheckpointWriter& operator=(const CheckpointWriter&) = delete;
@@ -58,7 +99,9 @@ class CheckpointWriter {
   // `name` of shape `global_shape`. Defaults: global = local's shape, offset = 0 (the whole).
   // The first call creates the dataset; further calls for the same name write further blocks
   // (same global shape and dtype). A dataset written in blocks gets its checksum at commit(),
-  // which checks that the blocks covered every element.
+  // which checks that the union of the blocks covers every element (identical blocks written
+  // twice count once). Parallel: collective, each rank its own block or an empty one (above);
+  // every tensor is then block-written and checksummed at commit().
   void write_tensor(const std::string& name, const core::Tensor& local,
                     const Shape& global_shape = {}, const Shape& offset = {});
   void write_string(const std::string& name, const std::string& text);  // UTF-8, no NUL bytes
@@ -76,7 +119,10 @@ class CheckpointWriter {
 
   // Finishes block checksums, closes the file, fsyncs it, renames .tmp -> final (atomic on
   // POSIX, replacing an older file of that name) and fsyncs the directory. Afterwards the
-  // writer accepts nothing more. Failures are Input errors (disk full, permissions).
+  // writer accepts nothing more. Failures are Input errors (disk full, permissions); blocks
+  // that leave elements unwritten are an Internal error "dataset 'x' blocks cover N of M
+  // elements" (nothing is published). Parallel: collective; no rank returns before the file
+  // is published, and on failure every rank throws the same error.
   void commit();
   bool committed() const;
 

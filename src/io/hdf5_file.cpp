@@ -25,10 +25,20 @@ std::string take_hdf5_error() {
   return msg;
 }
 
-// File access properties, the single place the parallel version changes (H5Pset_fapl_mpio with
-// the communicator). Checkpoints are published by rename, never read while written, so HDF5's
-// flock-based locking buys nothing and fails on some parallel file systems: it is off.
-Handle file_access_plist(const std::string& path) {
+// True when `comm` makes a parallel file: a communicator of more than one rank. Makes no MPI
+// call for MPI_COMM_NULL, so serial programs need not start MPI.
+bool is_parallel_comm(MPI_Comm comm) {
+  if (comm == MPI_COMM_NULL) return false;
+  int size = 1;
+  MPI_Comm_size(comm, &size);
+  return size > 1;
+}
+
+// File access properties, built here only. A parallel file goes through MPI-IO
+// (H5Pset_fapl_mpio, which duplicates the communicator). Checkpoints are published by rename,
+// never read while written, and are read by every rank of a job at once, so HDF5's flock-based
+// locking buys nothing and fails on some parallel file systems: it is off.
+Handle file_access_plist(const std::string& path, bool parallel, MPI_Comm comm) {
   Handle fapl = owned_plist(H5Pcreate(H5P_FILE_ACCESS));
   if (!fapl.valid()) fail(path, "/", "cannot create a file-access property list");
   // The 1.8 format (superblock v2, object header v2) checksums the file's metadata, so damage
@@ -43,11 +53,21 @@ Handle file_access_plist(const std::string& path) {
   if (H5Pset_file_locking(fapl.id(), false, true) < 0)
     fail(path, "/", "cannot disable file locking");
 #endif
+  if (parallel && H5Pset_fapl_mpio(fapl.id(), comm, MPI_INFO_NULL) < 0)
+    fail(path, "/", "cannot set the MPI-IO file driver");
   return fapl;
 }
 
-// Data transfer properties for every H5Dread/H5Dwrite. Parallel version: H5FD_MPIO_COLLECTIVE.
-hid_t transfer_plist() { return H5P_DEFAULT; }
+// Data transfer properties for every H5Dread/H5Dwrite, built here only: collective MPI-IO
+// transfers for the datasets of a parallel file, HDF5's defaults otherwise. Built per call (an
+// H5Pcreate is cheap next to the I/O) so that no id outlives the library.
+Handle transfer_plist(const Object& obj, bool collective) {
+  if (!collective) return Handle(H5P_DEFAULT, nullptr);  // nothing to close
+  Handle dxpl = owned_plist(H5Pcreate(H5P_DATASET_XFER));
+  if (!dxpl.valid() || H5Pset_dxpl_mpio(dxpl.id(), H5FD_MPIO_COLLECTIVE) < 0)
+    obj.fail("cannot create a collective transfer property list");
+  return dxpl;
+}
 
 std::string strip_slash(const std::string& name) {
   std::size_t i = 0;
@@ -275,28 +295,47 @@ Handle Dataset::type() const {
 }
 
 void Dataset::write(hid_t mem_type, const void* data, const Shape& offset, const Shape& count) {
+  Handle dxpl = transfer_plist(*this, collective_);
   if (offset.empty()) {
-    if (H5Dwrite(id(), mem_type, H5S_ALL, H5S_ALL, transfer_plist(), data) < 0)
+    if (H5Dwrite(id(), mem_type, H5S_ALL, H5S_ALL, dxpl.id(), data) < 0)
       fail("cannot write the data (disk full?)");
     return;
   }
   Handle fspace = owned_space(H5Dget_space(id()));
   if (!fspace.valid()) fail("cannot read the dataspace");
   Handle mspace = select_block(*this, fspace.id(), offset, count);
-  if (H5Dwrite(id(), mem_type, mspace.id(), fspace.id(), transfer_plist(), data) < 0)
+  if (H5Dwrite(id(), mem_type, mspace.id(), fspace.id(), dxpl.id(), data) < 0)
     fail("cannot write block at " + core::shape_str(offset) + " (disk full?)");
 }
 
+void Dataset::write_whole_or_nothing(hid_t mem_type, const void* data, bool select) {
+  if (select) {
+    write(mem_type, data);
+    return;
+  }
+  Handle dxpl = transfer_plist(*this, collective_);
+  Handle fspace = owned_space(H5Dget_space(id()));
+  if (!fspace.valid()) fail("cannot read the dataspace");
+  Handle mspace = owned_space(H5Scopy(fspace.id()));
+  if (!mspace.valid() || H5Sselect_none(fspace.id()) < 0 || H5Sselect_none(mspace.id()) < 0)
+    fail("cannot select nothing");
+  // H5Dwrite wants a buffer even when it moves nothing.
+  static const unsigned char dummy[16] = {};
+  if (H5Dwrite(id(), mem_type, mspace.id(), fspace.id(), dxpl.id(), data ? data : dummy) < 0)
+    fail("cannot take part in the write (disk full?)");
+}
+
 void Dataset::read(hid_t mem_type, void* data, const Shape& offset, const Shape& count) const {
+  Handle dxpl = transfer_plist(*this, collective_);
   if (offset.empty()) {
-    if (H5Dread(id(), mem_type, H5S_ALL, H5S_ALL, transfer_plist(), data) < 0)
+    if (H5Dread(id(), mem_type, H5S_ALL, H5S_ALL, dxpl.id(), data) < 0)
       fail("cannot read the data (truncated or corrupt file?)");
     return;
   }
   Handle fspace = owned_space(H5Dget_space(id()));
   if (!fspace.valid()) fail("cannot read the dataspace");
   Handle mspace = select_block(*this, fspace.id(), offset, count);
-  if (H5Dread(id(), mem_type, mspace.id(), fspace.id(), transfer_plist(), data) < 0)
+  if (H5Dread(id(), mem_type, mspace.id(), fspace.id(), dxpl.id(), data) < 0)
     fail("cannot read block at " + core::shape_str(offset) + " (truncated or corrupt file?)");
 }
 
@@ -308,28 +347,30 @@ void Dataset::set_extent(const Shape& shape) {
 
 // ---- files -------------------------------------------------------------------------------------
 
-File File::create(const std::string& path) {
+File File::create(const std::string& path, MPI_Comm comm) {
   silence_errors();
-  Handle fapl = file_access_plist(path);
+  bool parallel = is_parallel_comm(comm);
+  Handle fapl = file_access_plist(path, parallel, comm);
   Handle f(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id()), H5Fclose);
   if (!f.valid()) fail(path, "", "cannot create the file (directory writable?)");
-  return File(std::move(f), path);
+  return File(std::move(f), path, parallel);
 }
 
 File File::open_read_only(const std::string& path) {
   silence_errors();
-  Handle fapl = file_access_plist(path);
+  Handle fapl = file_access_plist(path, false, MPI_COMM_NULL);
   Handle f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.id()), H5Fclose);
   if (!f.valid()) fail(path, "", "cannot open as HDF5");
-  return File(std::move(f), path);
+  return File(std::move(f), path, false);
 }
 
-File File::open_read_write(const std::string& path) {
+File File::open_read_write(const std::string& path, MPI_Comm comm) {
   silence_errors();
-  Handle fapl = file_access_plist(path);
+  bool parallel = is_parallel_comm(comm);
+  Handle fapl = file_access_plist(path, parallel, comm);
   Handle f(H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl.id()), H5Fclose);
   if (!f.valid()) fail(path, "", "cannot open as HDF5 for writing");
-  return File(std::move(f), path);
+  return File(std::move(f), path, parallel);
 }
 
 void File::flush() {
@@ -385,7 +426,7 @@ Dataset File::create_dataset(const std::string& raw_name, hid_t file_type, const
                       H5P_DEFAULT),
            H5Dclose);
   if (!d.valid()) fail(path_, name, "cannot create the dataset");
-  return Dataset(std::move(d), path_, name);
+  return Dataset(std::move(d), path_, name, parallel_);
 }
 
 Dataset File::create_extendible_dataset(const std::string& raw_name, hid_t file_type,
@@ -411,7 +452,7 @@ Dataset File::create_extendible_dataset(const std::string& raw_name, hid_t file_
                       H5P_DEFAULT),
            H5Dclose);
   if (!d.valid()) fail(path_, name, "cannot create the dataset");
-  return Dataset(std::move(d), path_, name);
+  return Dataset(std::move(d), path_, name, parallel_);
 }
 
 Dataset File::open_dataset(const std::string& raw_name) const {
@@ -419,7 +460,7 @@ Dataset File::open_dataset(const std::string& raw_name) const {
   if (object_type(name) != H5I_DATASET) fail(path_, name, "no such dataset");
   Handle d(H5Dopen2(handle_.id(), name.c_str(), H5P_DEFAULT), H5Dclose);
   if (!d.valid()) fail(path_, name, "cannot open the dataset");
-  return Dataset(std::move(d), path_, name);
+  return Dataset(std::move(d), path_, name, parallel_);
 }
 
 void File::remove(const std::string& raw_name) {

@@ -7,14 +7,18 @@
 // and closed in its destructor, HDF5's printing is switched off, and its innermost error message
 // is carried into the opd::Error instead.
 //
-// Designed for the parallel version: the file-access and data-transfer property lists are built
-// in one place each (file_access_plist, transfer_plist in the .cpp) and every data write/read
-// goes through a block selection (offset + count within the dataset's global shape). Going
-// parallel means passing an MPI communicator to File::create/open (H5Pset_fapl_mpio) and a
-// collective transfer list; the callers already write hyperslabs.
+// Parallel HDF5: File::create / open_read_write take an optional MPI communicator. With one of
+// several ranks the file is opened through MPI-IO (H5Pset_fapl_mpio) and is a *parallel
+// file*: its creation, opening, closing, flushing, every dataset and attribute creation or
+// attribute write, and every H5Dwrite/H5Dread of its datasets (H5FD_MPIO_COLLECTIVE transfers)
+// are collective over the communicator: every rank calls them with the same arguments, a rank
+// with nothing to move passes an empty block. MPI_COMM_NULL or a communicator of size 1 gives
+// an ordinary serial file (no MPI call is made at all for MPI_COMM_NULL). The file-access and
+// data-transfer property lists are built in one place each (file_access_plist, transfer_plist
+// in the .cpp).
 #pragma once
 
-#include <hdf5.h>
+#include <hdf5.h>  // the parallel (OpenMPI) build: brings <mpi.h>
 
 #include <cstdint>
 #include <string>
@@ -57,6 +61,8 @@ class Handle {
 
   hid_t id() const { return id_; }
   bool valid() const { return id_ >= 0; }
+  // Gives up ownership without closing (the id stays open until HDF5 shuts down).
+  hid_t release() { return std::exchange(id_, H5I_INVALID_HID); }
   // Closes now and returns HDF5's status (destructors ignore it; File::close checks it).
   herr_t close();
   void reset() { (void)close(); }
@@ -109,7 +115,9 @@ class Object {
 
 class Dataset : public Object {
  public:
-  using Object::Object;
+  // `collective`: a dataset of a parallel file, whose reads and writes are collective transfers.
+  Dataset(Handle handle, std::string file, std::string name, bool collective = false)
+      : Object(std::move(handle), std::move(file), std::move(name)), collective_(collective) {}
 
   Shape shape() const;
   Handle type() const;  // the stored (file) datatype
@@ -120,19 +128,30 @@ class Dataset : public Object {
   void write(hid_t mem_type, const void* data, const Shape& offset = {},
              const Shape& count = {});
   void read(hid_t mem_type, void* data, const Shape& offset = {}, const Shape& count = {}) const;
+  // Writes the whole dataset (scalars included) from `data` when `select` is true; otherwise
+  // selects nothing and `data` is not read. In a parallel file every rank calls it (collective)
+  // and one rank selects: the way to store a value that every rank holds.
+  void write_whole_or_nothing(hid_t mem_type, const void* data, bool select);
   // Changes the current shape of a chunked dataset within its maximum shape (grows or
   // truncates; truncated elements are gone). Fails (Input error) on a contiguous dataset.
   void set_extent(const Shape& shape);
+  bool collective() const { return collective_; }
+
+ private:
+  bool collective_ = false;
 };
 
 // One HDF5 file. Object names are slash paths relative to the root ("model/x.weight").
 class File {
  public:
   // Creates (truncating) a file; intermediate groups of dataset names are created as needed.
-  static File create(const std::string& path);
+  // With a communicator of more than one rank: a parallel file (collective, see the top).
+  static File create(const std::string& path, MPI_Comm comm = MPI_COMM_NULL);
+  // Always serial: any number of processes may open the same file read-only at once (HDF5's
+  // file locking is off, see file_access_plist).
   static File open_read_only(const std::string& path);
   // Opens an existing file for reading and writing (append-style logs that are reopened).
-  static File open_read_write(const std::string& path);
+  static File open_read_write(const std::string& path, MPI_Comm comm = MPI_COMM_NULL);
 
   File(File&&) = default;
   File& operator=(File&&) = default;
@@ -140,10 +159,18 @@ class File {
 
   const std::string& path() const { return path_; }
   bool is_open() const { return handle_.valid(); }
+  // True for a parallel file (opened through MPI-IO over a communicator of several ranks).
+  bool parallel() const { return parallel_; }
   // Closes the file, failing if HDF5 cannot flush it. Every object opened from it must have been
   // closed first (the file is opened with H5F_CLOSE_SEMI so that a leak is an error, not a file
-  // silently held open).
+  // silently held open). Collective for a parallel file. Afterwards is_open() is false, even
+  // when closing failed.
   void close();
+  // Forgets the file without closing it: the id stays open until HDF5 shuts down (for a
+  // parallel file that is MPI_Finalize, collectively). For the one case where closing is
+  // impossible: a parallel file abandoned by a rank whose peers may not be closing it too
+  // (closing is collective and would wait for them forever).
+  void abandon() { (void)handle_.release(); }
   // Writes everything buffered for this file to disk (H5Fflush), so that another process can
   // read it while it stays open.
   void flush();
@@ -167,9 +194,11 @@ class File {
   std::vector<std::string> dataset_names() const;
 
  private:
-  File(Handle h, std::string path) : handle_(std::move(h)), path_(std::move(path)) {}
+  File(Handle h, std::string path, bool parallel)
+      : handle_(std::move(h)), path_(std::move(path)), parallel_(parallel) {}
   Handle handle_;
   std::string path_;
+  bool parallel_ = false;
 };
 
 }  // namespace opd::io::h5
