@@ -46,6 +46,8 @@ Topology::Topology(ParallelConfig cfg, const Communicator& world, const std::str
                     std::to_string(cfg.student.tp) + ", " + std::to_string(cfg.student.pp) + ")",
                 "use the same tp and pp for both, or placement = \"split\" for different layouts");
   split_ = split;
+  student_ = cfg.student;
+  teacher_ = cfg.teacher;
   student_ranks_ = cfg.student.size();
   teacher_ranks_ = split ? cfg.teacher.size() : 0;
   const int r = world.rank();
@@ -59,16 +61,21 @@ Topology::Topology(ParallelConfig cfg, const Communicator& world, const std::str
   const int group = role_ == Role::Teacher ? 1 : 0;
   dp_ = world.split(group * 1024 + pp_rank_ * layout_.tp + tp_rank_, dp_rank_);
   tp_ = world.split(group * 1024 + dp_rank_ * layout_.pp + pp_rank_, tp_rank_);
+  replica_ = world.split(group * 1024 + dp_rank_, pp_rank_ * layout_.tp + tp_rank_);
+  group_ = world.split(group, local);
 }
 
 int Topology::teacher_of(int student_dp_rank) const {
-  return student_ranks_ + student_dp_rank % teacher_ranks_;
+  // The first rank (tp and pp rank 0) of a teacher replica; replicas serve students round-robin.
+  return student_ranks_ + (student_dp_rank % teacher_.dp) * teacher_.tp * teacher_.pp;
 }
 
 std::vector<int> Topology::clients() const {
+  // The student replicas (by their first rank) served by this rank's teacher replica.
+  const int mine = student_ranks_ + dp_rank_ * teacher_.tp * teacher_.pp;
   std::vector<int> out;
-  for (int s = 0; s < student_ranks_; ++s)
-    if (teacher_of(s) == world_.rank()) out.push_back(s);
+  for (int d = 0; d < student_.dp; ++d)
+    if (teacher_of(d) == mine) out.push_back(d * student_.tp * student_.pp);
   return out;
 }
 

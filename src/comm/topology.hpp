@@ -32,18 +32,25 @@ class Topology {
 
   Role role() const { return role_; }
   const Layout& layout() const { return layout_; }  // of this rank's group
+  const Layout& student_layout() const { return student_; }
+  const Layout& teacher_layout() const { return teacher_; }
   int dp_rank() const { return dp_rank_; }
   int pp_rank() const { return pp_rank_; }
   int tp_rank() const { return tp_rank_; }
   const Communicator& world() const { return world_; }
   const Communicator& dp() const { return dp_; }  // the ranks holding the same shard
   const Communicator& tp() const { return tp_; }  // the ranks sharing one model replica's layer
+  // The tp x pp ranks of this rank's model replica (they write one checkpoint together).
+  const Communicator& replica() const { return replica_; }
+  // Every rank of this rank's group (student or teacher; the world when colocated).
+  const Communicator& group() const { return group_; }
   bool is_root() const { return world_.rank() == 0; }
   // Split placement: the student group is world ranks [0, S), the teacher group [S, S + T).
   bool split() const { return split_; }
   int student_ranks() const { return student_ranks_; }
   int teacher_root() const { return student_ranks_; }
-  // The teacher rank that scores for student dp rank s, and the students a teacher serves.
+  // The teacher rank that scores for student dp rank s (the first rank of a teacher replica), and
+  // the student replicas (their first ranks) this rank's teacher replica serves.
   int teacher_of(int student_dp_rank) const;
   std::vector<int> clients() const;
   std::string describe() const;  // "tp1.pp1.dp2"
@@ -52,9 +59,9 @@ class Topology {
   Role role_ = Role::Both;
   bool split_ = false;
   int student_ranks_ = 1, teacher_ranks_ = 0;
-  Layout layout_;
+  Layout layout_, student_, teacher_;
   int dp_rank_ = 0, pp_rank_ = 0, tp_rank_ = 0;
-  Communicator world_, dp_, tp_;
+  Communicator world_, dp_, tp_, replica_, group_;
 };
 
 }  // namespace opd::comm

@@ -50,6 +50,8 @@ void DistillStage::prepare() {
   // (checked inside model_config_of for checkpoint files) and the vocabulary.
   const model::ModelConfig student = model_config_of(job_, cfg_.model, tok_);
   const model::ModelConfig teacher = model_config_of(job_, dc.teacher, tok_);
+  check_model_fits_layout(job_, cfg_.model, tok_, topo_.student_layout(), "student");
+  check_model_fits_layout(job_, dc.teacher, tok_, topo_.teacher_layout(), "teacher");
   if (student.vocab_size != teacher.vocab_size)
     input_error(cfg_.where, "the student's vocabulary (" + std::to_string(student.vocab_size) +
                                 ") and the teacher's (" + std::to_string(teacher.vocab_size) +
@@ -208,10 +210,12 @@ StageOutcome DistillStage::run(StopCondition& stop) {
   LocalTeacher* local_teacher = nullptr;
   if (topo_.split()) {
     teacher_ptr = std::make_unique<RemoteTeacher>(
-        topo_.world(), topo_.teacher_of(topo_.dp_rank()), model_config_of(job_, dc.teacher, tok_),
-        static_cast<float>(dc.teacher_temperature), dc.signal == "full");
+        topo_.world(), topo_.teacher_of(topo_.dp_rank()), topo_.tp(),
+        model_config_of(job_, dc.teacher, tok_), static_cast<float>(dc.teacher_temperature),
+        dc.signal == "full");
   } else {
-    auto lt = std::make_unique<LocalTeacher>(load_model(resolve_checkpoint(job_, dc.teacher), tok_.describe()),
+    auto lt = std::make_unique<LocalTeacher>(load_model(resolve_checkpoint(job_, dc.teacher),
+                                                        tok_.describe(), tensor_parallel_of(topo_)),
                                              static_cast<float>(dc.teacher_temperature),
                                              cfg_.vocab_chunk, dc.rows_per_block);
     local_teacher = lt.get();
@@ -226,7 +230,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
   if (resume) {
     io::CheckpointReader r(*resume);
     check_tokenizer(r, tok_.describe());
-    student = std::make_unique<model::Transformer>(read_model_config(r));
+    student = std::make_unique<model::Transformer>(read_model_config(r), tensor_parallel_of(topo_));
     read_model_weights(r, *student);
     step = r.read_int("state/step");
     tokens_seen = r.read_int("state/tokens_seen");
@@ -239,7 +243,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
                   "resume with the same teacher, or start a new run directory");
     core::log::info(cfg_.name, ": resuming from ", *resume, " at step ", step);
   } else {
-    student = initial_model(job_, cfg_.model, tok_);
+    student = initial_model(job_, cfg_.model, tok_, tensor_parallel_of(topo_));
   }
   if (student->config().vocab_size != teacher.config().vocab_size)
     input_error(cfg_.where, "the student's and the teacher's vocabularies differ",
@@ -260,7 +264,8 @@ StageOutcome DistillStage::run(StopCondition& stop) {
   {
     // The root measures (or reads back) the selection; every rank gets the same indices.
     std::vector<int64_t> sel;
-    if (topo_.is_root() && local_teacher) sel = select_prompts(*student, *local_teacher);
+    // Replica 0 scores (all its tp ranks take part), then shares the choice with the others.
+    if (topo_.dp_rank() == 0 && local_teacher) sel = select_prompts(*student, *local_teacher);
     int64_t n = static_cast<int64_t>(sel.size());
     topo_.dp().broadcast(&n, sizeof n, 0);
     sel.resize(static_cast<std::size_t>(n));
@@ -275,18 +280,18 @@ StageOutcome DistillStage::run(StopCondition& stop) {
     return (acc - acc_student0) / (acc_teacher - acc_student0);
   };
   auto save = [&](int64_t at) {
-    // The replicas are identical: the root writes; with ZeRO-1 the others send it the optimizer
-    // moments they own.
+    // The replicas are identical: the tp ranks of replica 0 write (each its shards); with ZeRO-1
+    // the other replicas send them the optimizer moments they own.
     core::ScopedPhase p(phases, "checkpoint");
-    const bool root = topo_.is_root();
+    const bool root = topo_.is_root(), writer = topo_.dp_rank() == 0;
     core::Stopwatch clock;
     std::optional<io::CheckpointWriter> w;
-    if (root) {
-      w.emplace(ckdir.path_for_step(at));
+    if (writer) {
+      w.emplace(ckdir.path_for_step(at), checkpoint_comm(topo_));
       write_model(*w, *student, tok_.describe());
     }
-    opt.write(root ? &*w : nullptr);
-    if (root) {
+    opt.write(writer ? &*w : nullptr);
+    if (writer) {
       w->write_int("state/step", at);
       w->write_int("state/tokens_seen", tokens_seen);
       w->write_double("state/accuracy_student_initial", acc_student0);
@@ -296,11 +301,13 @@ StageOutcome DistillStage::run(StopCondition& stop) {
       w->write_string("config/stage", cfg_.name);
       w->set_attribute("layout", topo_.describe());
       w->commit();
+    }
+    if (root) {
       log_checkpoint_io(cfg_.name, ckdir.path_for_step(at), "written", clock.seconds());
       ckdir.publish(at);
       ckdir.prune(cfg_.checkpoint.keep_last, cfg_.checkpoint.keep_every);
     }
-    topo_.dp().barrier();  // the student group
+    topo_.group().barrier();  // the student group
   };
 
 
@@ -317,7 +324,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
   else if (dc.diag_k > 0) sampling.record_topk = 0;
   const Signal mode = signal_mode(dc.signal);
   const int64_t per_step = dc.prompts_per_step * dc.samples_per_prompt;
-  core::log::info(cfg_.name, ": distilling a ", student->params().numel(), "-parameter student from a ",
+  core::log::info(cfg_.name, ": distilling a ", student->params().global_numel(), "-parameter student from a ",
                   teacher.config().parameter_count(), "-parameter teacher, objective ",
                   dc.objective.kind, ", signal ", dc.signal, ", ", cfg_.steps, " steps of ",
                   per_step, " rollouts");
@@ -439,7 +446,8 @@ StageOutcome DistillStage::run(StopCondition& stop) {
 
 StageOutcome DistillStage::serve(StopCondition& stop) {
   const DistillConfig& dc = cfg_.distill;
-  LocalTeacher teacher(load_model(resolve_checkpoint(job_, dc.teacher), tok_.describe()),
+  LocalTeacher teacher(load_model(resolve_checkpoint(job_, dc.teacher), tok_.describe(),
+                                  tensor_parallel_of(topo_)),
                        static_cast<float>(dc.teacher_temperature), cfg_.vocab_chunk,
                        dc.rows_per_block);
   const comm::Communicator& world = topo_.world();
@@ -453,7 +461,7 @@ StageOutcome DistillStage::serve(StopCondition& stop) {
   // The same order of exchanges as the student side: the head, the teacher's accuracy, then one
   // request per client per step with the stop agreement in between.
   if (dc.signal == "full")
-    for (int c : clients) send_teacher_head(teacher, world, c);
+    for (int c : clients) send_teacher_head(teacher, world, topo_.tp(), c);
   if (!resume && !eval_teacher_.empty()) {
     double acc = evaluate(teacher.model(), tok_, eval_teacher_, cfg_.eval, job_.run.seed ^ 0xe7a1ull,
                           nullptr, 0, &topo_.dp())
@@ -463,7 +471,7 @@ StageOutcome DistillStage::serve(StopCondition& stop) {
   while (step < cfg_.steps) {
     if (step > first_step && world.allreduce_max(stop.should_stop(step) ? 1 : 0))
       return StageOutcome::Interrupted;
-    for (int c : clients) serve_score_request(teacher, world, c);
+    for (int c : clients) serve_score_request(teacher, world, topo_.tp(), c);
     ++step;
   }
   return StageOutcome::Done;

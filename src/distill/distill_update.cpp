@@ -63,7 +63,7 @@ class ResponseLogits {
  public:
   ResponseLogits(model::Transformer& student, const RolloutBatch& rb, const ScoreReply& teacher,
                  const DistillConfig& cfg, bool keep_activations)
-      : teacher_(teacher), head_(student.lm_head()), rows_per_block_(cfg.rows_per_block) {
+      : teacher_(teacher), student_(student), rows_per_block_(cfg.rows_per_block) {
     const int64_t M = rb.num_rows(), V = student.config().vocab_size;
     rows = Tensor::from_vector(rb.rows, {M});
     y = Tensor::from_vector(rb.targets, {M});
@@ -76,12 +76,11 @@ class ResponseLogits {
     if (full_) u_block_ = Tensor::empty({rows_per_block_, V});
   }
   int64_t rows_per_block() const { return rows_per_block_; }
-  model::Param& head() { return head_; }
 
   // Student logits and the teacher's rows for rows [r0, r1).
   void block(int64_t r0, int64_t r1, Tensor& z, backend::TeacherRows& tr) {
     z = z_block_.slice(0, r1 - r0);
-    ops::gemm(h_r.slice(r0, r1), false, head_.value, true, z);
+    student_.logits(h_r.slice(r0, r1), z);  // whole rows (gathered over vocabulary shards)
     tr = slice_rows(teacher_.signal, r0, r1);
     if (full_) {
       tr.logits = u_block_.slice(0, r1 - r0);
@@ -93,7 +92,7 @@ class ResponseLogits {
 
  private:
   const ScoreReply& teacher_;
-  model::Param& head_;
+  model::Transformer& student_;
   int64_t rows_per_block_;
   bool full_ = false;
   Tensor z_block_, u_block_;
@@ -204,7 +203,6 @@ StepMetrics distill_backward(model::Transformer& student, const RolloutBatch& rb
     const Tensor& rows = logits.rows;
     const Tensor& y = logits.y;
     const Tensor& h_r = logits.h_r;
-    model::Param& head = logits.head();
     const Tensor logmu = Tensor::from_vector(rb.logmu, {M});
     const int64_t RB = cfg.rows_per_block;
     const ops::TokenStats st = token_statistics(logits, teacher, cfg.diag_k);
@@ -252,8 +250,7 @@ StepMetrics distill_backward(model::Transformer& student, const RolloutBatch& rb
       ops::objective_rows(z, tr, y.slice(r0, r1), logmu.slice(r0, r1), adv.slice(r0, r1),
                           base.slice(r0, r1), w.slice(r0, r1), args, lb, dz);
       Tensor dhb = dh_r.slice(r0, r1);
-      ops::gemm(dz, false, head.value, false, dhb);
-      ops::gemm(dz, true, h_r.slice(r0, r1), false, head.grad, 1.0f, 1.0f);
+      student.logits_backward(h_r.slice(r0, r1), dz, dhb);
     }
     Tensor dh = Tensor::zeros({B * T, D});
     ops::embedding_backward(dh_r, rows, dh);  // scatter the rows back to their positions

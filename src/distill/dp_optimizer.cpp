@@ -2,6 +2,7 @@
 
 #include "core/error.hpp"
 #include "core/timer.hpp"
+#include "distill/model_io.hpp"
 #include "parallel/gradient_allreduce.hpp"
 #include "parallel/zero_partition.hpp"
 
@@ -68,8 +69,9 @@ void DataParallelOptimizer::write(io::CheckpointWriter* w) {
       }
     }
     if (root) {
-      w->write_tensor("optimizer/exp_avg/" + name, m);
-      w->write_tensor("optimizer/exp_avg_sq/" + name, v);
+      const model::Param& p = params_[i];
+      w->write_tensor("optimizer/exp_avg/" + name, m, p.global_shape, p.shard_offset());
+      w->write_tensor("optimizer/exp_avg_sq/" + name, v, p.global_shape, p.shard_offset());
     }
   }
 }
@@ -78,8 +80,8 @@ void DataParallelOptimizer::read(io::CheckpointReader& r) {
   adam_.set_steps(r.read_int("optimizer/step"));
   for (std::size_t i = 0; i < params_.size(); ++i) {
     if (!adam_.owns(i)) continue;
-    r.read_tensor_into("optimizer/exp_avg/" + params_[i].name, adam_.exp_avg()[i]);
-    r.read_tensor_into("optimizer/exp_avg_sq/" + params_[i].name, adam_.exp_avg_sq()[i]);
+    read_shard(r, "optimizer/exp_avg/" + params_[i].name, params_[i], adam_.exp_avg()[i]);
+    read_shard(r, "optimizer/exp_avg_sq/" + params_[i].name, params_[i], adam_.exp_avg_sq()[i]);
   }
 }
 

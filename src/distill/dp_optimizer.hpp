@@ -2,7 +2,8 @@
 // bucket, then clipping and AdamW. With ZeRO-1 (parallel.zero = 1) each replica keeps the AdamW
 // moments of the parameters it owns only, updates those and broadcasts them to the others; the
 // checkpoint still holds every moment at its global shape (gathered to the writing rank), so it
-// loads at any data-parallel size.
+// loads at any data-parallel size. With tensor parallelism every tp rank of data-parallel replica 0
+// writes its shards' moments (the writer is collective over those ranks).
 #pragma once
 
 #include <vector>

@@ -75,6 +75,7 @@ void EvalStage::prepare() {
     if (examples_[i].answer.empty())
       input_error(data_path + ":" + std::to_string(i + 1), "example has no \"answer\"",
                   "an eval set needs a reference answer per prompt");
+  check_model_fits_layout(job_, cfg_.model, tok_, topo_.student_layout(), "student");
   const int64_t context = model_context(job_, cfg_.model, tok_);
   for (std::size_t i = 0; i < examples_.size(); ++i)
     check_prompt_fits(tok_, examples_[i].prompt, context, data_path + ":" + std::to_string(i + 1));
@@ -83,7 +84,7 @@ void EvalStage::prepare() {
 StageOutcome EvalStage::run(StopCondition&) {
   const std::string dir = stage_dir(job_, cfg_.name);
   const std::string ckpt = resolve_checkpoint(job_, cfg_.model);
-  auto m = load_model(ckpt, tok_.describe());
+  auto m = load_model(ckpt, tok_.describe(), tensor_parallel_of(topo_));
   std::vector<std::string> lines;
   EvalConfig ec = cfg_.eval;
   ec.sampling.stop_tokens = stop_tokens_;

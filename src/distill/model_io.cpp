@@ -22,7 +22,8 @@ void write_model(io::CheckpointWriter& w, const model::Transformer& m,
   w.write_int("config/model/tie_embeddings", c.tie_embeddings);
   w.write_double("config/model/init_std", c.init_std);
   w.write_string("config/tokenizer", tokenizer_id);
-  for (const auto& p : m.params().all()) w.write_tensor("model/" + p.name, p.value);
+  for (const auto& p : m.params().all())
+    w.write_tensor("model/" + p.name, p.value, p.global_shape, p.shard_offset());
 }
 
 model::ModelConfig read_model_config(io::CheckpointReader& r) {
@@ -52,15 +53,42 @@ void check_tokenizer(io::CheckpointReader& r, const std::string& tokenizer_id) {
                 "use the same tokenizer as the model was trained with");
 }
 
-void read_model_weights(io::CheckpointReader& r, model::Transformer& m) {
-  for (auto& p : m.params().all()) r.read_tensor_into("model/" + p.name, p.value);
+namespace {
+
+// A block read carries no checksum check (that needs every byte), so the ranks of a group share
+// the verification of the sharded parameters: each verifies every size-th one.
+void verify_shards(io::CheckpointReader& r, const model::ParamSet& params) {
+  const parallel::TensorParallel& tp = params.tensor_parallel();
+  int i = 0;
+  for (const auto& p : params.all())
+    if (p.sharded() && i++ % tp.size() == tp.rank()) r.verify("model/" + p.name);
 }
 
+}  // namespace
+
+void read_model_weights(io::CheckpointReader& r, model::Transformer& m) {
+  for (auto& p : m.params().all()) read_shard(r, "model/" + p.name, p, p.value);
+  verify_shards(r, m.params());
+}
+
+void read_shard(io::CheckpointReader& r, const std::string& name, const model::Param& p,
+                core::Tensor& dst) {
+  const io::DatasetInfo info = r.info(name);
+  if (info.shape != p.global_shape)
+    input_error(r.path(), name + " has shape " + core::shape_str(info.shape) + ", the model needs " +
+                              core::shape_str(p.global_shape),
+                "load the checkpoint into the model it was written for");
+  if (p.sharded()) r.read_tensor_into(name, dst, p.shard_offset());
+  else r.read_tensor_into(name, dst);  // whole: checksum verified
+}
+
+
 std::unique_ptr<model::Transformer> load_model(const std::string& path,
-                                               const std::string& tokenizer_id) {
+                                               const std::string& tokenizer_id,
+                                               const parallel::TensorParallel& tp) {
   io::CheckpointReader r(path);
   check_tokenizer(r, tokenizer_id);
-  auto m = std::make_unique<model::Transformer>(read_model_config(r));
+  auto m = std::make_unique<model::Transformer>(read_model_config(r), tp);
   read_model_weights(r, *m);
   return m;
 }

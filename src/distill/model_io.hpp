@@ -1,6 +1,8 @@
 // Models in opd checkpoints (DESIGN.md §7): parameters under /model with Hugging Face names (the
 // AdamW moments under /optimizer are DataParallelOptimizer's), the architecture under /config/model and
 // the tokenizer's identity under /config/tokenizer, so a checkpoint alone rebuilds its model.
+// Parameters are stored at their global shape; a tensor-parallel rank writes and reads its own
+// block, so a checkpoint loads at any tensor-parallel size.
 #pragma once
 
 #include <memory>
@@ -12,15 +14,23 @@
 
 namespace opd::distill {
 
+// Collective over the writer's ranks (the tp ranks of one replica): each writes its shards.
 void write_model(io::CheckpointWriter& w, const model::Transformer& m,
                  const std::string& tokenizer_id);
 
 model::ModelConfig read_model_config(io::CheckpointReader& r);
 // Checks that the checkpoint's tokenizer is `tokenizer_id` (Input error otherwise).
 void check_tokenizer(io::CheckpointReader& r, const std::string& tokenizer_id);
+// Reads one parameter's block for `p` (its shard, or the whole) into dst, after checking the
+// stored global shape.
+void read_shard(io::CheckpointReader& r, const std::string& name, const model::Param& p,
+                core::Tensor& dst);
+// This rank's shard of every parameter (checksums: whole parameters on read, shards shared out
+// over the tensor-parallel group).
 void read_model_weights(io::CheckpointReader& r, model::Transformer& m);
-// A model rebuilt from a checkpoint file (config + weights).
+// A model rebuilt from a checkpoint file (config + weights), sharded over `tp`.
 std::unique_ptr<model::Transformer> load_model(const std::string& path,
-                                               const std::string& tokenizer_id);
+                                               const std::string& tokenizer_id,
+                                               const parallel::TensorParallel& tp = {});
 
 }  // namespace opd::distill

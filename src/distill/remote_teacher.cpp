@@ -35,45 +35,84 @@ core::Tensor recv_tensor(const comm::Communicator& world, int source) {
   return t;
 }
 
+// The tensor of `root` (a header, then its bytes) on every rank of `group`.
+void broadcast_tensor(const comm::Communicator& group, core::Tensor& t, int root) {
+  if (group.size() == 1) return;
+  std::array<int64_t, 8> h{};
+  if (group.rank() == root) {
+    h[0] = t.defined() ? t.ndim() : -1;
+    if (t.defined()) {
+      h[1] = static_cast<int64_t>(t.dtype());
+      for (int i = 0; i < t.ndim(); ++i) h[static_cast<std::size_t>(2 + i)] = t.dim(i);
+    }
+  }
+  group.broadcast(h.data(), sizeof h, root);
+  if (group.rank() != root)
+    t = h[0] < 0 ? core::Tensor()
+                 : core::Tensor::empty(core::Shape(h.begin() + 2, h.begin() + 2 + h[0]),
+                                       static_cast<core::DType>(h[1]));
+  if (t.defined() && t.numel() > 0) group.broadcast(t.raw(), static_cast<int64_t>(t.bytes()), root);
+}
+
 }  // namespace
 
 RemoteTeacher::RemoteTeacher(const comm::Communicator& world, int teacher_rank,
-                             const model::ModelConfig& cfg, float temperature, bool full)
-    : world_(world), teacher_rank_(teacher_rank), cfg_(cfg), temperature_(temperature) {
-  if (full) head_ = recv_tensor(world_, teacher_rank_);
+                             const comm::Communicator& tp, const model::ModelConfig& cfg,
+                             float temperature, bool full)
+    : world_(world), tp_(tp), teacher_rank_(teacher_rank), cfg_(cfg), temperature_(temperature) {
+  if (!full) return;
+  if (tp_.rank() == 0) head_ = recv_tensor(world_, teacher_rank_);
+  broadcast_tensor(tp_, head_, 0);
 }
 
 ScoreReply RemoteTeacher::score(const ScoreRequest& req) {
-  core::Tensor mode = core::Tensor::from_vector(std::vector<int32_t>{static_cast<int32_t>(req.mode)}, {1});
-  for (const core::Tensor* t : std::initializer_list<const core::Tensor*>{
-           &mode, &req.ids, &req.rows, &req.targets, &req.student_ids})
-    send_tensor(world_, *t, teacher_rank_);
   ScoreReply reply;
   reply.signal.mode = req.mode;
   reply.temperature = temperature_;
   reply.head = head_;
   reply.signal.student_ids = req.student_ids;
-  for (core::Tensor* t : {&reply.signal.logq_y, &reply.signal.entropy_q, &reply.lse,
-                          &reply.signal.logq_student_ids, &reply.signal.teacher_ids,
-                          &reply.signal.logq_teacher_ids, &reply.hidden})
-    *t = recv_tensor(world_, teacher_rank_);
+  const std::initializer_list<core::Tensor*> answers = {
+      &reply.signal.logq_y,           &reply.signal.entropy_q,  &reply.lse,
+      &reply.signal.logq_student_ids, &reply.signal.teacher_ids, &reply.signal.logq_teacher_ids,
+      &reply.hidden};
+  if (tp_.rank() == 0) {  // the replica's first rank talks to the teacher for the group
+    core::Tensor mode =
+        core::Tensor::from_vector(std::vector<int32_t>{static_cast<int32_t>(req.mode)}, {1});
+    for (const core::Tensor* t : std::initializer_list<const core::Tensor*>{
+             &mode, &req.ids, &req.rows, &req.targets, &req.student_ids})
+      send_tensor(world_, *t, teacher_rank_);
+    for (core::Tensor* t : answers) *t = recv_tensor(world_, teacher_rank_);
+  }
+  for (core::Tensor* t : answers) broadcast_tensor(tp_, *t, 0);
   return reply;
 }
 
-void send_teacher_head(LocalTeacher& teacher, const comm::Communicator& world, int client) {
-  send_tensor(world, teacher.model().lm_head().value, client);
+void send_teacher_head(LocalTeacher& teacher, const comm::Communicator& world,
+                       const comm::Communicator& tp, int client) {
+  // The head is sharded by vocabulary rows: the shards in rank order are the whole head.
+  const core::Tensor& shard = teacher.model().lm_head().value;
+  core::Tensor whole = core::Tensor::empty({shard.dim(0) * tp.size(), shard.dim(1)});
+  tp.allgather(shard.data<float>(), shard.numel(), whole.data<float>());
+  if (tp.rank() == 0) send_tensor(world, whole, client);
 }
 
-void serve_score_request(LocalTeacher& teacher, const comm::Communicator& world, int client) {
+void serve_score_request(LocalTeacher& teacher, const comm::Communicator& world,
+                         const comm::Communicator& tp, int client) {
   ScoreRequest req;
-  const core::Tensor mode = recv_tensor(world, client);
+  core::Tensor mode;
+  if (tp.rank() == 0) {
+    mode = recv_tensor(world, client);
+    req.ids = recv_tensor(world, client);
+    req.rows = recv_tensor(world, client);
+    req.targets = recv_tensor(world, client);
+    req.student_ids = recv_tensor(world, client);
+  }
+  for (core::Tensor* t : {&mode, &req.ids, &req.rows, &req.targets, &req.student_ids})
+    broadcast_tensor(tp, *t, 0);
   req.mode = static_cast<Signal>(mode.data<int32_t>()[0]);
-  req.ids = recv_tensor(world, client);
-  req.rows = recv_tensor(world, client);
-  req.targets = recv_tensor(world, client);
-  req.student_ids = recv_tensor(world, client);
   ScoreReply reply;
-  if (req.rows.numel() > 0) reply = teacher.score(req);
+  if (req.rows.numel() > 0) reply = teacher.score(req);  // collective over the tp group
+  if (tp.rank() != 0) return;
   // Full mode needs only the hidden states; the other modes need no hidden states.
   const core::Tensor hidden = req.mode == Signal::Full ? reply.hidden : core::Tensor();
   for (const core::Tensor* t : std::initializer_list<const core::Tensor*>{

@@ -149,7 +149,7 @@ std::vector<int32_t> student_topk(model::Transformer& student, const RolloutBatc
   for (int64_t r0 = 0; r0 < M; r0 += rows_per_block) {
     const int64_t r1 = std::min(M, r0 + rows_per_block);
     core::Tensor l = logits.slice(0, r1 - r0), v = vals.slice(0, r1 - r0), i = ids.slice(0, r1 - r0);
-    ops::gemm(hr.slice(r0, r1), false, student.lm_head().value, true, l);
+    student.logits(hr.slice(r0, r1), l);
     ops::topk_rows(l, k, v, i);
     std::copy(i.data<int32_t>(), i.data<int32_t>() + (r1 - r0) * k, out.begin() + r0 * k);
   }

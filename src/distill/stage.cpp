@@ -1,5 +1,7 @@
 #include "distill/stage.hpp"
 
+#include "comm/mpi_native.hpp"
+
 #include <filesystem>
 
 #include "core/error.hpp"
@@ -82,14 +84,31 @@ int64_t model_context(const JobConfig& job, const std::string& ref, const data::
 }
 
 std::unique_ptr<model::Transformer> initial_model(const JobConfig& job, const std::string& ref,
-                                                  const data::Tokenizer& tok) {
+                                                  const data::Tokenizer& tok,
+                                                  const parallel::TensorParallel& tp) {
   auto it = job.models.find(ref);
   if (it != job.models.end()) {
-    auto m = std::make_unique<model::Transformer>(model_config_of(job, ref, tok));
+    auto m = std::make_unique<model::Transformer>(model_config_of(job, ref, tok), tp);
     m->init_weights(job.run.seed);
     return m;
   }
-  return load_model(resolve_checkpoint(job, ref), tok.describe());
+  return load_model(resolve_checkpoint(job, ref), tok.describe(), tp);
+}
+
+parallel::TensorParallel tensor_parallel_of(const comm::Topology& topo) {
+  return parallel::TensorParallel(topo.tp());
+}
+
+void check_model_fits_layout(const JobConfig& job, const std::string& ref,
+                             const data::Tokenizer& tok, const comm::Layout& layout,
+                             const std::string& role) {
+  if (layout.tp <= 1) return;
+  const std::string where = job.models.count(ref) ? job.path + ": model." + ref : ref;
+  model_config_of(job, ref, tok).check_tensor_parallel(layout.tp, where, "parallel." + role);
+}
+
+MPI_Comm checkpoint_comm(const comm::Topology& topo) {
+  return topo.replica().size() > 1 ? comm::mpi_comm(topo.replica()) : MPI_COMM_NULL;
 }
 
 }  // namespace opd::distill

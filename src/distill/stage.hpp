@@ -3,12 +3,15 @@
 // resuming from that stage's latest checkpoint, and leaves a DONE marker when finished.
 #pragma once
 
+#include <mpi.h>
+
 #include <memory>
 #include <string>
 
 #include "data/tokenizer.hpp"
 #include "distill/stage_config.hpp"
 #include "distill/stop_condition.hpp"
+#include "comm/topology.hpp"
 #include "model/transformer.hpp"
 
 namespace opd::distill {
@@ -48,9 +51,21 @@ bool waits_for_data(const JobConfig& job, const StageConfig& stage);
 // The shape of the model a reference names (vocab_size filled in from the tokenizer).
 model::ModelConfig model_config_of(const JobConfig& job, const std::string& ref,
                                    const data::Tokenizer& tok);
-// A stage's starting model: a fresh [model.*] initialised from the run seed, or the weights of a
-// checkpoint ("@stage" or a path).
+// A stage's starting model, sharded over `tp`: a fresh [model.*] initialised from the run seed,
+// or the weights of a checkpoint ("@stage" or a path).
 std::unique_ptr<model::Transformer> initial_model(const JobConfig& job, const std::string& ref,
-                                                  const data::Tokenizer& tok);
+                                                  const data::Tokenizer& tok,
+                                                  const parallel::TensorParallel& tp);
+// This rank's tensor-parallel group (of its role: student or teacher).
+parallel::TensorParallel tensor_parallel_of(const comm::Topology& topo);
+// Input error unless the model a reference names splits over the layout's tp (named in the
+// message as `[parallel].student` or `.teacher`).
+void check_model_fits_layout(const JobConfig& job, const std::string& ref,
+                             const data::Tokenizer& tok, const comm::Layout& layout,
+                             const std::string& role);
+// The communicator a checkpoint writer is collective over: this replica's tp x pp ranks (data-
+// parallel replica 0 writes; every replica holds the same model). MPI_COMM_NULL (a serial
+// writer) when the replica is one rank.
+MPI_Comm checkpoint_comm(const comm::Topology& topo);
 
 }  // namespace opd::distill

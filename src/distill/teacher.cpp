@@ -4,6 +4,7 @@
 
 #include "core/error.hpp"
 #include "model/lm_loss.hpp"
+#include "parallel/vocab_parallel.hpp"
 
 namespace opd::distill {
 
@@ -20,8 +21,14 @@ LocalTeacher::LocalTeacher(std::unique_ptr<model::Transformer> model, float temp
 }
 
 void teacher_logits_block(const ScoreReply& reply, int64_t r0, int64_t r1, Tensor& out) {
-  ops::gemm(reply.hidden.slice(r0, r1), false, reply.head, true, out,
-            1.0f / reply.temperature);
+  const float scale = 1.0f / reply.temperature;
+  if (reply.head_tp.size() == 1) {
+    ops::gemm(reply.hidden.slice(r0, r1), false, reply.head, true, out, scale);
+    return;
+  }
+  Tensor local = Tensor::empty({r1 - r0, reply.head.dim(0)});
+  ops::gemm(reply.hidden.slice(r0, r1), false, reply.head, true, local, scale);
+  reply.head_tp.gather_columns(local, out);
 }
 
 ScoreReply LocalTeacher::score(const ScoreRequest& req) {
@@ -34,6 +41,7 @@ ScoreReply LocalTeacher::score(const ScoreRequest& req) {
   reply.hidden = Tensor::empty({M, model_->config().d_model});
   ops::embedding_forward(h_all, req.rows, reply.hidden);  // gather the scored rows
   reply.head = model_->lm_head().value;
+  reply.head_tp = model_->tensor_parallel();
   reply.signal.mode = req.mode;
 
   // Log-sum-exp, log q(y) and entropy: the vocab-chunked head (every mode uses them).
@@ -41,7 +49,8 @@ ScoreReply LocalTeacher::score(const ScoreRequest& req) {
   stats.lse = Tensor::empty({M});
   stats.target_logit = Tensor::empty({M});
   stats.entropy = Tensor::empty({M});
-  ops::lm_head_stats(reply.hidden, reply.head, &req.targets, temperature_, vocab_chunk_, stats);
+  parallel::vocab_parallel_head_stats(reply.hidden, reply.head, &req.targets, temperature_,
+                                      vocab_chunk_, reply.head_tp, stats);
   reply.lse = stats.lse;
   reply.signal.entropy_q = stats.entropy;
   reply.signal.logq_y = Tensor::empty({M});

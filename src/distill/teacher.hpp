@@ -31,6 +31,9 @@ struct ScoreReply {
   backend::TeacherRows signal;
   Tensor lse;       // [M] teacher log-sum-exp (Sampled, TopK, Full)
   Tensor hidden, head;
+  // The group `head` is sharded over (by vocabulary rows) when it is a tensor-parallel shard
+  // (colocated placement); one rank: head is whole.
+  parallel::TensorParallel head_tp;
   float temperature = 1.0f;
 };
 

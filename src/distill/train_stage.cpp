@@ -69,6 +69,7 @@ void TrainStage::prepare() {
                                 std::to_string(tok_.vocab_size()),
                 "raise vocab_size or leave it 0 to take the tokenizer's");
   mc.validate("model." + cfg_.model);
+  check_model_fits_layout(job_, cfg_.model, tok_, topo_.student_layout(), "student");
   if (cfg_.seq_len > mc.max_seq_len)
     input_error(cfg_.where, "seq_len " + std::to_string(cfg_.seq_len) +
                                 " is longer than the model's context " +
@@ -82,18 +83,18 @@ data::TokenBatch TrainStage::next_batch() {
 
 void TrainStage::save(model::Transformer& m, DataParallelOptimizer& opt, int64_t step,
                       int64_t tokens_seen) {
-  // Every replica holds the same model: the root writes; with ZeRO-1 the other replicas send it
-  // the optimizer moments they own.
-  const bool root = topo_.is_root();
+  // Every replica holds the same model: the tp ranks of replica 0 write it together (each its
+  // shards); with ZeRO-1 the other replicas send them the optimizer moments they own.
+  const bool root = topo_.is_root(), writer = topo_.dp_rank() == 0;
   io::CheckpointDir ckdir((fs::path(dir_) / "checkpoints").string());
   core::Stopwatch clock;
   std::optional<io::CheckpointWriter> w;
-  if (root) {
-    w.emplace(ckdir.path_for_step(step));
+  if (writer) {
+    w.emplace(ckdir.path_for_step(step), checkpoint_comm(topo_));
     write_model(*w, m, tok_.describe());
   }
-  opt.write(root ? &*w : nullptr);
-  if (root) {
+  opt.write(writer ? &*w : nullptr);
+  if (writer) {
     w->write_int("state/step", step);
     w->write_int("state/tokens_seen", tokens_seen);
     w->write_int("state/data_cursor",
@@ -102,11 +103,13 @@ void TrainStage::save(model::Transformer& m, DataParallelOptimizer& opt, int64_t
     w->write_string("config/stage", cfg_.name);
     w->set_attribute("layout", topo_.describe());
     w->commit();
+  }
+  if (root) {
     log_checkpoint_io(cfg_.name, ckdir.path_for_step(step), "written", clock.seconds());
     ckdir.publish(step);
     ckdir.prune(cfg_.checkpoint.keep_last, cfg_.checkpoint.keep_every);
   }
-  topo_.dp().barrier();
+  topo_.group().barrier();
 }
 
 StageOutcome TrainStage::run(StopCondition& stop) {
@@ -119,7 +122,7 @@ StageOutcome TrainStage::run(StopCondition& stop) {
   if (resume) {
     io::CheckpointReader r(*resume);
     check_tokenizer(r, tok_.describe());
-    m = std::make_unique<model::Transformer>(read_model_config(r));
+    m = std::make_unique<model::Transformer>(read_model_config(r), tensor_parallel_of(topo_));
     read_model_weights(r, *m);
     step = r.read_int("state/step");
     tokens_seen = r.read_int("state/tokens_seen");
@@ -128,7 +131,7 @@ StageOutcome TrainStage::run(StopCondition& stop) {
     else text_->set_cursor(cursor);
     core::log::info(cfg_.name, ": resuming from ", *resume, " at step ", step);
   } else {
-    m = distill::initial_model(job_, cfg_.model, tok_);
+    m = distill::initial_model(job_, cfg_.model, tok_, tensor_parallel_of(topo_));
   }
   DataParallelOptimizer opt(m->params(), topo_.dp(), job_.parallel.zero != 0);
   if (resume) {
@@ -139,14 +142,15 @@ StageOutcome TrainStage::run(StopCondition& stop) {
   std::optional<MetricsLog> metrics;
   if (topo_.is_root()) metrics.emplace((fs::path(dir_) / "metrics.jsonl").string(), resume ? step : -1);
   const comm::Communicator& dp = topo_.dp();
-  core::log::info(cfg_.name, ": ", cfg_.kind, " of a ", m->params().numel(), "-parameter model (",
+  core::log::info(cfg_.name, ": ", cfg_.kind, " of a ", m->params().global_numel(), "-parameter model (",
                   m->config().describe(), ") for ", cfg_.steps, " steps");
 
   Progress progress(cfg_.name, step, cfg_.steps);
   const int64_t first_step = step;
   while (step < cfg_.steps) {
     // Every rank must agree to stop at the same boundary (a signal may reach only some).
-    const bool stop_here = step > first_step && dp.allreduce_max(stop.should_stop(step) ? 1 : 0);
+    const bool stop_here =
+        step > first_step && topo_.group().allreduce_max(stop.should_stop(step) ? 1 : 0);
     if (stop_here) {
       save(*m, opt, step, tokens_seen);
       core::log::info(cfg_.name, ": stopping at step ", step, " (", stop.reason(),

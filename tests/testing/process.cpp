@@ -45,6 +45,23 @@ ProcessResult run_opd(const std::string& args, const fs::path& cwd) {
   return run_command(std::string("'") + OPD_BINARY_PATH + "' " + args, cwd);
 }
 
+ProcessResult run_mpi(const std::string& args, const fs::path& cwd, const std::string& env,
+                      int ranks) {
+  return run_command(env +
+                         "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+                         "OPENBLAS_NUM_THREADS=1 mpirun --oversubscribe -np " +
+                         std::to_string(ranks) + " '" + OPD_BINARY_PATH + "' " + args,
+                     cwd);
+}
+
+long error_lines(const std::string& err) {
+  long n = 0;
+  std::istringstream in(err);
+  std::string line;
+  while (std::getline(in, line)) n += line.rfind("opd: error: ", 0) == 0;
+  return n;
+}
+
 ScratchDir::ScratchDir(const std::string& tag) {
   std::random_device rd;
   path_ = fs::temp_directory_path() /

@@ -19,6 +19,11 @@ struct ProcessResult {
 ProcessResult run_command(const std::string& command, const std::filesystem::path& cwd);
 // Runs the opd binary under test (OPD_BINARY) with `args`.
 ProcessResult run_opd(const std::string& args, const std::filesystem::path& cwd);
+// The same under `mpirun --oversubscribe -np ranks`; `env` ("NAME=value ") precedes the command.
+ProcessResult run_mpi(const std::string& args, const std::filesystem::path& cwd,
+                      const std::string& env = "", int ranks = 2);
+// The number of opd's own error lines in `err` (mpirun adds its own report of a failed rank).
+long error_lines(const std::string& err);
 
 class ScratchDir {
  public:

@@ -1,5 +1,9 @@
 #include "testing/tiny_job.hpp"
 
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 #include "testing/process.hpp"
@@ -44,6 +48,33 @@ std::string tiny_distill_job(const std::string& run_dir, int steps, int every,
          "[stage.objective]\n" + objective + "\n"
          "[stage.checkpoint]\nevery = " + std::to_string(every) + "\nkeep_last = 3\n"
          "[stage.eval]\ndata = \"test.jsonl\"\nevery = 2\nlimit = 4\nmax_new_tokens = 12\n";
+}
+
+std::string edit(std::string text, const std::string& from, const std::string& to) {
+  const auto at = text.find(from);
+  if (at == std::string::npos) throw std::runtime_error("edit: '" + from + "' not in the text");
+  return text.replace(at, from.size(), to);
+}
+
+void expect_same_run(const std::vector<nlohmann::json>& a, const std::vector<nlohmann::json>& b,
+                     double tol) {
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_FALSE(a.empty());
+  for (std::size_t i = 0; i < a.size(); ++i)
+    for (const auto& [key, va] : a[i].items()) {
+      if (key.rfind("time_", 0) == 0 || key == "tokens_per_second" || key == "step_seconds" ||
+          key == "comm_seconds")
+        continue;
+      ASSERT_TRUE(b[i].contains(key)) << key;
+      if (key == "response_tokens" || key == "rollout_accuracy" || key == "response_length" ||
+          va.is_null()) {
+        EXPECT_EQ(va, b[i][key]) << key << " at row " << i + 1;
+        continue;
+      }
+      const double x = va.get<double>(), y = b[i][key].get<double>();
+      const double t = key == "loss" || key == "grad_norm" ? tol : 3 * tol;
+      EXPECT_LE(std::abs(x - y), t * std::max(1.0, std::abs(x))) << key << " at row " << i + 1;
+    }
 }
 
 }  // namespace opd::testing
