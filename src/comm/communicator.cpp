@@ -3,6 +3,7 @@
 #include <mpi.h>
 
 #include <cstring>
+#include <list>
 
 #include "core/error.hpp"
 
@@ -23,8 +24,15 @@ void check(int rc, const char* what) {
 struct Communicator::Handle {
   MPI_Comm comm = MPI_COMM_NULL;
   bool owned = false;  // split communicators are freed with their last copy
+  struct Pending {
+    MPI_Request request = MPI_REQUEST_NULL;
+    std::vector<char> bytes;  // the copy being sent
+  };
+  std::list<Pending> pending;  // isends in flight (a list: the copies must not move)
   ~Handle() {
-    if (owned && comm != MPI_COMM_NULL && mpi_running()) MPI_Comm_free(&comm);
+    if (!mpi_running()) return;
+    for (auto& p : pending) MPI_Wait(&p.request, MPI_STATUS_IGNORE);
+    if (owned && comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
   }
 };
 
@@ -100,6 +108,28 @@ void Communicator::broadcast(void* data, int64_t bytes, int root) const {
 void Communicator::send(const void* data, int64_t bytes, int dest, int tag) const {
   OPD_CHECK(size_ > 1, "send on a one-rank communicator");
   check(MPI_Send(data, static_cast<int>(bytes), MPI_BYTE, dest, tag, handle_->comm), "send");
+}
+
+void Communicator::isend(const void* data, int64_t bytes, int dest, int tag) const {
+  OPD_CHECK(size_ > 1, "isend on a one-rank communicator");
+  auto& pending = handle_->pending;
+  for (auto it = pending.begin(); it != pending.end();) {  // reap the completed ones
+    int done = 0;
+    check(MPI_Test(&it->request, &done, MPI_STATUS_IGNORE), "test");
+    it = done ? pending.erase(it) : std::next(it);
+  }
+  pending.emplace_back();
+  auto& p = pending.back();
+  p.bytes.assign(static_cast<const char*>(data), static_cast<const char*>(data) + bytes);
+  check(MPI_Isend(p.bytes.data(), static_cast<int>(bytes), MPI_BYTE, dest, tag, handle_->comm,
+                  &p.request),
+        "isend");
+}
+
+void Communicator::wait_sends() const {
+  if (!handle_) return;
+  for (auto& p : handle_->pending) check(MPI_Wait(&p.request, MPI_STATUS_IGNORE), "wait");
+  handle_->pending.clear();
 }
 
 void Communicator::recv(void* data, int64_t bytes, int source, int tag) const {

@@ -30,6 +30,11 @@ class Communicator {
   void allgather(const float* local, int64_t n, float* out) const;
   void broadcast(void* data, int64_t bytes, int root) const;
   void send(const void* data, int64_t bytes, int dest, int tag) const;
+  // A send that does not wait for the receiver: the bytes are copied first, so the caller may
+  // reuse its buffer at once (pipeline stages send activations and go on computing). Completed
+  // sends are reaped at the next isend; wait_sends() waits for all of them.
+  void isend(const void* data, int64_t bytes, int dest, int tag) const;
+  void wait_sends() const;
   void recv(void* data, int64_t bytes, int source, int tag) const;
   void barrier() const;
   // The MPI_Comm behind this communicator (as a pointer to it; null for the one-rank

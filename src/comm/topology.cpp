@@ -33,11 +33,11 @@ Topology::Topology(ParallelConfig cfg, const Communicator& world, const std::str
                 "with colocated placement the teacher layout " + str(cfg.teacher) +
                     " must cover the same " + std::to_string(n) + " ranks as the student's",
                 "make teacher.tp * teacher.pp * teacher.dp equal the world size");
-  for (const auto* l : {&cfg.student, &cfg.teacher})
-    if (l->pp > 1)
-      input_error(where + (l == &cfg.student ? ".student" : ".teacher"),
-                  "pipeline parallelism is not built yet (tp and dp are)",
-                  "set pp = 1; use tp or dp for more ranks");
+  if (split && cfg.student.pp > 1)
+    input_error(where + ".student",
+                "with split placement the student cannot be pipelined yet (its replies arrive at "
+                "its first rank)",
+                "set student.pp = 1 (the teacher may use pp), or use colocated placement");
   if (!split && (cfg.teacher.tp != cfg.student.tp || cfg.teacher.pp != cfg.student.pp))
     input_error(where + ".teacher",
                 "with colocated placement both models share every rank's tensor-parallel group, so "
@@ -59,9 +59,10 @@ Topology::Topology(ParallelConfig cfg, const Communicator& world, const std::str
   pp_rank_ = (local / layout_.tp) % layout_.pp;
   dp_rank_ = local / (layout_.tp * layout_.pp);
   const int group = role_ == Role::Teacher ? 1 : 0;
-  dp_ = world.split(group * 1024 + pp_rank_ * layout_.tp + tp_rank_, dp_rank_);
-  tp_ = world.split(group * 1024 + dp_rank_ * layout_.pp + pp_rank_, tp_rank_);
-  replica_ = world.split(group * 1024 + dp_rank_, pp_rank_ * layout_.tp + tp_rank_);
+  dp_ = world.split((group << 20) + pp_rank_ * layout_.tp + tp_rank_, dp_rank_);
+  tp_ = world.split((group << 20) + dp_rank_ * layout_.pp + pp_rank_, tp_rank_);
+  pp_ = world.split((group << 20) + dp_rank_ * layout_.tp + tp_rank_, pp_rank_);
+  replica_ = world.split((group << 20) + dp_rank_, pp_rank_ * layout_.tp + tp_rank_);
   group_ = world.split(group, local);
 }
 

@@ -40,6 +40,7 @@ class Topology {
   const Communicator& world() const { return world_; }
   const Communicator& dp() const { return dp_; }  // the ranks holding the same shard
   const Communicator& tp() const { return tp_; }  // the ranks sharing one model replica's layer
+  const Communicator& pp() const { return pp_; }  // the pipeline stages of this rank's tp slice
   // The tp x pp ranks of this rank's model replica (they write one checkpoint together).
   const Communicator& replica() const { return replica_; }
   // Every rank of this rank's group (student or teacher; the world when colocated).
@@ -61,7 +62,7 @@ class Topology {
   int student_ranks_ = 1, teacher_ranks_ = 0;
   Layout layout_, student_, teacher_;
   int dp_rank_ = 0, pp_rank_ = 0, tp_rank_ = 0;
-  Communicator world_, dp_, tp_, replica_, group_;
+  Communicator world_, dp_, tp_, pp_, replica_, group_;
 };
 
 }  // namespace opd::comm

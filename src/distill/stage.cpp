@@ -102,9 +102,9 @@ parallel::TensorParallel tensor_parallel_of(const comm::Topology& topo) {
 void check_model_fits_layout(const JobConfig& job, const std::string& ref,
                              const data::Tokenizer& tok, const comm::Layout& layout,
                              const std::string& role) {
-  if (layout.tp <= 1) return;
+  if (layout.tp <= 1 && layout.pp <= 1) return;
   const std::string where = job.models.count(ref) ? job.path + ": model." + ref : ref;
-  model_config_of(job, ref, tok).check_tensor_parallel(layout.tp, where, "parallel." + role);
+  model_config_of(job, ref, tok).check_layout(layout.tp, layout.pp, where, "parallel." + role);
 }
 
 MPI_Comm checkpoint_comm(const comm::Topology& topo) {

@@ -1,6 +1,7 @@
 #include "model/generator.hpp"
 
 #include <algorithm>
+#include <cstring>
 
 #include "backend/ops.hpp"
 #include "core/error.hpp"
@@ -13,6 +14,24 @@ namespace ops = opd::backend;
 using core::DType;
 using core::Tensor;
 
+namespace {
+
+// The sequences [begin, end) of a batch decoded together: their KV cache and, in a pipeline,
+// their activation slot. Several groups let the stages of a pipeline work on different groups at
+// once (stage s decodes group g while stage s + 1 decodes group g - 1).
+struct Group {
+  int64_t begin = 0, end = 0;
+  int slot = 0;
+  KVCache cache;
+  Tensor step_ids, step_pos;  // [n, 1] the next token and its position
+  bool live = true;           // another forward is due
+  bool pending = false;       // (stages before the last) its last forward's tokens are to come
+  int64_t rounds = 0;         // tokens generated so far (per sequence still running)
+  int64_t size() const { return end - begin; }
+};
+
+}  // namespace
+
 std::vector<Generation> generate(Transformer& model,
                                  const std::vector<std::vector<int32_t>>& prompts,
                                  const SamplingConfig& cfg, uint64_t seed,
@@ -20,8 +39,9 @@ std::vector<Generation> generate(Transformer& model,
   const int64_t B = static_cast<int64_t>(prompts.size());
   OPD_CHECK(stream_ids.size() == prompts.size(), "one stream id per prompt");
   std::vector<Generation> out(static_cast<std::size_t>(B));
-  if (B == 0) return out;
+  if (B == 0 || cfg.max_new_tokens <= 0) return out;
   const ModelConfig& mc = model.config();
+  const parallel::PipelineParallel& pp = model.pipeline();
   int64_t longest = 0;
   for (std::size_t b = 0; b < prompts.size(); ++b) {
     const int64_t n = static_cast<int64_t>(prompts[b].size());
@@ -34,78 +54,131 @@ std::vector<Generation> generate(Transformer& model,
     longest = std::max(longest, n);
   }
   const int64_t capacity = std::min<int64_t>(mc.max_seq_len, longest + cfg.max_new_tokens);
-  KVCache cache(mc, B, capacity, model.tensor_parallel().size());
-
-  // Prefill: prompts right-padded (padding repeats a valid id; its positions are overwritten by
-  // later decode steps before any query can see them).
-  Tensor ids = Tensor::empty({B, longest}, DType::I32);
-  Tensor pos = causal_positions(B, longest);
+  const int K = cfg.record_topk;
   std::vector<int64_t> length(static_cast<std::size_t>(B));
-  for (int64_t b = 0; b < B; ++b) {
-    const auto& p = prompts[static_cast<std::size_t>(b)];
-    length[static_cast<std::size_t>(b)] = static_cast<int64_t>(p.size());
-    for (int64_t t = 0; t < longest; ++t)
-      ids.data<int32_t>()[b * longest + t] = p[static_cast<std::size_t>(std::min<int64_t>(
-          t, static_cast<int64_t>(p.size()) - 1))];
-  }
-  const Tensor& h_all = model.forward(ids, pos, false, &cache);
-  Tensor last_rows = Tensor::empty({B}, DType::I32);
-  for (int64_t b = 0; b < B; ++b)
-    last_rows.data<int32_t>()[b] = static_cast<int32_t>(b * longest + length[static_cast<std::size_t>(b)] - 1);
-  Tensor h = Tensor::empty({B, mc.d_model});
-  ops::embedding_forward(h_all, last_rows, h);  // gathers each sequence's last prompt row
-
-  Tensor logits = Tensor::empty({B, mc.vocab_size});
-  Tensor uniforms = Tensor::empty({B});
-  Tensor next = Tensor::empty({B}, DType::I32);
-  Tensor logprobs = Tensor::empty({B});
-  Tensor step_ids = Tensor::empty({B, 1}, DType::I32);
-  Tensor step_pos = Tensor::empty({B, 1}, DType::I32);
+  for (int64_t b = 0; b < B; ++b) length[static_cast<std::size_t>(b)] = static_cast<int64_t>(prompts[static_cast<std::size_t>(b)].size());
+  std::vector<bool> done(static_cast<std::size_t>(B), false);
   std::vector<core::RngStream> streams;
   for (int64_t b = 0; b < B; ++b)
     streams.emplace_back(seed, core::RngPurpose::Sampling, stream_ids[static_cast<std::size_t>(b)]);
-  std::vector<bool> done(static_cast<std::size_t>(B), false);
-  const int K = cfg.record_topk;
-  Tensor topk_vals, topk_ids;
-  if (K > 0) {
-    topk_vals = Tensor::empty({B, K});
-    topk_ids = Tensor::empty({B, K}, DType::I32);
+
+  // One group per pipeline stage (one when there is no pipeline).
+  const int64_t n_groups = std::min<int64_t>(B, pp.size());
+  std::vector<Group> groups;
+  for (int64_t g = 0; g < n_groups; ++g) {
+    const int64_t b0 = B * g / n_groups, b1 = B * (g + 1) / n_groups;
+    groups.push_back({b0, b1, static_cast<int>(g), model.make_cache(b1 - b0, capacity),
+                      Tensor::empty({b1 - b0, 1}, DType::I32), Tensor::empty({b1 - b0, 1}, DType::I32)});
   }
 
-  for (int64_t step = 0; step < cfg.max_new_tokens; ++step) {
-    model.logits(h, logits);
-    for (int64_t b = 0; b < B; ++b)
-      uniforms.data<float>()[b] = done[static_cast<std::size_t>(b)] ? 0.0f : streams[static_cast<std::size_t>(b)].uniform();
-    ops::sample_rows(logits, cfg.temperature, cfg.top_k, cfg.top_p, uniforms, next, logprobs);
-    if (K > 0) ops::topk_rows(logits, K, topk_vals, topk_ids);
-    bool all_done = true;
-    for (int64_t b = 0; b < B; ++b) {
-      const auto bi = static_cast<std::size_t>(b);
-      int32_t tok = next.data<int32_t>()[b];
+  // The tokens of one round of a group: ids, log-probabilities (as bits) and top-k ids, as the
+  // last stage sends them to the others.
+  auto packet_size = [&](const Group& g) { return g.size() * (2 + K); };
+  std::vector<int32_t> packet;
+  Tensor logits, uniforms, next, logprobs, topk_vals, topk_ids, h_rows;
+
+  // Records a round's tokens for the group's sequences and prepares their next decode step.
+  auto apply = [&](Group& g, const int32_t* pk) {
+    const int64_t n = g.size();
+    g.live = false;
+    for (int64_t i = 0; i < n; ++i) {
+      const auto bi = static_cast<std::size_t>(g.begin + i);
+      const int32_t tok = pk[i];
       if (!done[bi]) {
+        float lp;
+        std::memcpy(&lp, &pk[n + i], sizeof lp);
         out[bi].tokens.push_back(tok);
-        out[bi].logprobs.push_back(logprobs.data<float>()[b]);
-        if (K > 0) {
-          const int32_t* ids = topk_ids.data<int32_t>() + b * K;
-          out[bi].topk_ids.insert(out[bi].topk_ids.end(), ids, ids + K);
-        }
+        out[bi].logprobs.push_back(lp);
+        if (K > 0) out[bi].topk_ids.insert(out[bi].topk_ids.end(), pk + 2 * n + i * K, pk + 2 * n + (i + 1) * K);
         const bool stop = tok == eos_id || std::find(cfg.stop_tokens.begin(), cfg.stop_tokens.end(),
                                                      tok) != cfg.stop_tokens.end();
         if (stop) out[bi].stopped = true;
         if (stop || length[bi] + 1 >= capacity) done[bi] = true;
       }
-      all_done = all_done && done[bi];
+      g.live = g.live || !done[bi];
       // Finished rows keep decoding a dummy token at a clamped position: they only touch their
-      // own cache rows and keep the batch shape fixed.
-      step_ids.data<int32_t>()[b] = tok;
-      step_pos.data<int32_t>()[b] = static_cast<int32_t>(std::min<int64_t>(length[bi], capacity - 1));
+      // own cache rows and keep the group's shape fixed.
+      g.step_ids.data<int32_t>()[i] = tok;
+      g.step_pos.data<int32_t>()[i] = static_cast<int32_t>(std::min<int64_t>(length[bi], capacity - 1));
     }
-    if (all_done) break;
-    const Tensor& h_step = model.forward(step_ids, step_pos, false, &cache);
-    ops::copy(h_step, h);
-    for (int64_t b = 0; b < B; ++b)
-      if (!done[static_cast<std::size_t>(b)]) ++length[static_cast<std::size_t>(b)];
+    g.live = g.live && ++g.rounds < cfg.max_new_tokens;
+  };
+  // Last stage: samples the group's next tokens from the rows h [n, D].
+  auto sample = [&](Group& g, const Tensor& h) {
+    const int64_t n = g.size();
+    logits = Tensor::empty({n, mc.vocab_size});
+    uniforms = Tensor::empty({n});
+    next = Tensor::empty({n}, DType::I32);
+    logprobs = Tensor::empty({n});
+    model.logits(h, logits);
+    for (int64_t i = 0; i < n; ++i) {
+      const auto bi = static_cast<std::size_t>(g.begin + i);
+      uniforms.data<float>()[i] = done[bi] ? 0.0f : streams[bi].uniform();
+    }
+    ops::sample_rows(logits, cfg.temperature, cfg.top_k, cfg.top_p, uniforms, next, logprobs);
+    packet.assign(static_cast<std::size_t>(packet_size(g)), 0);
+    std::copy(next.data<int32_t>(), next.data<int32_t>() + n, packet.begin());
+    std::memcpy(packet.data() + n, logprobs.data<float>(), static_cast<std::size_t>(n) * sizeof(float));
+    if (K > 0) {
+      topk_vals = Tensor::empty({n, K});
+      topk_ids = Tensor::empty({n, K}, DType::I32);
+      ops::topk_rows(logits, K, topk_vals, topk_ids);
+      std::copy(topk_ids.data<int32_t>(), topk_ids.data<int32_t>() + n * K, packet.begin() + 2 * n);
+    }
+  };
+
+  for (int64_t round = 0;; ++round) {
+    bool busy = false;
+    for (Group& g : groups) {
+      const int64_t n = g.size();
+      if (g.pending) {  // stages before the last: the previous round's tokens, then decide
+        packet.resize(static_cast<std::size_t>(packet_size(g)));
+        pp.recv_from_last(packet.data(), packet_size(g) * int64_t(sizeof(int32_t)));
+        apply(g, packet.data());
+        g.pending = false;
+      }
+      if (!g.live) continue;
+      busy = true;
+      const Tensor* h = nullptr;
+      Tensor h_last;
+      if (round == 0) {
+        // Prefill: prompts right-padded (padding repeats a valid id; its positions are
+        // overwritten by later decode steps before any query can see them).
+        Tensor ids = Tensor::empty({n, longest}, DType::I32);
+        Tensor pos = causal_positions(n, longest);
+        for (int64_t i = 0; i < n; ++i) {
+          const auto& p = prompts[static_cast<std::size_t>(g.begin + i)];
+          for (int64_t t = 0; t < longest; ++t)
+            ids.data<int32_t>()[i * longest + t] = p[static_cast<std::size_t>(
+                std::min<int64_t>(t, static_cast<int64_t>(p.size()) - 1))];
+        }
+        const Tensor& h_all = model.forward(ids, pos, false, &g.cache, g.slot);
+        if (model.has_head()) {
+          Tensor last_rows = Tensor::empty({n}, DType::I32);
+          for (int64_t i = 0; i < n; ++i)
+            last_rows.data<int32_t>()[i] = static_cast<int32_t>(i * longest + length[static_cast<std::size_t>(g.begin + i)] - 1);
+          h_last = Tensor::empty({n, mc.d_model});
+          ops::embedding_forward(h_all, last_rows, h_last);  // each sequence's last prompt row
+          h = &h_last;
+        }
+      } else {
+        h = &model.forward(g.step_ids, g.step_pos, false, &g.cache, g.slot);
+        for (int64_t i = 0; i < n; ++i)
+          if (!done[static_cast<std::size_t>(g.begin + i)]) ++length[static_cast<std::size_t>(g.begin + i)];
+      }
+      if (model.has_head()) {
+        sample(g, *h);
+        if (pp.size() > 1) pp.send_from_last(packet.data(), packet_size(g) * int64_t(sizeof(int32_t)));
+        apply(g, packet.data());
+      } else {
+        g.pending = true;
+      }
+    }
+    bool waiting = false;
+    for (const Group& g : groups) waiting = waiting || g.pending;
+    if (!busy && !waiting) break;
   }
+  pp.wait_sends();
   return out;
 }
 

@@ -2,6 +2,7 @@
 
 #include "backend/ops.hpp"
 #include "core/error.hpp"
+#include "parallel/pipeline_parallel.hpp"
 #include "parallel/vocab_parallel.hpp"
 
 namespace opd::model {
@@ -10,38 +11,64 @@ namespace ops = opd::backend;
 using core::Tensor;
 
 LossSum lm_cross_entropy(Transformer& model, const Tensor& ids, const Tensor& pos,
-                         const Tensor& targets, float grad_per_token, int64_t vocab_chunk) {
+                         const Tensor& targets, float grad_per_token, int64_t vocab_chunk,
+                         int micro_batches) {
   OPD_CHECK(targets.shape() == ids.shape(), "targets ", targets.describe(), " vs ids ",
             ids.describe());
+  const int64_t B = ids.dim(0), T = ids.dim(1);
+  OPD_CHECK(micro_batches >= 1 && B % micro_batches == 0, "a batch of ", B,
+            " rows does not split into ", micro_batches, " micro-batches");
   const bool train = grad_per_token != 0.0f;
-  const int64_t N = ids.numel();
-  const Tensor& h = model.forward(ids, pos, train);
-  const Tensor flat_targets = targets.view({N});
-  ops::HeadStats stats;
-  stats.lse = Tensor::empty({N});
-  stats.target_logit = Tensor::empty({N});
+  const int64_t rows = B / micro_batches, N = rows * T;
+  const parallel::PipelineParallel& pp = model.pipeline();
   const parallel::TensorParallel& tp = model.tensor_parallel();
-  parallel::vocab_parallel_head_stats(h, model.lm_head().value, &flat_targets, 1.0f, vocab_chunk,
-                                      tp, stats);
-
+  // d_h of each micro-batch in flight (last stage), by activation slot.
+  std::vector<Tensor> dh(static_cast<std::size_t>(pp.size()));
   LossSum out;
-  const float* lse = stats.lse.data<float>();
-  const float* tl = stats.target_logit.data<float>();
-  const int32_t* tg = flat_targets.data<int32_t>();
-  Tensor d_loss = Tensor::zeros({N});
-  float* dl = d_loss.data<float>();
-  for (int64_t n = 0; n < N; ++n) {
-    if (tg[n] < 0) continue;
-    out.sum += static_cast<double>(lse[n]) - static_cast<double>(tl[n]);
-    ++out.count;
-    dl[n] = grad_per_token;
-  }
-  if (train) {
-    Tensor dh = Tensor::empty({N, model.config().d_model});
+
+  auto forward = [&](int i) {
+    const int slot = i % pp.size();
+    const Tensor mb_ids = ids.slice(i * rows, (i + 1) * rows);
+    const Tensor mb_pos = pos.slice(i * rows, (i + 1) * rows);
+    const Tensor& h = model.forward(mb_ids, mb_pos, train, nullptr, slot);
+    if (!model.has_head()) return;
+    const Tensor flat_targets = targets.slice(i * rows, (i + 1) * rows).view({N});
+    ops::HeadStats stats;
+    stats.lse = Tensor::empty({N});
+    stats.target_logit = Tensor::empty({N});
+    parallel::vocab_parallel_head_stats(h, model.lm_head().value, &flat_targets, 1.0f,
+                                        vocab_chunk, tp, stats);
+    const float* lse = stats.lse.data<float>();
+    const float* tl = stats.target_logit.data<float>();
+    const int32_t* tg = flat_targets.data<int32_t>();
+    Tensor d_loss = Tensor::zeros({N});
+    float* dl = d_loss.data<float>();
+    for (int64_t n = 0; n < N; ++n) {
+      if (tg[n] < 0) continue;
+      out.sum += static_cast<double>(lse[n]) - static_cast<double>(tl[n]);
+      ++out.count;
+      dl[n] = grad_per_token;
+    }
+    if (!train) return;
+    Tensor& d = dh[static_cast<std::size_t>(slot)];
+    if (d.numel() != N * model.config().d_model) d = Tensor::empty({N, model.config().d_model});
     parallel::vocab_parallel_cross_entropy_backward(h, model.lm_head().value, flat_targets,
-                                                    stats.lse, d_loss, 1.0f, vocab_chunk, tp, dh,
+                                                    stats.lse, d_loss, 1.0f, vocab_chunk, tp, d,
                                                     model.lm_head().grad);
-    model.backward(dh);
+  };
+  auto backward = [&](int i) { model.backward(dh[static_cast<std::size_t>(i % pp.size())], i % pp.size()); };
+
+  if (train) {
+    parallel::one_forward_one_backward(pp, micro_batches, forward, backward);
+  } else {
+    for (int i = 0; i < micro_batches; ++i) forward(i);
+    pp.wait_sends();
+  }
+  if (pp.size() > 1) {  // the loss is known on the last stage
+    double buf[2] = {out.sum, static_cast<double>(out.count)};
+    pp.broadcast_from_last(buf, sizeof buf);
+    out.sum = buf[0];
+    out.count = static_cast<int64_t>(buf[1]);
   }
   return out;
 }

@@ -26,8 +26,18 @@ void ModelConfig::validate(const std::string& where) const {
   need(init_std > 0, "init_std", "must be positive");
 }
 
-void ModelConfig::check_tensor_parallel(int tp, const std::string& where,
-                                        const std::string& layout) const {
+void ModelConfig::check_layout(int tp, int pp, const std::string& where,
+                               const std::string& layout) const {
+  if (pp > n_layers)
+    input_error(where + ".n_layers",
+                "n_layers = " + std::to_string(n_layers) + " cannot fill " + layout + ".pp = " +
+                    std::to_string(pp) + " pipeline stages (each needs a layer)",
+                "use pp <= n_layers");
+  if (pp > 1 && tie_embeddings)
+    input_error(where + ".tie_embeddings",
+                "tied embeddings with " + layout + ".pp = " + std::to_string(pp) +
+                    " would put one weight on the first and the last stage; not built yet",
+                "set tie_embeddings = false or pp = 1");
   if (tp <= 1) return;
   const std::pair<const char*, int64_t> dims[] = {
       {"n_heads", n_heads}, {"n_kv_heads", n_kv_heads}, {"d_ff", d_ff}, {"vocab_size", vocab_size}};

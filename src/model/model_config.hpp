@@ -29,8 +29,9 @@ struct ModelConfig {
   // Throws an Input error naming the field (prefixed by `where`) for impossible shapes.
   void validate(const std::string& where) const;
   // Throws an Input error when the shapes cannot be split over `tp` tensor-parallel ranks
-  // (heads, kv heads, d_ff and the vocabulary must divide by tp); `layout` names the setting.
-  void check_tensor_parallel(int tp, const std::string& where, const std::string& layout) const;
+  // (heads, kv heads, d_ff and the vocabulary must divide by tp) and `pp` pipeline stages (at
+  // least one layer each; untied embeddings); `layout` names the setting.
+  void check_layout(int tp, int pp, const std::string& where, const std::string& layout) const;
   // Parameter count, and the training FLOPs per token (6 * matmul params + attention), used by
   // the benchmarks: attention adds 12 * n_layers * seq * q_size (QK^T and PV, 2 FLOPs per
   // multiply-add, forward + backward; the causal half counted as full, as is customary).

@@ -33,11 +33,13 @@ AdamW::AdamW(const ParamSet& params, const std::vector<bool>* owned) {
 
 double grad_norm(const ParamSet& params) {
   // Shards are summed over the tensor-parallel group; replicated parameters (identical on every
-  // rank of the group) count once.
+  // rank of the group) count once; the pipeline stages' parameters are disjoint and all count.
   double s[2] = {0.0, 0.0};  // sharded, replicated
   for (const auto& p : params.all()) s[p.sharded() ? 0 : 1] += ops::sum_squares(p.grad);
   params.tensor_parallel().group().allreduce_sum(s, 1);
-  return std::sqrt(s[0] + s[1]);
+  double total = s[0] + s[1];
+  params.pipeline().group().allreduce_sum(&total, 1);
+  return std::sqrt(total);
 }
 
 double AdamW::step(ParamSet& params, const OptimConfig& cfg, double lr) {

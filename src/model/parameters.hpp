@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/tensor.hpp"
+#include "parallel/pipeline_parallel.hpp"
 #include "parallel/tensor_parallel.hpp"
 
 namespace opd::model {
@@ -19,6 +20,7 @@ struct Param {
   // Tensor parallelism: `value` is the slice [shard_begin, shard_begin + value.dim(shard_axis))
   // along shard_axis of a parameter of global_shape; shard_axis -1: whole (replicated).
   core::Shape global_shape;
+  int64_t spec_index = -1;  // its place in parameter_specs() (the initialisation stream)
   int shard_axis = -1;
   int64_t shard_begin = 0;
   bool sharded() const { return shard_axis >= 0; }
@@ -29,9 +31,12 @@ struct Param {
 class ParamSet {
  public:
   ParamSet() = default;
-  // Parameters sharded along an axis are split over this tensor-parallel group.
-  explicit ParamSet(parallel::TensorParallel tp) : tp_(std::move(tp)) {}
+  // Parameters sharded along an axis are split over the tensor-parallel group; the pipeline
+  // group's stages hold disjoint sets of parameters (the gradient norm sums over both).
+  ParamSet(parallel::TensorParallel tp, parallel::PipelineParallel pp)
+      : tp_(std::move(tp)), pp_(std::move(pp)) {}
   const parallel::TensorParallel& tensor_parallel() const { return tp_; }
+  const parallel::PipelineParallel& pipeline() const { return pp_; }
 
   // Adds a parameter of `global_shape`, this rank's shard of it when shard_axis >= 0 (that
   // dimension must divide by the group size); returns its index. Tensors are allocated here.
@@ -52,6 +57,7 @@ class ParamSet {
 
  private:
   parallel::TensorParallel tp_;
+  parallel::PipelineParallel pp_;
   std::vector<Param> params_;
 };
 

@@ -6,61 +6,83 @@
 #include "backend/ops.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "model/param_specs.hpp"
 
 namespace opd::model {
 
 namespace ops = opd::backend;
 using core::Shape;
 
-KVCache::KVCache(const ModelConfig& cfg, int64_t batch_, int64_t capacity_, int tp)
+KVCache::KVCache(int64_t layers, int64_t batch_, int64_t capacity_, int64_t kv_heads,
+                 int64_t head_dim)
     : batch(batch_), capacity(capacity_) {
-  const int64_t G = cfg.n_kv_heads / tp;
-  for (int64_t l = 0; l < cfg.n_layers; ++l) {
-    k.push_back(Tensor::zeros({batch, capacity, G, cfg.head_size()}));
-    v.push_back(Tensor::zeros({batch, capacity, G, cfg.head_size()}));
+  for (int64_t l = 0; l < layers; ++l) {
+    k.push_back(Tensor::zeros({batch, capacity, kv_heads, head_dim}));
+    v.push_back(Tensor::zeros({batch, capacity, kv_heads, head_dim}));
   }
 }
 
-namespace {
-constexpr int kRows = 0, kCols = 1;  // the sharded axis of a [out, in] weight
-}  // namespace
-
-Transformer::Transformer(const ModelConfig& cfg, parallel::TensorParallel tp)
-    : cfg_(cfg), params_(std::move(tp)) {
+Transformer::Transformer(const ModelConfig& cfg, parallel::TensorParallel tp,
+                         parallel::PipelineParallel pp)
+    : cfg_(cfg), params_(std::move(tp), std::move(pp)) {
   cfg_.validate("model");
   const int P = tensor_parallel().size();
-  cfg_.check_tensor_parallel(P, "model", "parallel");
+  cfg_.check_layout(P, pipeline().size(), "model", "parallel");
   heads_ = cfg_.n_heads / P;
   kv_heads_ = cfg_.n_kv_heads / P;
   ff_ = cfg_.d_ff / P;
   vocab_ = cfg_.vocab_size / P;
-  const int64_t D = cfg_.d_model, V = cfg_.vocab_size, F = cfg_.d_ff, E = cfg_.head_size();
-  embed_ = params_.add("model.embed_tokens.weight", {V, D}, true, kRows);
-  for (int64_t l = 0; l < cfg_.n_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    LayerIndex li{};
-    li.attn_norm = params_.add(p + "input_layernorm.weight", {D}, false);
-    li.q = params_.add(p + "self_attn.q_proj.weight", {cfg_.q_size(), D}, true, kRows);
-    li.k = params_.add(p + "self_attn.k_proj.weight", {cfg_.kv_size(), D}, true, kRows);
-    li.v = params_.add(p + "self_attn.v_proj.weight", {cfg_.kv_size(), D}, true, kRows);
-    if (cfg_.qkv_bias) {
-      li.q_bias = params_.add(p + "self_attn.q_proj.bias", {cfg_.q_size()}, false, kRows);
-      li.k_bias = params_.add(p + "self_attn.k_proj.bias", {cfg_.kv_size()}, false, kRows);
-      li.v_bias = params_.add(p + "self_attn.v_proj.bias", {cfg_.kv_size()}, false, kRows);
+  const auto [first_layer, end_layer] = pipeline().my_layers(cfg_.n_layers);
+  layers_begin_ = first_layer;
+  layers_.assign(static_cast<std::size_t>(end_layer - first_layer), LayerIndex{});
+  const std::vector<ParamSpec> specs = parameter_specs(cfg_);
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    const ParamSpec& sp = specs[i];
+    const bool here = sp.layer == ParamSpec::kFirstStage ? pipeline().first()
+                      : sp.layer == ParamSpec::kLastStage
+                          ? pipeline().last()
+                          : sp.layer >= first_layer && sp.layer < end_layer;
+    if (!here) continue;
+    const std::size_t at = params_.add(sp.name, sp.shape, sp.decay, sp.shard_axis);
+    params_[at].spec_index = static_cast<int64_t>(i);
+    const std::string& n = sp.name;
+    auto is = [&](const char* suffix) {
+      const std::string t(suffix);
+      return n.size() >= t.size() && n.compare(n.size() - t.size(), t.size(), t) == 0;
+    };
+    if (n == "model.embed_tokens.weight") embed_ = at;
+    else if (n == "model.norm.weight") final_norm_ = at;
+    else if (n == "lm_head.weight") lm_head_ = at;
+    else {
+      LayerIndex& li = layers_[static_cast<std::size_t>(sp.layer - first_layer)];
+      if (is("input_layernorm.weight")) li.attn_norm = at;
+      else if (is("q_proj.weight")) li.q = at;
+      else if (is("k_proj.weight")) li.k = at;
+      else if (is("v_proj.weight")) li.v = at;
+      else if (is("q_proj.bias")) li.q_bias = at;
+      else if (is("k_proj.bias")) li.k_bias = at;
+      else if (is("v_proj.bias")) li.v_bias = at;
+      else if (is("q_norm.weight")) li.q_norm = at;
+      else if (is("k_norm.weight")) li.k_norm = at;
+      else if (is("o_proj.weight")) li.o = at;
+      else if (is("post_attention_layernorm.weight")) li.mlp_norm = at;
+      else if (is("gate_proj.weight")) li.gate = at;
+      else if (is("up_proj.weight")) li.up = at;
+      else if (is("down_proj.weight")) li.down = at;
+      else internal_error("Transformer", "unplaced parameter " + n);
     }
-    if (cfg_.qk_norm) {
-      li.q_norm = params_.add(p + "self_attn.q_norm.weight", {E}, false);
-      li.k_norm = params_.add(p + "self_attn.k_norm.weight", {E}, false);
-    }
-    li.o = params_.add(p + "self_attn.o_proj.weight", {D, cfg_.q_size()}, true, kCols);
-    li.mlp_norm = params_.add(p + "post_attention_layernorm.weight", {D}, false);
-    li.gate = params_.add(p + "mlp.gate_proj.weight", {F, D}, true, kRows);
-    li.up = params_.add(p + "mlp.up_proj.weight", {F, D}, true, kRows);
-    li.down = params_.add(p + "mlp.down_proj.weight", {D, F}, true, kCols);
-    layers_.push_back(li);
   }
-  final_norm_ = params_.add("model.norm.weight", {D}, false);
-  lm_head_ = cfg_.tie_embeddings ? embed_ : params_.add("lm_head.weight", {V, D}, true, kRows);
+  if (cfg_.tie_embeddings && pipeline().last()) lm_head_ = embed_;  // pp = 1 (checked above)
+}
+
+Param& Transformer::lm_head() {
+  OPD_CHECK(lm_head_ != kNone, "the LM head lives on the last pipeline stage");
+  return params_[lm_head_];
+}
+
+KVCache Transformer::make_cache(int64_t batch, int64_t capacity) const {
+  return KVCache(static_cast<int64_t>(layers_.size()), batch, capacity, kv_heads_,
+                 cfg_.head_size());
 }
 
 void Transformer::init_weights(uint64_t seed) {
@@ -82,15 +104,18 @@ void Transformer::init_weights(uint64_t seed) {
     } else {
       float std = static_cast<float>(cfg_.init_std);
       if (ends_with("o_proj.weight") || ends_with("down_proj.weight")) std *= out_scale;
-      core::RngStream rng(seed, core::RngPurpose::Init, i);
+      core::RngStream rng(seed, core::RngPurpose::Init, static_cast<uint64_t>(p.spec_index));
       for (int64_t j = 0; j < whole.numel(); ++j) x[j] = std * rng.normal();
     }
     if (p.sharded()) take_shard(whole, p);
   }
 }
 
-void Transformer::ensure_buffers(int64_t B, int64_t T, bool keep) {
-  if (B == buf_batch_ && T == buf_seq_ && keep == buf_keep_) return;
+Transformer::Slot& Transformer::ensure_slot(int slot, int64_t B, int64_t T, bool keep) {
+  OPD_CHECK(slot >= 0, "activation slot ", slot);
+  if (static_cast<std::size_t>(slot) >= slots_.size()) slots_.resize(static_cast<std::size_t>(slot) + 1);
+  Slot& s = slots_[static_cast<std::size_t>(slot)];
+  if (B == s.buf_batch && T == s.buf_seq && keep == s.buf_keep) return s;
   const int64_t N = B * T, D = cfg_.d_model, F = ff_, H = heads_;
   const int64_t QS = heads_ * cfg_.head_size(), KS = kv_heads_ * cfg_.head_size();
   auto make_layer = [&]() {
@@ -116,42 +141,48 @@ void Transformer::ensure_buffers(int64_t B, int64_t T, bool keep) {
     a.act = Tensor::empty({N, F});
     return a;
   };
-  const int64_t L = cfg_.n_layers;
-  resid_.clear();
-  acts_.clear();
-  for (int64_t i = 0; i < (keep ? L + 1 : 2); ++i) resid_.push_back(Tensor::empty({N, D}));
-  for (int64_t i = 0; i < (keep ? L : 1); ++i) acts_.push_back(make_layer());
-  h_ = Tensor::empty({N, D});
-  rstd_f_ = Tensor::empty({N});
-  tmp_ = Tensor::empty({N, D});
+  const auto L = static_cast<int64_t>(layers_.size());
+  s.resid.clear();
+  s.acts.clear();
+  for (int64_t i = 0; i < (keep ? L + 1 : 2); ++i) s.resid.push_back(Tensor::empty({N, D}));
+  for (int64_t i = 0; i < (keep ? L : 1); ++i) s.acts.push_back(make_layer());
+  s.h = Tensor::empty({N, D});
+  s.rstd_f = Tensor::empty({N});
+  s.tmp = Tensor::empty({N, D});
+  s.buf_batch = B;
+  s.buf_seq = T;
+  s.buf_keep = keep;
+  return s;
+}
+
+void Transformer::ensure_workspace(int64_t N) {
+  if (N == ws_.rows) return;
+  const int64_t D = cfg_.d_model, F = ff_;
+  const int64_t QS = heads_ * cfg_.head_size(), KS = kv_heads_ * cfg_.head_size();
   ws_ = Workspace{};
-  if (keep) {
-    ws_.dx = Tensor::empty({N, D});
-    ws_.tmp = Tensor::empty({N, D});
-    ws_.d_xn = Tensor::empty({N, D});
-    ws_.d_attn = Tensor::empty({N, QS});
-    ws_.dq = Tensor::empty({N, QS});
-    ws_.dk = Tensor::empty({N, KS});
-    ws_.dv = Tensor::empty({N, KS});
-    if (cfg_.qk_norm) {
-      ws_.dq_raw = Tensor::empty({N, QS});
-      ws_.dk_raw = Tensor::empty({N, KS});
-    }
-    ws_.d_act = Tensor::empty({N, F});
-    ws_.d_gate = Tensor::empty({N, F});
-    ws_.d_up = Tensor::empty({N, F});
-    if (cfg_.qk_norm && tensor_parallel().size() > 1) {
-      ws_.d_qnorm = Tensor::empty({cfg_.head_size()});
-      ws_.d_knorm = Tensor::empty({cfg_.head_size()});
-    }
+  ws_.rows = N;
+  ws_.dx = Tensor::empty({N, D});
+  ws_.tmp = Tensor::empty({N, D});
+  ws_.d_xn = Tensor::empty({N, D});
+  ws_.d_attn = Tensor::empty({N, QS});
+  ws_.dq = Tensor::empty({N, QS});
+  ws_.dk = Tensor::empty({N, KS});
+  ws_.dv = Tensor::empty({N, KS});
+  if (cfg_.qk_norm) {
+    ws_.dq_raw = Tensor::empty({N, QS});
+    ws_.dk_raw = Tensor::empty({N, KS});
   }
-  buf_batch_ = B;
-  buf_seq_ = T;
-  buf_keep_ = keep;
+  ws_.d_act = Tensor::empty({N, F});
+  ws_.d_gate = Tensor::empty({N, F});
+  ws_.d_up = Tensor::empty({N, F});
+  if (cfg_.qk_norm && tensor_parallel().size() > 1) {
+    ws_.d_qnorm = Tensor::empty({cfg_.head_size()});
+    ws_.d_knorm = Tensor::empty({cfg_.head_size()});
+  }
 }
 
 const Tensor& Transformer::forward(const Tensor& ids, const Tensor& pos, bool keep,
-                                   KVCache* cache) {
+                                   KVCache* cache, int slot) {
   OPD_CHECK(ids.ndim() == 2 && pos.shape() == ids.shape(), "forward: ids ", ids.describe(),
             " pos ", pos.describe());
   OPD_CHECK(!(keep && cache), "training forward does not use a KV cache");
@@ -161,22 +192,27 @@ const Tensor& Transformer::forward(const Tensor& ids, const Tensor& pos, bool ke
   const float theta = static_cast<float>(cfg_.rope_theta);
   const float scale = 1.0f / std::sqrt(static_cast<float>(E));
   if (cache) OPD_CHECK(cache->batch == B, "KV cache batch ", cache->batch, " != ", B);
-  ensure_buffers(B, T, keep);
-  ids_ = ids;
-  pos_ = pos;
-  batch_ = B;
-  seq_ = T;
-  have_activations_ = keep;
+  Slot& s = ensure_slot(slot, B, T, keep);
+  s.ids = ids;
+  s.pos = pos;
+  s.batch = B;
+  s.seq = T;
+  s.have_activations = keep;
+  const parallel::PipelineParallel& pp = pipeline();
 
-  const Tensor flat_ids = ids.view({N});
   const Tensor flat_pos = pos.view({N});
-  ops::embedding_forward(w(embed_), flat_ids, resid_[0], vocab_range());
-  reduce(resid_[0]);  // each id's row lives on one vocabulary shard
-  for (int64_t l = 0; l < cfg_.n_layers; ++l) {
+  if (pp.first()) {
+    ops::embedding_forward(w(embed_), ids.view({N}), s.resid[0], vocab_range());
+    reduce(s.resid[0]);  // each id's row lives on one vocabulary shard
+  } else {
+    pp.recv_prev(s.resid[0]);
+  }
+  const auto L = static_cast<int64_t>(layers_.size());
+  for (int64_t l = 0; l < L; ++l) {
     const LayerIndex& li = layers_[static_cast<std::size_t>(l)];
-    LayerActs& a = acts_[keep ? static_cast<std::size_t>(l) : 0];
-    Tensor& x_in = resid_[keep ? l : l % 2];
-    Tensor& x_out = resid_[keep ? l + 1 : (l + 1) % 2];
+    LayerActs& a = s.acts[keep ? static_cast<std::size_t>(l) : 0];
+    Tensor& x_in = s.resid[static_cast<std::size_t>(keep ? l : l % 2)];
+    Tensor& x_out = s.resid[static_cast<std::size_t>(keep ? l + 1 : (l + 1) % 2)];
 
     ops::rmsnorm_forward(x_in, w(li.attn_norm), eps, a.xn1, keep ? &a.rstd1 : nullptr);
     Tensor& q_lin = cfg_.qk_norm ? a.q_raw : a.q;
@@ -213,38 +249,53 @@ const Tensor& Transformer::forward(const Tensor& ids, const Tensor& pos, bool ke
       ops::attention_forward(q4, a.k.view({B, T, G, E}), a.v.view({B, T, G, E}), pos, scale,
                              out4, keep ? &a.probs : nullptr);
     }
-    ops::gemm(a.attn, false, w(li.o), true, tmp_);
-    reduce(tmp_);  // row-parallel: sum of the heads' shares
-    ops::add(x_in, tmp_, a.x_mid);
+    ops::gemm(a.attn, false, w(li.o), true, s.tmp);
+    reduce(s.tmp);  // row-parallel: sum of the heads' shares
+    ops::add(x_in, s.tmp, a.x_mid);
 
     ops::rmsnorm_forward(a.x_mid, w(li.mlp_norm), eps, a.xn2, keep ? &a.rstd2 : nullptr);
     ops::gemm(a.xn2, false, w(li.gate), true, a.gate);
     ops::gemm(a.xn2, false, w(li.up), true, a.up);
     ops::swiglu_forward(a.gate, a.up, a.act);
-    ops::gemm(a.act, false, w(li.down), true, tmp_);
-    reduce(tmp_);  // row-parallel: sum of the hidden units' shares
-    ops::add(a.x_mid, tmp_, x_out);
+    ops::gemm(a.act, false, w(li.down), true, s.tmp);
+    reduce(s.tmp);  // row-parallel: sum of the hidden units' shares
+    ops::add(a.x_mid, s.tmp, x_out);
   }
-  const Tensor& last = resid_[keep ? cfg_.n_layers : cfg_.n_layers % 2];
-  ops::rmsnorm_forward(last, w(final_norm_), eps, h_, &rstd_f_);
-  return h_;
+  const Tensor& last = s.resid[static_cast<std::size_t>(keep ? L : L % 2)];
+  if (!pp.last()) {
+    pp.send_next(last);
+    return none_;
+  }
+  ops::rmsnorm_forward(last, w(final_norm_), eps, s.h, &s.rstd_f);
+  return s.h;
 }
 
-void Transformer::backward(const Tensor& d_h) {
-  OPD_CHECK(have_activations_, "backward without a forward that kept activations");
-  const int64_t B = batch_, T = seq_, N = B * T;
+void Transformer::backward(const Tensor& d_h, int slot) {
+  OPD_CHECK(slot >= 0 && static_cast<std::size_t>(slot) < slots_.size() &&
+                slots_[static_cast<std::size_t>(slot)].have_activations,
+            "backward without a forward that kept activations (slot ", slot, ")");
+  Slot& a_slot = slots_[static_cast<std::size_t>(slot)];
+  const int64_t B = a_slot.batch, T = a_slot.seq, N = B * T;
   const int64_t H = heads_, G = kv_heads_, E = cfg_.head_size();
   const bool tp = tensor_parallel().size() > 1;
+  const parallel::PipelineParallel& pp = pipeline();
   const float theta = static_cast<float>(cfg_.rope_theta);
   const float scale = 1.0f / std::sqrt(static_cast<float>(E));
-  OPD_CHECK(d_h.numel() == N * cfg_.d_model, "backward: d_h ", d_h.describe());
+  ensure_workspace(N);
   Workspace& s = ws_;
-  const Tensor flat_pos = pos_.view({N});
+  const Tensor flat_pos = a_slot.pos.view({N});
+  const auto L = static_cast<int64_t>(layers_.size());
 
-  ops::rmsnorm_backward(resid_[cfg_.n_layers], w(final_norm_), rstd_f_, d_h, s.dx, g(final_norm_));
-  for (int64_t l = cfg_.n_layers - 1; l >= 0; --l) {
+  if (pp.last()) {
+    OPD_CHECK(d_h.numel() == N * cfg_.d_model, "backward: d_h ", d_h.describe());
+    ops::rmsnorm_backward(a_slot.resid[static_cast<std::size_t>(L)], w(final_norm_),
+                          a_slot.rstd_f, d_h, s.dx, g(final_norm_));
+  } else {
+    pp.recv_next(s.dx);
+  }
+  for (int64_t l = L - 1; l >= 0; --l) {
     const LayerIndex& li = layers_[static_cast<std::size_t>(l)];
-    LayerActs& a = acts_[static_cast<std::size_t>(l)];
+    LayerActs& a = a_slot.acts[static_cast<std::size_t>(l)];
     // MLP block: x_out = x_mid + act W_down^T.
     ops::gemm(s.dx, false, w(li.down), false, s.d_act);
     ops::gemm(s.dx, true, a.act, false, g(li.down), 1.0f, 1.0f);
@@ -301,10 +352,11 @@ void Transformer::backward(const Tensor& d_h) {
     ops::gemm(*dk_lin, true, a.xn1, false, g(li.k), 1.0f, 1.0f);
     ops::gemm(s.dv, true, a.xn1, false, g(li.v), 1.0f, 1.0f);
     reduce(s.d_xn);  // column-parallel input gradient: sum over the shards
-    ops::rmsnorm_backward(resid_[l], w(li.attn_norm), a.rstd1, s.d_xn, s.tmp, g(li.attn_norm));
+    ops::rmsnorm_backward(a_slot.resid[static_cast<std::size_t>(l)], w(li.attn_norm), a.rstd1, s.d_xn, s.tmp, g(li.attn_norm));
     ops::axpy(1.0f, s.tmp, s.dx);  // dx is now dL/dx_in
   }
-  ops::embedding_backward(s.dx, ids_.view({N}), g(embed_), vocab_range());
+  if (pp.first()) ops::embedding_backward(s.dx, a_slot.ids.view({N}), g(embed_), vocab_range());
+  else pp.send_prev(s.dx);
 }
 
 void Transformer::logits(const Tensor& h_rows, Tensor& out) {

@@ -12,6 +12,12 @@
 // hidden units), o_proj and down_proj row-parallel (their partial products are summed over the
 // group: one all-reduce per block forward, one per block backward), and the embedding and LM head
 // vocab-parallel. Norm gains are replicated; hidden states h are whole on every rank.
+//
+// Pipeline parallelism: with pp stages each rank holds a contiguous range of layers; the first
+// stage also the embedding, the last the final norm and the head. forward() receives its input
+// from the previous stage and sends its output to the next (without waiting), and only the last
+// stage returns h; backward() runs the other way. Each of several micro-batches in flight uses
+// its own activation slot.
 #pragma once
 
 #include <cstdint>
@@ -21,45 +27,58 @@
 #include "core/tensor.hpp"
 #include "model/model_config.hpp"
 #include "model/parameters.hpp"
+#include "parallel/pipeline_parallel.hpp"
 #include "parallel/tensor_parallel.hpp"
 
 namespace opd::model {
 
 using core::Tensor;
 
-// Keys and values of every layer for a batch of sequences, at absolute positions.
+// Keys and values of a model's layers (this stage's) for a batch of sequences, at absolute
+// positions. Make one with Transformer::make_cache.
 struct KVCache {
-  // With tensor parallelism each rank caches its n_kv_heads / tp heads.
-  KVCache(const ModelConfig& cfg, int64_t batch, int64_t capacity, int tp = 1);
+  KVCache(int64_t layers, int64_t batch, int64_t capacity, int64_t kv_heads, int64_t head_dim);
   int64_t batch = 0, capacity = 0;
-  std::vector<Tensor> k, v;  // per layer [batch, capacity, n_kv_heads, head_dim]
+  std::vector<Tensor> k, v;  // per layer [batch, capacity, kv_heads, head_dim]
 };
 
 class Transformer {
  public:
-  // tp: the tensor-parallel group this rank's shards belong to (default: one rank, whole model).
-  explicit Transformer(const ModelConfig& cfg, parallel::TensorParallel tp = {});
+  // tp: the tensor-parallel group this rank's shards belong to; pp: the pipeline group whose
+  // stage this rank is (defaults: one rank, the whole model).
+  explicit Transformer(const ModelConfig& cfg, parallel::TensorParallel tp = {},
+                       parallel::PipelineParallel pp = {});
 
   const ModelConfig& config() const { return cfg_; }
   const parallel::TensorParallel& tensor_parallel() const { return params_.tensor_parallel(); }
+  const parallel::PipelineParallel& pipeline() const { return params_.pipeline(); }
+  // True on the stage that holds the head (and where forward() returns h).
+  bool has_head() const { return pipeline().last(); }
   ParamSet& params() { return params_; }
   const ParamSet& params() const { return params_; }
-  // The LM head weight [V, D] and its gradient (the embedding's when tied).
-  Param& lm_head() { return params_[lm_head_]; }
+  // The LM head weight [V, D] (this rank's vocabulary shard) and its gradient (the embedding's
+  // when tied). Last stage only.
+  Param& lm_head();
 
   // Normal(0, init_std) matrices (output projections scaled by 1/sqrt(2 n_layers)), unit norm
-  // gains, zero biases. Deterministic in seed: each parameter has its own Philox stream.
+  // gains, zero biases. Deterministic in seed and independent of the layout: parameter i of
+  // parameter_specs() is drawn whole from Philox stream i and this rank keeps its shard.
   void init_weights(uint64_t seed);
 
+  // A KV cache for this rank's layers and kv heads.
+  KVCache make_cache(int64_t batch, int64_t capacity) const;
+
   // ids [B, T] I32, pos [B, T] I32 (absolute positions; the query at pos p sees keys 0..p).
-  // Returns h [B*T, D], valid until the next forward.
+  // Returns h [B*T, D] on the last stage (valid until the next forward of the slot) and an
+  // undefined tensor on the others. Every stage must call it (ids and pos are needed everywhere).
   const Tensor& forward(const Tensor& ids, const Tensor& pos, bool keep_activations,
-                        KVCache* cache = nullptr);
-  // After forward(keep_activations = true): accumulates parameter gradients from d_h [B*T, D].
-  void backward(const Tensor& d_h);
+                        KVCache* cache = nullptr, int slot = 0);
+  // After forward(keep_activations = true) of the slot: accumulates parameter gradients from
+  // d_h [B*T, D] (last stage; the others receive theirs from the next stage and pass any tensor).
+  void backward(const Tensor& d_h, int slot = 0);
 
   // Full logits [M, V] for a few rows of h (decoding, blocks of response rows), logits =
-  // h W_head^T (gathered over the vocabulary shards).
+  // h W_head^T (gathered over the vocabulary shards). Last stage only.
   void logits(const Tensor& h_rows, Tensor& out);
   // Back through logits(): given dL/dlogits [M, V] (whole on every rank), writes dL/dh_rows
   // [M, D] (overwrite) and accumulates this rank's shard of the head gradient.
@@ -74,39 +93,45 @@ class Transformer {
     Tensor xn1, rstd1, q_raw, k_raw, rstd_q, rstd_k, q, k, v, probs, attn, x_mid, xn2, rstd2,
         gate, up, act;
   };
-  struct Workspace {  // backward scratch, sized for the last forward's B, T
+  // One forward's activations, reallocated only when B, T or keep change (first touch of new
+  // memory costs more than the arithmetic on these machines).
+  struct Slot {
+    int64_t buf_batch = -1, buf_seq = -1;
+    bool buf_keep = false;
+    std::vector<Tensor> resid;   // keep: L + 1 residual streams [N, D]; else 2, alternating
+    std::vector<LayerActs> acts; // keep: one per layer; else one shared
+    Tensor h, rstd_f, tmp;
+    Tensor ids, pos;             // what the forward saw (for backward)
+    int64_t batch = 0, seq = 0;
+    bool have_activations = false;
+  };
+  struct Workspace {  // backward scratch, sized for the last backward's B, T
+    int64_t rows = -1;
     Tensor dx, tmp, d_xn, d_attn, dq, dk, dv, dq_raw, dk_raw, d_act, d_gate, d_up;
     Tensor d_qnorm, d_knorm;  // tp > 1: this rank's part of the shared QK-norm gain gradients
   };
 
-  void ensure_buffers(int64_t batch, int64_t seq, bool keep);
+  Slot& ensure_slot(int slot, int64_t batch, int64_t seq, bool keep);
+  void ensure_workspace(int64_t rows);
   // Sums a row-parallel partial product (or a column-parallel input gradient) over the group.
   void reduce(Tensor& x) const { tensor_parallel().allreduce_sum(x); }
   backend::VocabRange vocab_range() const;  // this rank's rows of the embedding and head
   Tensor local_logits(int64_t rows);        // [rows, V/tp] scratch
   Tensor& w(std::size_t i) { return params_[i].value; }
   Tensor& g(std::size_t i) { return params_[i].grad; }
+  static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
 
   ModelConfig cfg_;
   ParamSet params_;
-  // This rank's share: query heads, kv heads, MLP hidden units, vocabulary rows.
-  int64_t heads_ = 0, kv_heads_ = 0, ff_ = 0, vocab_ = 0;
-  std::size_t embed_ = 0, final_norm_ = 0, lm_head_ = 0;
-  std::vector<LayerIndex> layers_;
+  // This rank's share: query heads, kv heads, MLP hidden units, vocabulary rows, layers.
+  int64_t heads_ = 0, kv_heads_ = 0, ff_ = 0, vocab_ = 0, layers_begin_ = 0;
+  std::size_t embed_ = kNone, final_norm_ = kNone, lm_head_ = kNone;
+  std::vector<LayerIndex> layers_;  // this stage's
 
-  // Activation buffers, reallocated only when B, T or keep change (first touch of new memory
-  // costs more than the arithmetic on these machines).
-  int64_t buf_batch_ = -1, buf_seq_ = -1;
-  bool buf_keep_ = false;
-  std::vector<Tensor> resid_;   // keep: L + 1 residual streams [N, D]; else 2, alternating
-  std::vector<LayerActs> acts_; // keep: one per layer; else one shared
-  Tensor h_, rstd_f_, tmp_, head_local_;  // head_local_: [M, V/tp] logits when tp > 1
+  std::vector<Slot> slots_;
   Workspace ws_;
-
-  // What the last forward saw (for backward).
-  Tensor ids_, pos_;
-  int64_t batch_ = 0, seq_ = 0;
-  bool have_activations_ = false;
+  Tensor head_local_;  // [M, V/tp] logits when tp > 1
+  Tensor none_;        // what forward() returns on stages without the head
 };
 
 }  // namespace opd::model

@@ -115,7 +115,7 @@ TEST(Transformer, IncrementalDecodeMatchesFullForward) {
   Tensor full_logits = Tensor::empty({T, c.vocab_size});
   m.logits(h_full, full_logits);
   // Prefill of the first 3 tokens, then one token at a time.
-  KVCache cache(c, 1, T);
+  KVCache cache = m.make_cache(1, T);
   const int64_t P = 3;
   Tensor h = m.forward(ids_tensor({seq.begin(), seq.begin() + P}, 1, P), causal_positions(1, P),
                        false, &cache).clone();

@@ -1,0 +1,70 @@
+#include "parallel/pipeline_parallel.hpp"
+
+#include <algorithm>
+
+#include "core/error.hpp"
+
+namespace opd::parallel {
+
+namespace {
+// One tag per kind of message: MPI keeps the messages of one (source, tag) in order, and every
+// stage consumes each kind in the order it was produced.
+constexpr int kTagActivation = 101, kTagGradient = 102, kTagFromLast = 103;
+
+void check_f32(const core::Tensor& t, const char* what) {
+  OPD_CHECK(t.dtype() == core::DType::F32 && t.is_host(), "pipeline ", what, ": ", t.describe());
+}
+}  // namespace
+
+std::pair<int64_t, int64_t> PipelineParallel::layers(int64_t n_layers, int stage) const {
+  const int64_t P = size(), base = n_layers / P, extra = n_layers % P;
+  const int64_t begin = stage * base + std::min<int64_t>(stage, extra);
+  return {begin, begin + base + (stage < extra ? 1 : 0)};
+}
+
+void PipelineParallel::send_next(const core::Tensor& x) const {
+  check_f32(x, "send");
+  group_.isend(x.raw(), static_cast<int64_t>(x.bytes()), rank() + 1, kTagActivation);
+}
+
+void PipelineParallel::recv_prev(core::Tensor& x) const {
+  check_f32(x, "recv");
+  group_.recv(x.raw(), static_cast<int64_t>(x.bytes()), rank() - 1, kTagActivation);
+}
+
+void PipelineParallel::send_prev(const core::Tensor& dx) const {
+  check_f32(dx, "send");
+  group_.isend(dx.raw(), static_cast<int64_t>(dx.bytes()), rank() - 1, kTagGradient);
+}
+
+void PipelineParallel::recv_next(core::Tensor& dx) const {
+  check_f32(dx, "recv");
+  group_.recv(dx.raw(), static_cast<int64_t>(dx.bytes()), rank() + 1, kTagGradient);
+}
+
+void PipelineParallel::send_from_last(const void* data, int64_t bytes) const {
+  for (int s = 0; s + 1 < size(); ++s) group_.isend(data, bytes, s, kTagFromLast);
+}
+
+void PipelineParallel::recv_from_last(void* data, int64_t bytes) const {
+  group_.recv(data, bytes, size() - 1, kTagFromLast);
+}
+
+void PipelineParallel::broadcast_from_last(void* data, int64_t bytes) const {
+  group_.broadcast(data, bytes, size() - 1);
+}
+
+void one_forward_one_backward(const PipelineParallel& pp, int n,
+                              const std::function<void(int)>& forward,
+                              const std::function<void(int)>& backward) {
+  const int warmup = std::min(n, pp.size() - pp.rank() - 1);
+  for (int i = 0; i < warmup; ++i) forward(i);
+  for (int i = 0; i < n - warmup; ++i) {
+    forward(i + warmup);
+    backward(i);
+  }
+  for (int i = n - warmup; i < n; ++i) backward(i);
+  pp.wait_sends();
+}
+
+}  // namespace opd::parallel
