@@ -202,6 +202,7 @@ JobConfig parse_job(const std::string& toml_text, const std::string& source_name
   job.parallel.teacher = read_layout("teacher", job.parallel.student);
   job.parallel.placement = par.get_choice("placement", "colocated", {"colocated", "split"});
   job.parallel.zero = static_cast<int>(par.get_int("zero", 0, 0, 1));
+  job.parallel.micro_batches = static_cast<int>(par.get_int("micro_batches", 0, 0, 1 << 16));
   ConfigTable tok = t.table_or_empty("tokenizer");
   job.tokenizer = tok.get_choice("kind", "char", {"char"});
 

@@ -71,6 +71,10 @@ int Topology::teacher_of(int student_dp_rank) const {
   return student_ranks_ + (student_dp_rank % teacher_.dp) * teacher_.tp * teacher_.pp;
 }
 
+int Topology::teacher_reply_rank(int student_dp_rank) const {
+  return teacher_of(student_dp_rank) + (teacher_.pp - 1) * teacher_.tp;
+}
+
 std::vector<int> Topology::clients() const {
   // The student replicas (by their first rank) served by this rank's teacher replica.
   const int mine = student_ranks_ + dp_rank_ * teacher_.tp * teacher_.pp;

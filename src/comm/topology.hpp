@@ -19,6 +19,7 @@ struct ParallelConfig {
   Layout student, teacher;
   std::string placement = "colocated";  // colocated | split
   int zero = 0;                         // 1: shard AdamW state over data-parallel ranks
+  int micro_batches = 0;                // per update and rank; 0: one per pipeline stage
 };
 
 enum class Role { Student, Teacher, Both };
@@ -53,6 +54,8 @@ class Topology {
   // The teacher rank that scores for student dp rank s (the first rank of a teacher replica), and
   // the student replicas (their first ranks) this rank's teacher replica serves.
   int teacher_of(int student_dp_rank) const;
+  // The rank of that teacher replica that sends the replies (its last stage's first tp rank).
+  int teacher_reply_rank(int student_dp_rank) const;
   std::vector<int> clients() const;
   std::string describe() const;  // "tp1.pp1.dp2"
 

@@ -1,5 +1,6 @@
 #include "distill/distill_stage.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -38,9 +39,6 @@ DistillStage::DistillStage(const JobConfig& job, const StageConfig& stage,
 void DistillStage::prepare() {
   const DistillConfig& dc = cfg_.distill;
   check_objective(dc, cfg_.where);
-  if (topo_.split() && dc.select_fraction < 1.0)
-    input_error(cfg_.where, "prompt_select with split placement is not built yet",
-                "use placement = \"colocated\" or remove [stage.prompt_select]");
   if (topo_.role() != comm::Role::Teacher && dc.prompts_per_step % topo_.layout().dp != 0)
     input_error(cfg_.where, "prompts_per_step " + std::to_string(dc.prompts_per_step) +
                                 " does not split over " + std::to_string(topo_.layout().dp) +
@@ -126,18 +124,27 @@ std::vector<int64_t> DistillStage::step_prompts(int64_t step) const {
   return out;
 }
 
+fs::path DistillStage::selection_file() const {
+  return fs::path(dir_) / "selected_prompts.json";
+}
+
+int64_t DistillStage::selection_candidates() const {
+  const DistillConfig& dc = cfg_.distill;
+  return dc.select_candidates > 0
+             ? std::min<int64_t>(dc.select_candidates, static_cast<int64_t>(pool_.size()))
+             : static_cast<int64_t>(pool_.size());
+}
+
 std::vector<int64_t> DistillStage::select_prompts(model::Transformer& student,
                                                   TeacherScorer& teacher) {
   const DistillConfig& dc = cfg_.distill;
-  const fs::path file = fs::path(dir_) / "selected_prompts.json";
+  const fs::path file = selection_file();
   if (dc.select_fraction >= 1.0) return {};
   if (fs::exists(file)) {  // measured by an earlier run of this stage: the same selection
     std::ifstream in(file);
     return nlohmann::json::parse(in)["selected"].get<std::vector<int64_t>>();
   }
-  const int64_t n = dc.select_candidates > 0
-                        ? std::min<int64_t>(dc.select_candidates, static_cast<int64_t>(pool_.size()))
-                        : static_cast<int64_t>(pool_.size());
+  const int64_t n = selection_candidates();
   std::vector<double> score(static_cast<std::size_t>(n));
   model::SamplingConfig sampling = dc.sampling;
   sampling.record_topk = dc.diag_k;
@@ -170,6 +177,7 @@ std::vector<int64_t> DistillStage::select_prompts(model::Transformer& student,
   nlohmann::json j = {{"candidates", n}, {"kept", keep}, {"selected", order},
                       {"mean_overlap_all", all_mean / static_cast<double>(n)},
                       {"mean_overlap_kept", kept_mean / static_cast<double>(keep)}};
+  if (!topo_.is_root()) return order;  // the other ranks of replica 0 computed the same
   fs::create_directories(dir_);
   std::ofstream(file.string() + ".tmp") << j.dump() << '\n';
   fs::rename(file.string() + ".tmp", file);
@@ -210,12 +218,13 @@ StageOutcome DistillStage::run(StopCondition& stop) {
   LocalTeacher* local_teacher = nullptr;
   if (topo_.split()) {
     teacher_ptr = std::make_unique<RemoteTeacher>(
-        topo_.world(), topo_.teacher_of(topo_.dp_rank()), topo_.tp(),
+        topo_.world(), topo_.teacher_of(topo_.dp_rank()), topo_.teacher_reply_rank(topo_.dp_rank()),
+        topo_.tp(),
         model_config_of(job_, dc.teacher, tok_), static_cast<float>(dc.teacher_temperature),
         dc.signal == "full");
   } else {
     auto lt = std::make_unique<LocalTeacher>(load_model(resolve_checkpoint(job_, dc.teacher),
-                                                        tok_.describe(), tensor_parallel_of(topo_)),
+                                                        tok_.describe(), model_parallel_of(topo_)),
                                              static_cast<float>(dc.teacher_temperature),
                                              cfg_.vocab_chunk, dc.rows_per_block);
     local_teacher = lt.get();
@@ -230,7 +239,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
   if (resume) {
     io::CheckpointReader r(*resume);
     check_tokenizer(r, tok_.describe());
-    student = std::make_unique<model::Transformer>(read_model_config(r), tensor_parallel_of(topo_));
+    student = std::make_unique<model::Transformer>(read_model_config(r), model_parallel_of(topo_));
     read_model_weights(r, *student);
     step = r.read_int("state/step");
     tokens_seen = r.read_int("state/tokens_seen");
@@ -243,7 +252,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
                   "resume with the same teacher, or start a new run directory");
     core::log::info(cfg_.name, ": resuming from ", *resume, " at step ", step);
   } else {
-    student = initial_model(job_, cfg_.model, tok_, tensor_parallel_of(topo_));
+    student = initial_model(job_, cfg_.model, tok_, model_parallel_of(topo_));
   }
   if (student->config().vocab_size != teacher.config().vocab_size)
     input_error(cfg_.where, "the student's and the teacher's vocabularies differ",
@@ -264,8 +273,9 @@ StageOutcome DistillStage::run(StopCondition& stop) {
   {
     // The root measures (or reads back) the selection; every rank gets the same indices.
     std::vector<int64_t> sel;
-    // Replica 0 scores (all its tp ranks take part), then shares the choice with the others.
-    if (topo_.dp_rank() == 0 && local_teacher) sel = select_prompts(*student, *local_teacher);
+    // Replica 0 scores (all its ranks take part; its teacher is local or remote), then shares
+    // the choice with the others.
+    if (topo_.dp_rank() == 0) sel = select_prompts(*student, teacher);
     int64_t n = static_cast<int64_t>(sel.size());
     topo_.dp().broadcast(&n, sizeof n, 0);
     sel.resize(static_cast<std::size_t>(n));
@@ -290,7 +300,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
       w.emplace(ckdir.path_for_step(at), checkpoint_comm(topo_));
       write_model(*w, *student, tok_.describe());
     }
-    opt.write(writer ? &*w : nullptr);
+    opt.write(writer ? &*w : nullptr, model::parameter_specs(student->config()));
     if (writer) {
       w->write_int("state/step", at);
       w->write_int("state/tokens_seen", tokens_seen);
@@ -376,7 +386,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
     {
       core::ScopedPhase p(phases, "update");
       student->params().zero_grad();
-      m = distill_backward(*student, rb, reply, dc, dp);
+      m = distill_backward(*student, rb, reply, dc, dp, micro_batches_of(job_, topo_));
       gnorm = opt.step(cfg_.optim, lr);
     }
     ++step;
@@ -447,7 +457,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
 StageOutcome DistillStage::serve(StopCondition& stop) {
   const DistillConfig& dc = cfg_.distill;
   LocalTeacher teacher(load_model(resolve_checkpoint(job_, dc.teacher), tok_.describe(),
-                                  tensor_parallel_of(topo_)),
+                                  model_parallel_of(topo_)),
                        static_cast<float>(dc.teacher_temperature), cfg_.vocab_chunk,
                        dc.rows_per_block);
   const comm::Communicator& world = topo_.world();
@@ -461,17 +471,26 @@ StageOutcome DistillStage::serve(StopCondition& stop) {
   // The same order of exchanges as the student side: the head, the teacher's accuracy, then one
   // request per client per step with the stop agreement in between.
   if (dc.signal == "full")
-    for (int c : clients) send_teacher_head(teacher, world, topo_.tp(), c);
+    for (int c : clients) send_teacher_head(teacher, world, c);
   if (!resume && !eval_teacher_.empty()) {
     double acc = evaluate(teacher.model(), tok_, eval_teacher_, cfg_.eval, job_.run.seed ^ 0xe7a1ull,
                           nullptr, 0, &topo_.dp())
                      .accuracy;
     world.broadcast(&acc, sizeof acc, topo_.teacher_root());
   }
+  // Prompt selection (split placement): student replica 0 sends one request per chunk of
+  // candidates, unless an earlier run of this stage measured it (both sides see the file).
+  const std::vector<int> served = clients;
+  if (dc.select_fraction < 1.0 && !fs::exists(selection_file()) &&
+      std::find(served.begin(), served.end(), 0) != served.end()) {
+    const int64_t chunk = dc.prompts_per_step * dc.samples_per_prompt;
+    for (int64_t start = 0; start < selection_candidates(); start += chunk)
+      serve_score_request(teacher, world, topo_.replica(), 0);
+  }
   while (step < cfg_.steps) {
     if (step > first_step && world.allreduce_max(stop.should_stop(step) ? 1 : 0))
       return StageOutcome::Interrupted;
-    for (int c : clients) serve_score_request(teacher, world, topo_.tp(), c);
+    for (int c : clients) serve_score_request(teacher, world, topo_.replica(), c);
     ++step;
   }
   return StageOutcome::Done;

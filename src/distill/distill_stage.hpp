@@ -4,6 +4,7 @@
 // exact resume.
 #pragma once
 
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -34,6 +35,8 @@ class DistillStage final : public Stage {
   // The pool indices to train on: all, or the best-aligned fraction (prompt_select), measured
   // once with the initial student and kept in RUN/<stage>/selected_prompts.json.
   std::vector<int64_t> select_prompts(model::Transformer& student, TeacherScorer& teacher);
+  std::filesystem::path selection_file() const;  // RUN/<stage>/selected_prompts.json
+  int64_t selection_candidates() const;
   // The teacher's request for a batch (in the teacher's template when it differs).
   ScoreRequest score_request(const RolloutBatch& rb, Signal mode) const;
   // The pool indices of step `step`'s prompts.

@@ -22,11 +22,14 @@ using StepMetrics = std::map<std::string, double>;
 // With data parallelism each rank passes its share of the batch; the normalisers (token and
 // sequence counts) and every metric are reduced over `dp`, so the summed gradients and the
 // metrics equal those of one rank holding the whole batch. Every rank must call it each step.
+// The batch's sequences run as `micro_batches` groups (in the 1F1B order when the student is
+// pipelined); the objective is computed on the last stage and the metrics reach every stage.
 StepMetrics distill_backward(model::Transformer& student, const RolloutBatch& batch,
                              const ScoreReply& teacher, const DistillConfig& cfg,
-                             const comm::Communicator& dp);
+                             const comm::Communicator& dp, int micro_batches = 1);
 
-// The mean top-k overlap ratio of each response with the teacher (prompt selection).
+// The mean top-k overlap ratio of each response with the teacher (prompt selection); every
+// pipeline stage calls it and gets the result.
 std::vector<double> sequence_overlap(model::Transformer& student, const RolloutBatch& batch,
                                      const ScoreReply& teacher, const DistillConfig& cfg);
 

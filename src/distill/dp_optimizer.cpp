@@ -1,5 +1,7 @@
 #include "distill/dp_optimizer.hpp"
 
+#include <map>
+
 #include "core/error.hpp"
 #include "core/timer.hpp"
 #include "distill/model_io.hpp"
@@ -49,15 +51,16 @@ double DataParallelOptimizer::step(const model::OptimConfig& cfg, double lr) {
   return norm;
 }
 
-void DataParallelOptimizer::write(io::CheckpointWriter* w) {
+void DataParallelOptimizer::write(io::CheckpointWriter* w,
+                                  const std::vector<model::ParamSpec>& specs) {
   const bool root = dp_.rank() == 0;
   OPD_CHECK(root == (w != nullptr), "the checkpoint writer lives on data-parallel rank 0");
-  if (root) w->write_int("optimizer/step", adam_.steps());
+  // The owners' moments travel to the writing rank (ZeRO-1).
+  std::vector<core::Tensor> m_all(params_.size()), v_all(params_.size());
   for (std::size_t i = 0; i < params_.size(); ++i) {
-    const std::string& name = params_[i].name;
     core::Tensor m = adam_.exp_avg()[i], v = adam_.exp_avg_sq()[i];
     const int owner = owner_[i] < 0 ? 0 : owner_[i];
-    if (owner != 0) {  // the owner's moments travel to the writing rank
+    if (owner != 0) {
       if (dp_.rank() == owner) {
         dp_.send(m.raw(), static_cast<int64_t>(m.bytes()), 0, 2 * static_cast<int>(i));
         dp_.send(v.raw(), static_cast<int64_t>(v.bytes()), 0, 2 * static_cast<int>(i) + 1);
@@ -68,10 +71,27 @@ void DataParallelOptimizer::write(io::CheckpointWriter* w) {
         dp_.recv(v.raw(), static_cast<int64_t>(v.bytes()), owner, 2 * static_cast<int>(i) + 1);
       }
     }
-    if (root) {
-      const model::Param& p = params_[i];
-      w->write_tensor("optimizer/exp_avg/" + name, m, p.global_shape, p.shard_offset());
-      w->write_tensor("optimizer/exp_avg_sq/" + name, v, p.global_shape, p.shard_offset());
+    m_all[i] = m;
+    v_all[i] = v;
+  }
+  if (!root) return;
+  // Every writer names every parameter's moments in the same order (the writer is collective
+  // over the model's tp x pp ranks); a rank without the parameter writes an empty block.
+  w->write_int("optimizer/step", adam_.steps());
+  std::map<std::string, std::size_t> local;
+  for (std::size_t i = 0; i < params_.size(); ++i) local[params_[i].name] = i;
+  for (const model::ParamSpec& sp : specs) {
+    const auto it = local.find(sp.name);
+    for (int second = 0; second < 2; ++second) {
+      const std::string name =
+          std::string(second ? "optimizer/exp_avg_sq/" : "optimizer/exp_avg/") + sp.name;
+      if (it == local.end()) {
+        w->write_tensor(name, core::Tensor::empty({0}), sp.shape);
+        continue;
+      }
+      const model::Param& p = params_[it->second];
+      const core::Tensor& t = second ? v_all[it->second] : m_all[it->second];
+      w->write_tensor(name, t, p.global_shape, p.shard_offset());
     }
   }
 }

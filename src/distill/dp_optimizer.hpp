@@ -11,6 +11,7 @@
 #include "comm/communicator.hpp"
 #include "io/checkpoint.hpp"
 #include "model/optimizer.hpp"
+#include "model/param_specs.hpp"
 #include "model/parameters.hpp"
 
 namespace opd::distill {
@@ -25,8 +26,9 @@ class DataParallelOptimizer {
   double last_comm_seconds() const { return comm_seconds_; }
 
   // All ranks call these. write: the writer exists on dp rank 0 only (nullptr elsewhere); the
-  // owners send their moments there. read: each rank reads the moments it owns.
-  void write(io::CheckpointWriter* w);
+  // owners send their moments there; `specs` are every parameter of the model (a pipeline stage
+  // writes empty blocks for the others'). read: each rank reads the moments it owns.
+  void write(io::CheckpointWriter* w, const std::vector<model::ParamSpec>& specs);
   void read(io::CheckpointReader& r);
 
  private:

@@ -1,6 +1,7 @@
 #include "distill/model_io.hpp"
 
 #include "core/error.hpp"
+#include "model/param_specs.hpp"
 
 namespace opd::distill {
 
@@ -22,8 +23,16 @@ void write_model(io::CheckpointWriter& w, const model::Transformer& m,
   w.write_int("config/model/tie_embeddings", c.tie_embeddings);
   w.write_double("config/model/init_std", c.init_std);
   w.write_string("config/tokenizer", tokenizer_id);
-  for (const auto& p : m.params().all())
-    w.write_tensor("model/" + p.name, p.value, p.global_shape, p.shard_offset());
+  // Every parameter in the one fixed order on every rank (the writer may be collective over the
+  // model's tp x pp ranks); a pipeline stage writes empty blocks for the other stages' layers.
+  for (const model::ParamSpec& sp : model::parameter_specs(c)) {
+    if (!m.params().contains(sp.name)) {
+      w.write_tensor("model/" + sp.name, core::Tensor::empty({0}), sp.shape);
+      continue;
+    }
+    const model::Param& p = m.params().get(sp.name);
+    w.write_tensor("model/" + sp.name, p.value, p.global_shape, p.shard_offset());
+  }
 }
 
 model::ModelConfig read_model_config(io::CheckpointReader& r) {
@@ -58,7 +67,7 @@ namespace {
 // A block read carries no checksum check (that needs every byte), so the ranks of a group share
 // the verification of the sharded parameters: each verifies every size-th one.
 void verify_shards(io::CheckpointReader& r, const model::ParamSet& params) {
-  const parallel::TensorParallel& tp = params.tensor_parallel();
+  const parallel::TensorParallel& tp = params.tensor_parallel();  // (a stage's own parameters)
   int i = 0;
   for (const auto& p : params.all())
     if (p.sharded() && i++ % tp.size() == tp.rank()) r.verify("model/" + p.name);
@@ -85,10 +94,10 @@ void read_shard(io::CheckpointReader& r, const std::string& name, const model::P
 
 std::unique_ptr<model::Transformer> load_model(const std::string& path,
                                                const std::string& tokenizer_id,
-                                               const parallel::TensorParallel& tp) {
+                                               const model::ModelParallel& mp) {
   io::CheckpointReader r(path);
   check_tokenizer(r, tokenizer_id);
-  auto m = std::make_unique<model::Transformer>(read_model_config(r), tp);
+  auto m = std::make_unique<model::Transformer>(read_model_config(r), mp);
   read_model_weights(r, *m);
   return m;
 }

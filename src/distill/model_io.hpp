@@ -28,9 +28,9 @@ void read_shard(io::CheckpointReader& r, const std::string& name, const model::P
 // This rank's shard of every parameter (checksums: whole parameters on read, shards shared out
 // over the tensor-parallel group).
 void read_model_weights(io::CheckpointReader& r, model::Transformer& m);
-// A model rebuilt from a checkpoint file (config + weights), sharded over `tp`.
+// A model rebuilt from a checkpoint file (config + weights), sharded as `mp` says.
 std::unique_ptr<model::Transformer> load_model(const std::string& path,
                                                const std::string& tokenizer_id,
-                                               const parallel::TensorParallel& tp = {});
+                                               const model::ModelParallel& mp = {});
 
 }  // namespace opd::distill

@@ -56,12 +56,17 @@ void broadcast_tensor(const comm::Communicator& group, core::Tensor& t, int root
 
 }  // namespace
 
-RemoteTeacher::RemoteTeacher(const comm::Communicator& world, int teacher_rank,
+RemoteTeacher::RemoteTeacher(const comm::Communicator& world, int teacher_rank, int reply_rank,
                              const comm::Communicator& tp, const model::ModelConfig& cfg,
                              float temperature, bool full)
-    : world_(world), tp_(tp), teacher_rank_(teacher_rank), cfg_(cfg), temperature_(temperature) {
+    : world_(world),
+      tp_(tp),
+      teacher_rank_(teacher_rank),
+      reply_rank_(reply_rank),
+      cfg_(cfg),
+      temperature_(temperature) {
   if (!full) return;
-  if (tp_.rank() == 0) head_ = recv_tensor(world_, teacher_rank_);
+  if (tp_.rank() == 0) head_ = recv_tensor(world_, reply_rank_);
   broadcast_tensor(tp_, head_, 0);
 }
 
@@ -81,15 +86,16 @@ ScoreReply RemoteTeacher::score(const ScoreRequest& req) {
     for (const core::Tensor* t : std::initializer_list<const core::Tensor*>{
              &mode, &req.ids, &req.rows, &req.targets, &req.student_ids})
       send_tensor(world_, *t, teacher_rank_);
-    for (core::Tensor* t : answers) *t = recv_tensor(world_, teacher_rank_);
+    for (core::Tensor* t : answers) *t = recv_tensor(world_, reply_rank_);
   }
   for (core::Tensor* t : answers) broadcast_tensor(tp_, *t, 0);
   return reply;
 }
 
-void send_teacher_head(LocalTeacher& teacher, const comm::Communicator& world,
-                       const comm::Communicator& tp, int client) {
+void send_teacher_head(LocalTeacher& teacher, const comm::Communicator& world, int client) {
+  if (!teacher.model().has_head()) return;  // the last pipeline stage holds it
   // The head is sharded by vocabulary rows: the shards in rank order are the whole head.
+  const comm::Communicator& tp = teacher.model().tensor_parallel().group();
   const core::Tensor& shard = teacher.model().lm_head().value;
   core::Tensor whole = core::Tensor::empty({shard.dim(0) * tp.size(), shard.dim(1)});
   tp.allgather(shard.data<float>(), shard.numel(), whole.data<float>());
@@ -97,10 +103,10 @@ void send_teacher_head(LocalTeacher& teacher, const comm::Communicator& world,
 }
 
 void serve_score_request(LocalTeacher& teacher, const comm::Communicator& world,
-                         const comm::Communicator& tp, int client) {
+                         const comm::Communicator& replica, int client) {
   ScoreRequest req;
   core::Tensor mode;
-  if (tp.rank() == 0) {
+  if (replica.rank() == 0) {
     mode = recv_tensor(world, client);
     req.ids = recv_tensor(world, client);
     req.rows = recv_tensor(world, client);
@@ -108,11 +114,12 @@ void serve_score_request(LocalTeacher& teacher, const comm::Communicator& world,
     req.student_ids = recv_tensor(world, client);
   }
   for (core::Tensor* t : {&mode, &req.ids, &req.rows, &req.targets, &req.student_ids})
-    broadcast_tensor(tp, *t, 0);
+    broadcast_tensor(replica, *t, 0);
   req.mode = static_cast<Signal>(mode.data<int32_t>()[0]);
   ScoreReply reply;
-  if (req.rows.numel() > 0) reply = teacher.score(req);  // collective over the tp group
-  if (tp.rank() != 0) return;
+  if (req.rows.numel() > 0) reply = teacher.score(req);  // collective over the replica
+  const model::Transformer& m = teacher.model();
+  if (!m.has_head() || m.tensor_parallel().rank() != 0) return;  // the replying rank
   // Full mode needs only the hidden states; the other modes need no hidden states.
   const core::Tensor hidden = req.mode == Signal::Full ? reply.hidden : core::Tensor();
   for (const core::Tensor* t : std::initializer_list<const core::Tensor*>{

@@ -4,6 +4,7 @@
 
 #include "backend/ops.hpp"
 #include "core/error.hpp"
+#include "distill/response_logits.hpp"
 #include "model/lm_loss.hpp"
 #include "data/sequence.hpp"
 #include "data/verifier.hpp"
@@ -136,23 +137,34 @@ Relayout relayout(const RolloutBatch& rb, const data::Tokenizer& tok,
 std::vector<int32_t> student_topk(model::Transformer& student, const RolloutBatch& rb, int k,
                                   int64_t rows_per_block) {
   namespace ops = opd::backend;
-  const int64_t M = rb.num_rows(), V = student.config().vocab_size;
+  const int64_t M = rb.num_rows(), V = student.config().vocab_size, T = rb.seq_len();
   std::vector<int32_t> out(static_cast<std::size_t>(M * k));
   if (M == 0) return out;
-  const core::Tensor& h = student.forward(rb.ids, model::causal_positions(rb.batch(), rb.seq_len()), false);
-  core::Tensor rows = core::Tensor::from_vector(rb.rows, {M});
-  core::Tensor hr = core::Tensor::empty({M, student.config().d_model});
-  ops::embedding_forward(h, rows, hr);
+  const parallel::PipelineParallel& pp = student.pipeline();
   core::Tensor logits = core::Tensor::empty({rows_per_block, V});
   core::Tensor vals = core::Tensor::empty({rows_per_block, k});
   core::Tensor ids = core::Tensor::empty({rows_per_block, k}, core::DType::I32);
-  for (int64_t r0 = 0; r0 < M; r0 += rows_per_block) {
-    const int64_t r1 = std::min(M, r0 + rows_per_block);
-    core::Tensor l = logits.slice(0, r1 - r0), v = vals.slice(0, r1 - r0), i = ids.slice(0, r1 - r0);
-    student.logits(hr.slice(r0, r1), l);
-    ops::topk_rows(l, k, v, i);
-    std::copy(i.data<int32_t>(), i.data<int32_t>() + (r1 - r0) * k, out.begin() + r0 * k);
+  const std::vector<RowGroup> groups = row_groups(rb, pp.size());  // one per pipeline stage
+  for (std::size_t gi = 0; gi < groups.size(); ++gi) {
+    const RowGroup& g = groups[gi];
+    const core::Tensor& h = student.forward(rb.ids.slice(g.b0, g.b1),
+                                            model::causal_positions(g.b1 - g.b0, T), false,
+                                            nullptr, static_cast<int>(gi));
+    if (!student.has_head() || g.rows() == 0) continue;
+    std::vector<int32_t> local(rb.rows.begin() + g.r0, rb.rows.begin() + g.r1);
+    for (int32_t& r : local) r -= static_cast<int32_t>(g.b0 * T);
+    core::Tensor hr = core::Tensor::empty({g.rows(), student.config().d_model});
+    ops::embedding_forward(h, core::Tensor::from_vector(local, {g.rows()}), hr);
+    for (int64_t r0 = 0; r0 < g.rows(); r0 += rows_per_block) {
+      const int64_t r1 = std::min(g.rows(), r0 + rows_per_block);
+      core::Tensor l = logits.slice(0, r1 - r0), v = vals.slice(0, r1 - r0), i = ids.slice(0, r1 - r0);
+      student.logits(hr.slice(r0, r1), l);
+      ops::topk_rows(l, k, v, i);
+      std::copy(i.data<int32_t>(), i.data<int32_t>() + (r1 - r0) * k, out.begin() + (g.r0 + r0) * k);
+    }
   }
+  pp.wait_sends();
+  pp.broadcast_from_last(out.data(), static_cast<int64_t>(out.size() * sizeof(int32_t)));
   return out;
 }
 

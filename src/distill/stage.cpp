@@ -85,18 +85,22 @@ int64_t model_context(const JobConfig& job, const std::string& ref, const data::
 
 std::unique_ptr<model::Transformer> initial_model(const JobConfig& job, const std::string& ref,
                                                   const data::Tokenizer& tok,
-                                                  const parallel::TensorParallel& tp) {
+                                                  const model::ModelParallel& mp) {
   auto it = job.models.find(ref);
   if (it != job.models.end()) {
-    auto m = std::make_unique<model::Transformer>(model_config_of(job, ref, tok), tp);
+    auto m = std::make_unique<model::Transformer>(model_config_of(job, ref, tok), mp);
     m->init_weights(job.run.seed);
     return m;
   }
-  return load_model(resolve_checkpoint(job, ref), tok.describe(), tp);
+  return load_model(resolve_checkpoint(job, ref), tok.describe(), mp);
 }
 
-parallel::TensorParallel tensor_parallel_of(const comm::Topology& topo) {
-  return parallel::TensorParallel(topo.tp());
+int micro_batches_of(const JobConfig& job, const comm::Topology& topo) {
+  return job.parallel.micro_batches > 0 ? job.parallel.micro_batches : topo.layout().pp;
+}
+
+model::ModelParallel model_parallel_of(const comm::Topology& topo) {
+  return {parallel::TensorParallel(topo.tp()), parallel::PipelineParallel(topo.pp())};
 }
 
 void check_model_fits_layout(const JobConfig& job, const std::string& ref,

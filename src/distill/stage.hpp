@@ -55,9 +55,12 @@ model::ModelConfig model_config_of(const JobConfig& job, const std::string& ref,
 // or the weights of a checkpoint ("@stage" or a path).
 std::unique_ptr<model::Transformer> initial_model(const JobConfig& job, const std::string& ref,
                                                   const data::Tokenizer& tok,
-                                                  const parallel::TensorParallel& tp);
-// This rank's tensor-parallel group (of its role: student or teacher).
-parallel::TensorParallel tensor_parallel_of(const comm::Topology& topo);
+                                                  const model::ModelParallel& mp);
+// The micro-batches of one update on this rank: [parallel].micro_batches, or one per pipeline
+// stage when it is 0.
+int micro_batches_of(const JobConfig& job, const comm::Topology& topo);
+// This rank's tensor-parallel and pipeline groups (of its role: student or teacher).
+model::ModelParallel model_parallel_of(const comm::Topology& topo);
 // Input error unless the model a reference names splits over the layout's tp (named in the
 // message as `[parallel].student` or `.teacher`).
 void check_model_fits_layout(const JobConfig& job, const std::string& ref,

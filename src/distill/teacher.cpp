@@ -31,18 +31,39 @@ void teacher_logits_block(const ScoreReply& reply, int64_t r0, int64_t r1, Tenso
   reply.head_tp.gather_columns(local, out);
 }
 
+void LocalTeacher::forward_rows(const ScoreRequest& req, Tensor& hidden) {
+  // Groups of sequences, one per pipeline stage, so that the stages work at once; a request's
+  // rows are ordered by sequence, so each group's rows are contiguous.
+  const parallel::PipelineParallel& pp = model_->pipeline();
+  const int64_t B = req.ids.dim(0), T = req.ids.dim(1), M = req.rows.numel();
+  const int64_t n = std::max<int64_t>(1, std::min<int64_t>(B, pp.size()));
+  const int32_t* rows = req.rows.data<int32_t>();
+  int64_t r = 0;
+  for (int64_t g = 0; g < n; ++g) {
+    const int64_t b0 = B * g / n, b1 = B * (g + 1) / n, r0 = r;
+    while (r < M && rows[r] < b1 * T) ++r;
+    const Tensor& h = model_->forward(req.ids.slice(b0, b1), model::causal_positions(b1 - b0, T),
+                                      false, nullptr, static_cast<int>(g));
+    if (!model_->has_head() || r == r0) continue;
+    std::vector<int32_t> local(rows + r0, rows + r);
+    for (int32_t& x : local) x -= static_cast<int32_t>(b0 * T);
+    Tensor dst = hidden.slice(r0, r);
+    ops::embedding_forward(h, Tensor::from_vector(local, {r - r0}), dst);  // gather the rows
+  }
+  pp.wait_sends();
+}
+
 ScoreReply LocalTeacher::score(const ScoreRequest& req) {
   const int64_t M = req.rows.numel();
   const int64_t V = model_->config().vocab_size;
-  const Tensor& h_all = model_->forward(req.ids, model::causal_positions(req.ids.dim(0), req.ids.dim(1)),
-                                        false);
   ScoreReply reply;
   reply.temperature = temperature_;
+  reply.signal.mode = req.mode;
   reply.hidden = Tensor::empty({M, model_->config().d_model});
-  ops::embedding_forward(h_all, req.rows, reply.hidden);  // gather the scored rows
+  forward_rows(req, reply.hidden);
+  if (!model_->has_head()) return reply;  // the other pipeline stages: the scores are the last's
   reply.head = model_->lm_head().value;
   reply.head_tp = model_->tensor_parallel();
-  reply.signal.mode = req.mode;
 
   // Log-sum-exp, log q(y) and entropy: the vocab-chunked head (every mode uses them).
   ops::HeadStats stats;

@@ -44,6 +44,7 @@ class TeacherScorer {
   virtual const model::ModelConfig& config() const = 0;
 };
 
+// With a pipelined model every stage calls score(); the reply is complete on the last stage only.
 class LocalTeacher final : public TeacherScorer {
  public:
   // rows_per_block bounds the [rows, V] logits block formed in TopK mode.
@@ -54,6 +55,9 @@ class LocalTeacher final : public TeacherScorer {
   model::Transformer& model() { return *model_; }
 
  private:
+  // The final hidden states at the request's rows (last pipeline stage; every stage runs it).
+  void forward_rows(const ScoreRequest& req, Tensor& hidden);
+
   std::unique_ptr<model::Transformer> model_;
   float temperature_;
   int64_t vocab_chunk_, rows_per_block_;

@@ -49,6 +49,12 @@ void TrainStage::prepare() {
     input_error(cfg_.where, "batch_size " + std::to_string(cfg_.batch_size) +
                                 " does not split over " + std::to_string(dp) + " data-parallel ranks",
                 "make batch_size a multiple of dp");
+  const int micro = micro_batches_of(job_, topo_);
+  if ((cfg_.batch_size / dp) % micro != 0)
+    input_error(cfg_.where, "batch_size " + std::to_string(cfg_.batch_size) + " gives " +
+                                std::to_string(cfg_.batch_size / dp) + " rows per data-parallel rank, " +
+                                "which do not split into " + std::to_string(micro) + " micro-batches",
+                "make batch_size / dp a multiple of [parallel].micro_batches (0: pp)");
   const uint64_t data_seed = job_.run.seed ^ name_hash(cfg_.name);
   if (is_text(cfg_)) {
     text_.emplace(tok_.encode(data::load_text(resolve_data(job_, cfg_.data))), cfg_.batch_size, cfg_.seq_len,
@@ -93,7 +99,7 @@ void TrainStage::save(model::Transformer& m, DataParallelOptimizer& opt, int64_t
     w.emplace(ckdir.path_for_step(step), checkpoint_comm(topo_));
     write_model(*w, m, tok_.describe());
   }
-  opt.write(writer ? &*w : nullptr);
+  opt.write(writer ? &*w : nullptr, model::parameter_specs(m.config()));
   if (writer) {
     w->write_int("state/step", step);
     w->write_int("state/tokens_seen", tokens_seen);
@@ -122,7 +128,7 @@ StageOutcome TrainStage::run(StopCondition& stop) {
   if (resume) {
     io::CheckpointReader r(*resume);
     check_tokenizer(r, tok_.describe());
-    m = std::make_unique<model::Transformer>(read_model_config(r), tensor_parallel_of(topo_));
+    m = std::make_unique<model::Transformer>(read_model_config(r), model_parallel_of(topo_));
     read_model_weights(r, *m);
     step = r.read_int("state/step");
     tokens_seen = r.read_int("state/tokens_seen");
@@ -131,7 +137,7 @@ StageOutcome TrainStage::run(StopCondition& stop) {
     else text_->set_cursor(cursor);
     core::log::info(cfg_.name, ": resuming from ", *resume, " at step ", step);
   } else {
-    m = distill::initial_model(job_, cfg_.model, tok_, tensor_parallel_of(topo_));
+    m = distill::initial_model(job_, cfg_.model, tok_, model_parallel_of(topo_));
   }
   DataParallelOptimizer opt(m->params(), topo_.dp(), job_.parallel.zero != 0);
   if (resume) {
@@ -171,7 +177,8 @@ StageOutcome TrainStage::run(StopCondition& stop) {
     m->params().zero_grad();
     const float per_token = count > 0 ? 1.0f / static_cast<float>(count) : 0.0f;
     model::LossSum loss =
-        model::lm_cross_entropy(*m, ids, pos, targets, per_token, cfg_.vocab_chunk);
+        model::lm_cross_entropy(*m, ids, pos, targets, per_token, cfg_.vocab_chunk,
+                                micro_batches_of(job_, topo_));
     if (dp.size() > 1) {
       dp.allreduce_sum(&loss.sum, 1);
       loss.count = count;

@@ -42,12 +42,19 @@ struct KVCache {
   std::vector<Tensor> k, v;  // per layer [batch, capacity, kv_heads, head_dim]
 };
 
+// Where a model's shards live: its tensor-parallel group and its pipeline group.
+struct ModelParallel {
+  parallel::TensorParallel tp;
+  parallel::PipelineParallel pp;
+};
+
 class Transformer {
  public:
   // tp: the tensor-parallel group this rank's shards belong to; pp: the pipeline group whose
   // stage this rank is (defaults: one rank, the whole model).
   explicit Transformer(const ModelConfig& cfg, parallel::TensorParallel tp = {},
                        parallel::PipelineParallel pp = {});
+  Transformer(const ModelConfig& cfg, const ModelParallel& mp) : Transformer(cfg, mp.tp, mp.pp) {}
 
   const ModelConfig& config() const { return cfg_; }
   const parallel::TensorParallel& tensor_parallel() const { return params_.tensor_parallel(); }

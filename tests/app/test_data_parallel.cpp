@@ -76,7 +76,9 @@ TEST(DataParallel, ImpossibleLayoutIsOneClearError) {
   EXPECT_FALSE(fs::exists(dir / "runs/bad"));
   auto pp = run_mpi("run job.toml --set parallel.student.pp=2 --set parallel.student.dp=1", dir.path());
   EXPECT_EQ(pp.status, 2);
-  EXPECT_NE(pp.err.find("pipeline parallelism is not built yet"), std::string::npos) << pp.err;
+  EXPECT_EQ(error_lines(pp.err), 1) << pp.err;  // [model.tiny] has one layer
+  EXPECT_NE(pp.err.find("n_layers = 1 cannot fill parallel.student.pp = 2"), std::string::npos)
+      << pp.err;
   auto batch = run_mpi("run job.toml --set stage.pretrain.batch_size=7", dir.path());
   EXPECT_EQ(batch.status, 2);
   EXPECT_NE(batch.err.find("does not split over 2"), std::string::npos) << batch.err;

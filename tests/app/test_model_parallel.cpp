@@ -1,8 +1,9 @@
-// Tensor parallelism end to end (mpirun -np 2 and 4): pretraining and distillation at tp2,
-// tp2 x dp2 and in split placement with a tp2 teacher reproduce the single-rank run (losses,
-// gradient norms and diagnostics within fp32 tolerance, the sampled tokens exactly); the
-// checkpoint holds global shapes and loads on one rank; a stop at tp2 resumes bit-identically
-// at tp2 and within tolerance at tp1; a layout the model cannot split is one clear error.
+// Tensor and pipeline parallelism end to end (mpirun -np 2 and 4): pretraining and distillation
+// at tp2, tp2 x dp2, pp2, tp2 x pp2 and in split placement with a tp2 or pp2 teacher reproduce
+// the single-rank run (losses, gradient norms and diagnostics within fp32 tolerance, the sampled
+// tokens exactly); the checkpoint holds global shapes and loads on one rank; a stop at tp2 or
+// pp2 resumes bit-identically on the same layout and within tolerance at tp1; a layout the model
+// cannot split is one clear error.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -16,14 +17,17 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The tiny distillation job with 4 prompts per step (so that dp2 splits them).
+// The tiny distillation job with 4 prompts per step (so that dp2 splits them) and two layers in
+// both models (so that pp2 splits them).
 std::string distill_job(const std::string& run, const std::string& signal,
                         const std::string& objective) {
-  return edit(tiny_distill_job(run, 4, 2, signal, objective), "prompts_per_step = 3",
-              "prompts_per_step = 4");
+  std::string job = edit(tiny_distill_job(run, 4, 2, signal, objective), "prompts_per_step = 3",
+                         "prompts_per_step = 4");
+  return edit(edit(job, "n_layers = 1", "n_layers = 2"), "n_layers = 1", "n_layers = 2");
 }
 
 const char* kTp2 = " --set parallel.student.tp=2 --set parallel.teacher.tp=2";
+const char* kPp2 = " --set parallel.student.pp=2 --set parallel.teacher.pp=2";
 
 void expect_same_stages(const fs::path& a, const fs::path& b) {
   for (const char* stage : {"teacher/metrics.jsonl", "student/metrics.jsonl", "distill/metrics.jsonl"}) {
@@ -34,7 +38,7 @@ void expect_same_stages(const fs::path& a, const fs::path& b) {
 
 }  // namespace
 
-TEST(TensorParallelRun, Tp2ReproducesOneRank) {
+TEST(ModelParallelRun, Tp2ReproducesOneRank) {
   ScratchDir dir("tp2");
   make_arith_data(dir.path(), 200);
   const std::string objective =
@@ -66,7 +70,7 @@ TEST(TensorParallelRun, Tp2ReproducesOneRank) {
   EXPECT_GT(tensors, 20);
 }
 
-TEST(TensorParallelRun, Tp2TimesDp2WithFullSignalReproducesOneRank) {
+TEST(ModelParallelRun, Tp2TimesDp2WithFullSignalReproducesOneRank) {
   ScratchDir dir("tp2dp2");
   make_arith_data(dir.path(), 200);
   const std::string objective = "kind = \"jsd\"\nbeta = 0.3";
@@ -81,38 +85,70 @@ TEST(TensorParallelRun, Tp2TimesDp2WithFullSignalReproducesOneRank) {
   EXPECT_EQ(ck.attribute_string("layout"), "tp2.pp1.dp2");
 }
 
-TEST(TensorParallelRun, SplitPlacementWithATp2Teacher) {
+TEST(ModelParallelRun, SplitPlacementWithATp2OrPp2Teacher) {
   ScratchDir dir("split-tp");
   make_arith_data(dir.path(), 200);
-  for (const char* signal : {"topk", "full"}) {
-    SCOPED_TRACE(signal);
-    const std::string one = std::string("runs/one_") + signal, split = std::string("runs/split_") + signal;
+  const std::string split = " --set parallel.placement=split --set parallel.student.dp=2 "
+                            "--set parallel.student.tp=1 --set parallel.student.pp=1 "
+                            "--set parallel.teacher.dp=1";
+  for (const auto& [signal, teacher] :
+       {std::pair{"topk", "tp"}, std::pair{"full", "tp"}, std::pair{"topk", "pp"}}) {
+    SCOPED_TRACE(std::string(signal) + " " + teacher);
+    const std::string one = std::string("runs/one_") + signal + teacher;
+    const std::string two = std::string("runs/split_") + signal + teacher;
     write_file(dir / "one.toml", distill_job(one, signal, "kind = \"fkl\""));
-    write_file(dir / "split.toml", distill_job(split, signal, "kind = \"fkl\""));
+    write_file(dir / "split.toml", distill_job(two, signal, "kind = \"fkl\""));
     ASSERT_EQ(run_opd("run one.toml", dir.path()).status, 0);
-    auto r = run_mpi("run split.toml --set parallel.placement=split --set parallel.student.dp=2 "
-                     "--set parallel.teacher.tp=2 --set parallel.teacher.dp=1",
+    auto r = run_mpi("run split.toml" + split + " --set parallel.teacher." + teacher + "=2",
                      dir.path(), "", 4);
     ASSERT_EQ(r.status, 0) << r.err << r.out;
     expect_same_run(read_jsonl(dir / one / "distill/metrics.jsonl"),
-                    read_jsonl(dir / split / "distill/metrics.jsonl"));
+                    read_jsonl(dir / two / "distill/metrics.jsonl"));
   }
 }
 
-TEST(TensorParallelRun, StopAtTp2ResumesExactlyAtTp2AndCloselyAtTp1) {
-  ScratchDir dir("tp2-resume");
+TEST(ModelParallelRun, Pp2ReproducesOneRank) {
+  ScratchDir dir("pp2");
+  make_arith_data(dir.path(), 200);
+  const std::string objective = "kind = \"topk_rkl\"\nreward_weight = 0.5";
+  write_file(dir / "one.toml", distill_job("runs/one", "topk", objective));
+  write_file(dir / "pp2.toml", distill_job("runs/pp2", "topk", objective));
+  ASSERT_EQ(run_opd("run one.toml", dir.path()).status, 0);
+  auto pp2 = run_mpi(std::string("run pp2.toml") + kPp2, dir.path());
+  ASSERT_EQ(pp2.status, 0) << pp2.err << pp2.out;
+  expect_same_stages(dir / "runs/one", dir / "runs/pp2");
+  opd::io::CheckpointReader ck((dir / "runs/pp2/distill/checkpoints/step_00000004.h5").string());
+  EXPECT_EQ(ck.attribute_string("layout"), "tp1.pp2.dp1");
+  for (const auto& d : ck.list()) ck.verify(d.name);
+}
+
+TEST(ModelParallelRun, Tp2TimesPp2WithFullSignalReproducesOneRank) {
+  ScratchDir dir("tp2pp2");
+  make_arith_data(dir.path(), 200);
+  const std::string objective = "kind = \"full_rkl\"";
+  write_file(dir / "one.toml", distill_job("runs/one", "full", objective));
+  write_file(dir / "four.toml", distill_job("runs/four", "full", objective));
+  ASSERT_EQ(run_opd("run one.toml", dir.path()).status, 0);
+  auto four = run_mpi(std::string("run four.toml") + kTp2 + kPp2, dir.path(), "", 4);
+  ASSERT_EQ(four.status, 0) << four.err << four.out;
+  expect_same_stages(dir / "runs/one", dir / "runs/four");
+}
+
+// A stop under `layout` resumes bit-identically under it, and within tolerance on one rank.
+static void stop_and_resume(const std::string& tag, const std::string& layout) {
+  ScratchDir dir(tag);
   make_arith_data(dir.path(), 200);
   for (const char* run : {"full", "same", "moved"})
     write_file(dir / (std::string(run) + ".toml"),
                edit(distill_job(std::string("runs/") + run, "topk", "kind = \"pg_topk\""),
                     "steps = 6", "steps = 3"));
-  ASSERT_EQ(run_mpi(std::string("run full.toml") + kTp2, dir.path()).status, 0);
+  ASSERT_EQ(run_mpi("run full.toml" + layout, dir.path()).status, 0);
   for (const char* run : {"same", "moved"}) {
-    auto stopped = run_mpi(std::string("run ") + run + ".toml" + kTp2, dir.path(), "OPD_STOP_AT_STEP=3 ");
+    auto stopped = run_mpi(std::string("run ") + run + ".toml" + layout, dir.path(), "OPD_STOP_AT_STEP=3 ");
     ASSERT_EQ(stopped.status, 3) << stopped.err << stopped.out;
     EXPECT_NE(stopped.out.find("distill: stopping at step 3"), std::string::npos) << stopped.out;
   }
-  auto same = run_mpi(std::string("run same.toml") + kTp2, dir.path());
+  auto same = run_mpi("run same.toml" + layout, dir.path());
   ASSERT_EQ(same.status, 0) << same.err;
   auto moved = run_opd("run moved.toml", dir.path());
   ASSERT_EQ(moved.status, 0) << moved.err;
@@ -126,7 +162,10 @@ TEST(TensorParallelRun, StopAtTp2ResumesExactlyAtTp2AndCloselyAtTp1) {
   expect_same_run(a, read_jsonl(dir / "runs/moved/distill/metrics.jsonl"));
 }
 
-TEST(TensorParallelRun, ALayoutTheModelCannotSplitIsOneClearError) {
+TEST(ModelParallelRun, StopAtTp2ResumesExactlyAtTp2AndCloselyAtTp1) { stop_and_resume("tp2-resume", kTp2); }
+TEST(ModelParallelRun, StopAtPp2ResumesExactlyAtPp2AndCloselyAtPp1) { stop_and_resume("pp2-resume", kPp2); }
+
+TEST(ModelParallelRun, ALayoutTheModelCannotSplitIsOneClearError) {
   ScratchDir dir("tp-bad");
   make_arith_data(dir.path(), 50);
   write_file(dir / "job.toml", tiny_job("runs/bad", 2));

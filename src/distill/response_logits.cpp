@@ -1,0 +1,105 @@
+#include "distill/response_logits.hpp"
+
+#include <algorithm>
+
+#include "model/lm_loss.hpp"
+
+namespace opd::distill {
+
+namespace ops = opd::backend;
+
+std::vector<RowGroup> row_groups(const RolloutBatch& rb, int64_t n) {
+  const int64_t B = rb.batch();
+  n = std::max<int64_t>(1, std::min(n, B));
+  std::vector<RowGroup> out;
+  int64_t r = 0;
+  for (int64_t g = 0; g < n; ++g) {
+    RowGroup grp;
+    grp.b0 = B * g / n;
+    grp.b1 = B * (g + 1) / n;
+    grp.r0 = r;
+    while (r < rb.num_rows() && rb.row_seq[static_cast<std::size_t>(r)] < grp.b1) ++r;
+    grp.r1 = r;
+    out.push_back(grp);
+  }
+  return out;
+}
+
+backend::TeacherRows slice_rows(const backend::TeacherRows& t, int64_t r0, int64_t r1) {
+  auto cut = [&](const Tensor& x) { return x.defined() ? x.slice(r0, r1) : Tensor(); };
+  backend::TeacherRows s;
+  s.mode = t.mode;
+  s.logq_y = cut(t.logq_y);
+  s.entropy_q = cut(t.entropy_q);
+  s.student_ids = cut(t.student_ids);
+  s.logq_student_ids = cut(t.logq_student_ids);
+  s.teacher_ids = cut(t.teacher_ids);
+  s.logq_teacher_ids = cut(t.logq_teacher_ids);
+  return s;
+}
+
+ResponseLogits::ResponseLogits(model::Transformer& student, const RolloutBatch& rb,
+                               const RowGroup& group, const ScoreReply& teacher,
+                               const DistillConfig& cfg, bool keep_activations, int slot)
+    : teacher_(teacher), student_(student), group_(group), rows_per_block_(cfg.rows_per_block) {
+  const int64_t n = group.rows(), T = rb.seq_len(), V = student.config().vocab_size;
+  const Tensor ids = rb.ids.slice(group.b0, group.b1);
+  const Tensor& h = student.forward(ids, model::causal_positions(group.b1 - group.b0, T),
+                                    keep_activations, nullptr, slot);
+  if (!has_rows()) return;
+  std::vector<int32_t> local(rb.rows.begin() + group.r0, rb.rows.begin() + group.r1);
+  for (int32_t& r : local) r -= static_cast<int32_t>(group.b0 * T);
+  rows = Tensor::from_vector(local, {n});
+  y = Tensor::from_vector(
+      std::vector<int32_t>(rb.targets.begin() + group.r0, rb.targets.begin() + group.r1), {n});
+  h_r = Tensor::empty({n, student.config().d_model});
+  if (n > 0) ops::embedding_forward(h, rows, h_r);  // gather the response positions
+  full_ = teacher.signal.mode == backend::Signal::Full;
+  z_block_ = Tensor::empty({rows_per_block_, V});
+  if (full_) u_block_ = Tensor::empty({rows_per_block_, V});
+}
+
+void ResponseLogits::block(int64_t a, int64_t b, Tensor& z, backend::TeacherRows& tr) {
+  z = z_block_.slice(0, b - a);
+  student_.logits(h_r.slice(a, b), z);  // whole rows (gathered over vocabulary shards)
+  tr = slice_rows(teacher_.signal, group_.r0 + a, group_.r0 + b);
+  if (full_) {
+    tr.logits = u_block_.slice(0, b - a);
+    teacher_logits_block(teacher_, group_.r0 + a, group_.r0 + b, tr.logits);
+  }
+}
+
+backend::TokenStats token_statistics(ResponseLogits& logits, const ScoreReply& teacher,
+                                     int diag_k) {
+  const int64_t M = logits.group().rows(), RB = logits.rows_per_block();
+  ops::TokenStats st;
+  for (Tensor* t : {&st.logp_y, &st.entropy_p, &st.logq_y, &st.entropy_q, &st.kl_full, &st.kl_topk,
+                    &st.overlap_ratio, &st.overlap_mass_p, &st.overlap_mass_q, &st.overlap_adv})
+    *t = Tensor::empty({M});
+  for (int64_t r0 = 0; r0 < M; r0 += RB) {
+    const int64_t r1 = std::min(M, r0 + RB);
+    Tensor z;
+    backend::TeacherRows tr;
+    logits.block(r0, r1, z, tr);
+    ops::TokenStats sb;
+    sb.logp_y = st.logp_y.slice(r0, r1);
+    sb.entropy_p = st.entropy_p.slice(r0, r1);
+    sb.logq_y = st.logq_y.slice(r0, r1);
+    sb.entropy_q = st.entropy_q.slice(r0, r1);
+    sb.kl_full = st.kl_full.slice(r0, r1);
+    sb.kl_topk = st.kl_topk.slice(r0, r1);
+    sb.overlap_ratio = st.overlap_ratio.slice(r0, r1);
+    sb.overlap_mass_p = st.overlap_mass_p.slice(r0, r1);
+    sb.overlap_mass_q = st.overlap_mass_q.slice(r0, r1);
+    sb.overlap_adv = st.overlap_adv.slice(r0, r1);
+    ops::token_stats(z, tr, logits.y.slice(r0, r1), diag_k, sb);
+  }
+  // The teacher's log q(y) and entropy from the reply are exact in every mode (the stats op's
+  // are NaN in top-k mode when y is outside both top-k sets, and its entropy needs Full).
+  const RowGroup& g = logits.group();
+  if (teacher.signal.entropy_q.defined() && M > 0)
+    ops::copy(teacher.signal.entropy_q.slice(g.r0, g.r1), st.entropy_q);
+  return st;
+}
+
+}  // namespace opd::distill
