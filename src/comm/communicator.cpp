@@ -2,6 +2,7 @@
 
 #include <mpi.h>
 
+#include <chrono>
 #include <cstring>
 #include <list>
 
@@ -19,7 +20,18 @@ bool mpi_running() {
 void check(int rc, const char* what) {
   if (rc != MPI_SUCCESS) internal_error("mpi", std::string(what) + " failed");
 }
+
+// Seconds this process has spent inside communication calls (transfers and waiting for peers).
+double g_mpi_seconds = 0;
+struct Timed {
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  ~Timed() {
+    g_mpi_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+};
 }  // namespace
+
+double mpi_seconds() { return g_mpi_seconds; }
 
 struct Communicator::Handle {
   MPI_Comm comm = MPI_COMM_NULL;
@@ -60,24 +72,30 @@ Communicator Communicator::split(int colour, int key) const {
 }
 
 void Communicator::allreduce_sum(float* data, int64_t n) const {
+  const Timed timed;
   if (size_ > 1) check(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_SUM, handle_->comm), "allreduce");
 }
 void Communicator::allreduce_sum(double* data, int64_t n) const {
+  const Timed timed;
   if (size_ > 1) check(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_DOUBLE, MPI_SUM, handle_->comm), "allreduce");
 }
 void Communicator::allreduce_sum(int64_t* data, int64_t n) const {
+  const Timed timed;
   if (size_ > 1) check(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_INT64_T, MPI_SUM, handle_->comm), "allreduce");
 }
 int Communicator::allreduce_max(int value) const {
+  const Timed timed;
   if (size_ > 1) check(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MAX, handle_->comm), "allreduce");
   return value;
 }
 double Communicator::allreduce_max(double value) const {
+  const Timed timed;
   if (size_ > 1) check(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_DOUBLE, MPI_MAX, handle_->comm), "allreduce");
   return value;
 }
 
 std::vector<double> Communicator::allgather(const std::vector<double>& local) const {
+  const Timed timed;
   if (size_ == 1) return local;
   int n = static_cast<int>(local.size());
   std::vector<int> counts(static_cast<std::size_t>(size_)), offsets(counts.size());
@@ -91,6 +109,7 @@ std::vector<double> Communicator::allgather(const std::vector<double>& local) co
 }
 
 void Communicator::allgather(const float* local, int64_t n, float* out) const {
+  const Timed timed;
   if (size_ == 1) {
     std::memcpy(out, local, static_cast<std::size_t>(n) * sizeof(float));
     return;
@@ -102,15 +121,18 @@ void Communicator::allgather(const float* local, int64_t n, float* out) const {
 const void* Communicator::native_handle() const { return handle_ ? &handle_->comm : nullptr; }
 
 void Communicator::broadcast(void* data, int64_t bytes, int root) const {
+  const Timed timed;
   if (size_ > 1) check(MPI_Bcast(data, static_cast<int>(bytes), MPI_BYTE, root, handle_->comm), "broadcast");
 }
 
 void Communicator::send(const void* data, int64_t bytes, int dest, int tag) const {
+  const Timed timed;
   OPD_CHECK(size_ > 1, "send on a one-rank communicator");
   check(MPI_Send(data, static_cast<int>(bytes), MPI_BYTE, dest, tag, handle_->comm), "send");
 }
 
 void Communicator::isend(const void* data, int64_t bytes, int dest, int tag) const {
+  const Timed timed;
   OPD_CHECK(size_ > 1, "isend on a one-rank communicator");
   auto& pending = handle_->pending;
   for (auto it = pending.begin(); it != pending.end();) {  // reap the completed ones
@@ -127,18 +149,21 @@ void Communicator::isend(const void* data, int64_t bytes, int dest, int tag) con
 }
 
 void Communicator::wait_sends() const {
+  const Timed timed;
   if (!handle_) return;
   for (auto& p : handle_->pending) check(MPI_Wait(&p.request, MPI_STATUS_IGNORE), "wait");
   handle_->pending.clear();
 }
 
 void Communicator::recv(void* data, int64_t bytes, int source, int tag) const {
+  const Timed timed;
   OPD_CHECK(size_ > 1, "recv on a one-rank communicator");
   check(MPI_Recv(data, static_cast<int>(bytes), MPI_BYTE, source, tag, handle_->comm,
                  MPI_STATUS_IGNORE), "recv");
 }
 
 void Communicator::barrier() const {
+  const Timed timed;
   if (size_ > 1) check(MPI_Barrier(handle_->comm), "barrier");
 }
 

@@ -9,6 +9,10 @@
 
 namespace opd::comm {
 
+// Seconds this process has spent in Communicator calls so far (transfers and waiting for the
+// other ranks): the difference over a step is its communication time.
+double mpi_seconds();
+
 class Communicator {
  public:
   // MPI_COMM_WORLD when MPI is running, else the one-rank communicator.

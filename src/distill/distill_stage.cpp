@@ -350,6 +350,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
       return StageOutcome::Interrupted;
     }
     core::Stopwatch step_clock;
+    const double comm_at_start = comm::mpi_seconds();
     // This rank's share of the step's prompts; its rollouts keep their global stream ids, so
     // the sampled tokens do not depend on the number of ranks.
     const std::vector<int64_t> all = step_prompts(step);
@@ -404,7 +405,9 @@ StageOutcome DistillStage::run(StopCondition& stop) {
     m["on_policy"] = on_policy;
     m["tokens_per_second"] = m["response_tokens"] / secs;
     for (const auto& [name, s] : phases.take()) m["time_" + name] = s;
-    m["time_comm"] = opt.last_comm_seconds();  // the gradient all-reduce, inside time_update
+    // Every collective and transfer of the step (data-, tensor- and pipeline-parallel, teacher
+    // traffic), waiting for the other ranks included; it overlaps the phases above.
+    m["time_comm"] = comm::mpi_seconds() - comm_at_start;
     nlohmann::json rec;
     std::vector<std::pair<std::string, double>> row;
     for (const auto& [k, v] : m) {

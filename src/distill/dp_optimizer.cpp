@@ -3,7 +3,6 @@
 #include <map>
 
 #include "core/error.hpp"
-#include "core/timer.hpp"
 #include "distill/model_io.hpp"
 #include "parallel/gradient_allreduce.hpp"
 #include "parallel/zero_partition.hpp"
@@ -38,16 +37,11 @@ DataParallelOptimizer::DataParallelOptimizer(model::ParamSet& params,
       }()) {}
 
 double DataParallelOptimizer::step(const model::OptimConfig& cfg, double lr) {
-  core::Stopwatch clock;
   parallel::allreduce_sum(params_.grads(), dp_);
-  comm_seconds_ = clock.seconds();
   const double norm = adam_.step(params_, cfg, lr);
-  if (zero_) {
-    clock.reset();
+  if (zero_)
     for (std::size_t i = 0; i < params_.size(); ++i)
       dp_.broadcast(params_[i].value.raw(), static_cast<int64_t>(params_[i].value.bytes()), owner_[i]);
-    comm_seconds_ += clock.seconds();
-  }
   return norm;
 }
 

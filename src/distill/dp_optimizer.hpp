@@ -23,7 +23,6 @@ class DataParallelOptimizer {
   // All ranks: reduce the gradients, step, and (ZeRO-1) share the updated parameters. Returns
   // the pre-clip global gradient norm.
   double step(const model::OptimConfig& cfg, double lr);
-  double last_comm_seconds() const { return comm_seconds_; }
 
   // All ranks call these. write: the writer exists on dp rank 0 only (nullptr elsewhere); the
   // owners send their moments there; `specs` are every parameter of the model (a pipeline stage
@@ -37,7 +36,6 @@ class DataParallelOptimizer {
   bool zero_;
   std::vector<int> owner_;  // ZeRO-1: the dp rank that updates each parameter
   model::AdamW adam_;
-  double comm_seconds_ = 0;
 };
 
 }  // namespace opd::distill
