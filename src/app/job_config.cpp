@@ -84,6 +84,7 @@ void read_distill(ConfigTable& t, StageConfig& s) {
   d.prompts_per_step = t.get_int("prompts_per_step", 8, 1, 1 << 20);
   d.samples_per_prompt = t.get_int("samples_per_prompt", 4, 1, 1 << 16);
   d.rows_per_block = t.get_int("rows_per_block", 64, 1, 1 << 20);
+  d.overlap = t.get_int("overlap", 0, 0, 1) != 0;
   ConfigTable r = t.table_or_empty("rollout");
   d.sampling = read_sampling(r, model::SamplingConfig{1.0f, 0, 1.0f, 64, {}, 0});
   ConfigTable o = t.table_or_empty("objective");

@@ -118,6 +118,25 @@ void Communicator::allgather(const float* local, int64_t n, float* out) const {
                       handle_->comm), "allgather");
 }
 
+std::vector<std::string> Communicator::gather(const std::string& mine, int root) const {
+  if (size_ == 1) return {mine};
+  const Timed timed;
+  int n = static_cast<int>(mine.size());
+  std::vector<int> counts(static_cast<std::size_t>(size_)), offsets(counts.size());
+  check(MPI_Gather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, root, handle_->comm), "gather");
+  int total = 0;
+  for (std::size_t i = 0; i < counts.size(); ++i) offsets[i] = total, total += counts[i];
+  std::string all(rank_ == root ? static_cast<std::size_t>(total) : 0, '\0');
+  check(MPI_Gatherv(mine.data(), n, MPI_CHAR, all.data(), counts.data(), offsets.data(), MPI_CHAR,
+                    root, handle_->comm),
+        "gatherv");
+  if (rank_ != root) return {};
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < counts.size(); ++i)
+    out.push_back(all.substr(static_cast<std::size_t>(offsets[i]), static_cast<std::size_t>(counts[i])));
+  return out;
+}
+
 const void* Communicator::native_handle() const { return handle_ ? &handle_->comm : nullptr; }
 
 void Communicator::broadcast(void* data, int64_t bytes, int root) const {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace opd::comm {
@@ -33,6 +34,8 @@ class Communicator {
   // Every rank's n floats, concatenated in rank order into out [size * n].
   void allgather(const float* local, int64_t n, float* out) const;
   void broadcast(void* data, int64_t bytes, int root) const;
+  // Every rank's bytes at `root`, in rank order (empty elsewhere).
+  std::vector<std::string> gather(const std::string& mine, int root) const;
   void send(const void* data, int64_t bytes, int dest, int tag) const;
   // A send that does not wait for the receiver: the bytes are copied first, so the caller may
   // reuse its buffer at once (pipeline stages send activations and go on computing). Completed

@@ -39,6 +39,11 @@ DistillStage::DistillStage(const JobConfig& job, const StageConfig& stage,
 void DistillStage::prepare() {
   const DistillConfig& dc = cfg_.distill;
   check_objective(dc, cfg_.where);
+  if (dc.overlap && !topo_.split())
+    input_error(cfg_.where,
+                "overlap = 1 lets the teacher ranks score the next batch while the student "
+                "updates; with colocated placement there are no teacher ranks to do it",
+                "use placement = \"split\" or overlap = 0");
   if (topo_.role() != comm::Role::Teacher && dc.prompts_per_step % topo_.layout().dp != 0)
     input_error(cfg_.where, "prompts_per_step " + std::to_string(dc.prompts_per_step) +
                                 " does not split over " + std::to_string(topo_.layout().dp) +
@@ -216,12 +221,14 @@ StageOutcome DistillStage::run(StopCondition& stop) {
   // The teacher: on this rank (colocated), or on the teacher ranks (split placement).
   std::unique_ptr<TeacherScorer> teacher_ptr;
   LocalTeacher* local_teacher = nullptr;
+  RemoteTeacher* remote = nullptr;
   if (topo_.split()) {
     teacher_ptr = std::make_unique<RemoteTeacher>(
         topo_.world(), topo_.teacher_of(topo_.dp_rank()), topo_.teacher_reply_rank(topo_.dp_rank()),
         topo_.tp(),
         model_config_of(job_, dc.teacher, tok_), static_cast<float>(dc.teacher_temperature),
         dc.signal == "full");
+    remote = static_cast<RemoteTeacher*>(teacher_ptr.get());
   } else {
     auto lt = std::make_unique<LocalTeacher>(load_model(resolve_checkpoint(job_, dc.teacher),
                                                         tok_.describe(), model_parallel_of(topo_)),
@@ -231,6 +238,8 @@ StageOutcome DistillStage::run(StopCondition& stop) {
     teacher_ptr = std::move(lt);
   }
   TeacherScorer& teacher = *teacher_ptr;
+  const bool remote_overlap = remote != nullptr && dc.overlap;
+  std::optional<RolloutBatch> inflight;  // overlap: the batch the teacher is scoring
 
   std::unique_ptr<model::Transformer> student;
   int64_t step = 0, tokens_seen = 0;
@@ -245,6 +254,13 @@ StageOutcome DistillStage::run(StopCondition& stop) {
     tokens_seen = r.read_int("state/tokens_seen");
     acc_student0 = r.read_double("state/accuracy_student_initial");
     acc_teacher = r.read_double("state/accuracy_teacher");
+    if (remote && dc.overlap && r.has("state/inflight/count")) {
+      if (r.read_int("state/inflight/count") == topo_.dp().size())
+        inflight = rollout_from_json(r.read_string("state/inflight/" + std::to_string(topo_.dp_rank())));
+      else
+        core::log::info(cfg_.name, ": the batch in flight was sampled on another number of "
+                                   "data-parallel ranks; sampling a new one");
+    }
     const std::string teacher_path = r.read_string("teacher/path");
     if (teacher_path != resolve_checkpoint(job_, dc.teacher))
       input_error(*resume, "was distilled from teacher " + teacher_path + ", the job now names " +
@@ -295,6 +311,9 @@ StageOutcome DistillStage::run(StopCondition& stop) {
     core::ScopedPhase p(phases, "checkpoint");
     const bool root = topo_.is_root(), writer = topo_.dp_rank() == 0;
     core::Stopwatch clock;
+    // Overlap: every data-parallel rank's batch in flight, for an exact resume.
+    const std::vector<std::string> in_flight =
+        inflight ? topo_.dp().gather(rollout_to_json(*inflight), 0) : std::vector<std::string>();
     std::optional<io::CheckpointWriter> w;
     if (writer) {
       w.emplace(ckdir.path_for_step(at), checkpoint_comm(topo_));
@@ -307,6 +326,11 @@ StageOutcome DistillStage::run(StopCondition& stop) {
       w->write_double("state/accuracy_student_initial", acc_student0);
       w->write_double("state/accuracy_teacher", acc_teacher);
       w->write_string("teacher/path", resolve_checkpoint(job_, dc.teacher));
+      if (!in_flight.empty()) {
+        w->write_int("state/inflight/count", static_cast<int64_t>(in_flight.size()));
+        for (std::size_t d = 0; d < in_flight.size(); ++d)
+          w->write_string("state/inflight/" + std::to_string(d), in_flight[d]);
+      }
       w->write_string("config/job_toml", job_.toml_text);
       w->write_string("config/stage", cfg_.name);
       w->set_attribute("layout", topo_.describe());
@@ -338,12 +362,45 @@ StageOutcome DistillStage::run(StopCondition& stop) {
                   teacher.config().parameter_count(), "-parameter teacher, objective ",
                   dc.objective.kind, ", signal ", dc.signal, ", ", cfg_.steps, " steps of ",
                   per_step, " rollouts");
+  // This rank's batch of a step: its share of the step's prompts, sampled by the student (the
+  // rollouts keep their global stream ids, so the sampled tokens do not depend on the number of
+  // ranks) or, on the off-policy share of GKD steps, the dataset's own responses.
+  auto make_batch = [&](int64_t at) {
+    core::ScopedPhase p(phases, "rollout");
+    const std::vector<int64_t> all = step_prompts(at);
+    const auto first = static_cast<std::ptrdiff_t>(topo_.dp_rank() * local_prompts);
+    const std::vector<int64_t> chosen(all.begin() + first, all.begin() + first + local_prompts);
+    const auto stream_base = static_cast<uint64_t>(
+        at * per_step + topo_.dp_rank() * local_prompts * dc.samples_per_prompt);
+    core::RngStream coin(job_.run.seed, core::RngPurpose::Data, static_cast<uint64_t>(at));
+    const bool on_policy =
+        dc.objective.kind != "sft" && coin.uniform_double() < dc.objective.gkd_lambda;
+    RolloutBatch rb = on_policy ? make_rollouts(*student, tok_, pool_, chosen, dc.samples_per_prompt,
+                                                sampling, job_.run.seed, stream_base,
+                                                cfg_.eval.marker)
+                                : make_fixed_batch(tok_, pool_, chosen,
+                                                   student->config().max_seq_len, cfg_.eval.marker);
+    if (mode != Signal::Sampled && !rb.on_policy) {  // the student's top-k from a scoring pass
+      rb.k = dc.topk;
+      rb.topk = student_topk(*student, rb, dc.topk, dc.rows_per_block);
+    }
+    return rb;
+  };
+  // Overlap: the first batch goes to the teacher before the loop (a resumed run sends the one
+  // that was in flight when it stopped).
+  if (remote_overlap && step < cfg_.steps) {
+    if (!inflight) inflight = make_batch(step);
+    remote->send_request(score_request(*inflight, mode));
+  }
   core::Stopwatch wall;
   const int64_t first_step = step;
   double last_acc = std::nan("");
   while (step < cfg_.steps) {
     // Every rank must agree to stop at the same boundary (a signal may reach only some).
     if (step > first_step && topo_.world().allreduce_max(stop.should_stop(step) ? 1 : 0)) {
+      // Overlap: the teacher has answered the batch in flight; the reply is dropped (a resume
+      // sends the batch again) and the batch goes into the checkpoint.
+      if (remote_overlap) (void)remote->receive_reply(score_request(*inflight, mode));
       save(step);
       core::log::info(cfg_.name, ": stopping at step ", step, " (", stop.reason(),
                       "); checkpoint written, resubmit to continue");
@@ -351,36 +408,26 @@ StageOutcome DistillStage::run(StopCondition& stop) {
     }
     core::Stopwatch step_clock;
     const double comm_at_start = comm::mpi_seconds();
-    // This rank's share of the step's prompts; its rollouts keep their global stream ids, so
-    // the sampled tokens do not depend on the number of ranks.
-    const std::vector<int64_t> all = step_prompts(step);
-    const auto first = static_cast<std::ptrdiff_t>(topo_.dp_rank() * local_prompts);
-    const std::vector<int64_t> chosen(all.begin() + first, all.begin() + first + local_prompts);
-    const auto stream_base =
-        static_cast<uint64_t>(step * per_step + topo_.dp_rank() * local_prompts * dc.samples_per_prompt);
-    // GKD mixing: a fraction gkd_lambda of the steps on the student's own samples.
-    core::RngStream coin(job_.run.seed, core::RngPurpose::Data, static_cast<uint64_t>(step));
-    const bool on_policy = dc.objective.kind != "sft" && coin.uniform_double() < dc.objective.gkd_lambda;
+    // The batch to learn from and the teacher's reply: scored now, or (overlap) scored while
+    // the previous update ran, with the next batch sent off before this one's reply is taken.
     RolloutBatch rb;
-    {
-      core::ScopedPhase p(phases, "rollout");
-      rb = on_policy ? make_rollouts(*student, tok_, pool_, chosen, dc.samples_per_prompt,
-                                     sampling, job_.run.seed, stream_base,
-                                     cfg_.eval.marker)
-                     : make_fixed_batch(tok_, pool_, chosen, student->config().max_seq_len,
-                                        cfg_.eval.marker);
-    }
     ScoreReply reply;
-    {
+    if (!remote_overlap) {
+      rb = make_batch(step);
       core::ScopedPhase p(phases, "teacher");
-      if (mode != Signal::Sampled && !rb.on_policy) {
-        // Fixed data: the student's top-k ids come from a scoring pass.
-        rb.k = dc.topk;
-        rb.topk = student_topk(*student, rb, dc.topk, dc.rows_per_block);
-      }
       // A remote teacher expects one request per step, even an empty one.
       if (rb.num_rows() > 0 || topo_.split()) reply = teacher.score(score_request(rb, mode));
+    } else {
+      rb = std::move(*inflight);
+      inflight.reset();
+      if (step + 1 < cfg_.steps) {
+        inflight = make_batch(step + 1);
+        remote->send_request(score_request(*inflight, mode));
+      }
+      core::ScopedPhase p(phases, "teacher");
+      reply = remote->receive_reply(score_request(rb, mode));
     }
+    const bool on_policy = rb.on_policy;
     StepMetrics m;
     double gnorm = 0;
     const double lr = model::scheduled_lr(cfg_.optim, step, cfg_.steps);
@@ -490,10 +537,16 @@ StageOutcome DistillStage::serve(StopCondition& stop) {
     for (int64_t start = 0; start < selection_candidates(); start += chunk)
       serve_score_request(teacher, world, topo_.replica(), 0);
   }
+  // Overlap: one request ahead — the batch of the first step before the loop, then in step k
+  // the batch of step k + 1 (while the students update on batch k).
+  const int ahead = dc.overlap ? 1 : 0;
+  if (ahead && step < cfg_.steps)
+    for (int c : clients) serve_score_request(teacher, world, topo_.replica(), c);
   while (step < cfg_.steps) {
     if (step > first_step && world.allreduce_max(stop.should_stop(step) ? 1 : 0))
       return StageOutcome::Interrupted;
-    for (int c : clients) serve_score_request(teacher, world, topo_.replica(), c);
+    if (step + ahead < cfg_.steps)
+      for (int c : clients) serve_score_request(teacher, world, topo_.replica(), c);
     ++step;
   }
   return StageOutcome::Done;

@@ -38,6 +38,9 @@ struct DistillConfig {
   int diag_k = 16;                   // k of the overlap diagnostics
   int position_buckets = 4;          // entropy by relative position in the response
   int64_t rows_per_block = 64;       // logits rows formed at once
+  // Split placement: the teacher scores batch k + 1 while the student updates on batch k (one
+  // step off-policy, corrected by the importance ratio).
+  bool overlap = false;
   // Prompts: the stage's `data` (weight data_weight) mixed with further sets by weight (content
   // alignment); the teacher sees its own template around each prompt (template alignment).
   struct PromptSet {

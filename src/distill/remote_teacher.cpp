@@ -11,8 +11,10 @@ namespace {
 
 constexpr int kTag = 77;  // one tag: MPI keeps messages between two ranks in order
 
-// A tensor travels as a header (ndim or -1 for none, dtype, up to 6 dims) and its bytes.
-void send_tensor(const comm::Communicator& world, const core::Tensor& t, int dest) {
+// A tensor travels as a header (ndim or -1 for none, dtype, up to 6 dims) and its bytes;
+// `later`: without waiting for the receiver (the bytes are copied).
+void send_tensor(const comm::Communicator& world, const core::Tensor& t, int dest,
+                 bool later = false) {
   std::array<int64_t, 8> h{};
   h.fill(0);
   h[0] = t.defined() ? t.ndim() : -1;
@@ -21,8 +23,12 @@ void send_tensor(const comm::Communicator& world, const core::Tensor& t, int des
     h[1] = static_cast<int64_t>(t.dtype());
     for (int i = 0; i < t.ndim(); ++i) h[static_cast<std::size_t>(2 + i)] = t.dim(i);
   }
-  world.send(h.data(), sizeof h, dest, kTag);
-  if (t.defined() && t.numel() > 0) world.send(t.raw(), static_cast<int64_t>(t.bytes()), dest, kTag);
+  auto send = [&](const void* data, int64_t bytes) {
+    if (later) world.isend(data, bytes, dest, kTag);
+    else world.send(data, bytes, dest, kTag);
+  };
+  send(h.data(), sizeof h);
+  if (t.defined() && t.numel() > 0) send(t.raw(), static_cast<int64_t>(t.bytes()));
 }
 
 core::Tensor recv_tensor(const comm::Communicator& world, int source) {
@@ -71,6 +77,20 @@ RemoteTeacher::RemoteTeacher(const comm::Communicator& world, int teacher_rank, 
 }
 
 ScoreReply RemoteTeacher::score(const ScoreRequest& req) {
+  send_request(req);
+  return receive_reply(req);
+}
+
+void RemoteTeacher::send_request(const ScoreRequest& req) {
+  if (tp_.rank() != 0) return;  // the replica's first rank talks to the teacher for the group
+  core::Tensor mode =
+      core::Tensor::from_vector(std::vector<int32_t>{static_cast<int32_t>(req.mode)}, {1});
+  for (const core::Tensor* t : std::initializer_list<const core::Tensor*>{
+           &mode, &req.ids, &req.rows, &req.targets, &req.student_ids})
+    send_tensor(world_, *t, teacher_rank_, true);
+}
+
+ScoreReply RemoteTeacher::receive_reply(const ScoreRequest& req) {
   ScoreReply reply;
   reply.signal.mode = req.mode;
   reply.temperature = temperature_;
@@ -80,14 +100,8 @@ ScoreReply RemoteTeacher::score(const ScoreRequest& req) {
       &reply.signal.logq_y,           &reply.signal.entropy_q,  &reply.lse,
       &reply.signal.logq_student_ids, &reply.signal.teacher_ids, &reply.signal.logq_teacher_ids,
       &reply.hidden};
-  if (tp_.rank() == 0) {  // the replica's first rank talks to the teacher for the group
-    core::Tensor mode =
-        core::Tensor::from_vector(std::vector<int32_t>{static_cast<int32_t>(req.mode)}, {1});
-    for (const core::Tensor* t : std::initializer_list<const core::Tensor*>{
-             &mode, &req.ids, &req.rows, &req.targets, &req.student_ids})
-      send_tensor(world_, *t, teacher_rank_);
+  if (tp_.rank() == 0)
     for (core::Tensor* t : answers) *t = recv_tensor(world_, reply_rank_);
-  }
   for (core::Tensor* t : answers) broadcast_tensor(tp_, *t, 0);
   return reply;
 }

@@ -24,6 +24,11 @@ class RemoteTeacher final : public TeacherScorer {
                 bool full);
   ScoreReply score(const ScoreRequest& request) override;
   const model::ModelConfig& config() const override { return cfg_; }
+  // score() in two halves, for overlapping the teacher's work with the student's (distill
+  // overlap): the request leaves without waiting for the teacher to take it; the reply to the
+  // oldest request sent is awaited later (pass that request: the reply echoes its mode and ids).
+  void send_request(const ScoreRequest& request);
+  ScoreReply receive_reply(const ScoreRequest& request);
 
  private:
   comm::Communicator world_, tp_;

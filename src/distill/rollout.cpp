@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <nlohmann/json.hpp>
+
 #include "backend/ops.hpp"
 #include "core/error.hpp"
 #include "distill/response_logits.hpp"
@@ -132,6 +134,48 @@ Relayout relayout(const RolloutBatch& rb, const data::Tokenizer& tok,
         b * width + static_cast<int64_t>(heads[static_cast<std::size_t>(b)].size()) + rb.row_index[i] - 1));
   }
   return out;
+}
+
+std::string rollout_to_json(const RolloutBatch& rb) {
+  nlohmann::json j = {{"shape", {rb.batch(), rb.seq_len()}},
+                      {"ids", rb.ids.to_vector_i32()},
+                      {"rows", rb.rows},
+                      {"targets", rb.targets},
+                      {"logmu", rb.logmu},
+                      {"topk", rb.topk},
+                      {"k", rb.k},
+                      {"row_seq", rb.row_seq},
+                      {"row_index", rb.row_index},
+                      {"response_len", rb.response_len},
+                      {"prompt_len", rb.prompt_len},
+                      {"example", rb.example},
+                      {"correct", rb.correct},
+                      {"truncated", rb.truncated},
+                      {"responses", rb.responses},
+                      {"on_policy", rb.on_policy}};
+  return j.dump();
+}
+
+RolloutBatch rollout_from_json(const std::string& text) {
+  const nlohmann::json j = nlohmann::json::parse(text);
+  RolloutBatch rb;
+  const auto shape = j.at("shape").get<std::vector<int64_t>>();
+  rb.ids = core::Tensor::from_vector(j.at("ids").get<std::vector<int32_t>>(), {shape.at(0), shape.at(1)});
+  j.at("rows").get_to(rb.rows);
+  j.at("targets").get_to(rb.targets);
+  j.at("logmu").get_to(rb.logmu);
+  j.at("topk").get_to(rb.topk);
+  j.at("k").get_to(rb.k);
+  j.at("row_seq").get_to(rb.row_seq);
+  j.at("row_index").get_to(rb.row_index);
+  j.at("response_len").get_to(rb.response_len);
+  j.at("prompt_len").get_to(rb.prompt_len);
+  j.at("example").get_to(rb.example);
+  j.at("correct").get_to(rb.correct);
+  j.at("truncated").get_to(rb.truncated);
+  j.at("responses").get_to(rb.responses);
+  j.at("on_policy").get_to(rb.on_policy);
+  return rb;
 }
 
 std::vector<int32_t> student_topk(model::Transformer& student, const RolloutBatch& rb, int k,

@@ -44,6 +44,10 @@ RolloutBatch make_rollouts(model::Transformer& student, const data::Tokenizer& t
                            const model::SamplingConfig& sampling, uint64_t seed,
                            uint64_t stream_base, const std::string& marker);
 
+// A batch as JSON and back (the batch in flight of an overlapped run goes into checkpoints).
+std::string rollout_to_json(const RolloutBatch& batch);
+RolloutBatch rollout_from_json(const std::string& text);
+
 // The dataset's own responses for the chosen examples (truncated to the context).
 RolloutBatch make_fixed_batch(const data::Tokenizer& tok,
                               const std::vector<data::Example>& examples,
