@@ -41,9 +41,11 @@ struct Communicator::Handle {
     std::vector<char> bytes;  // the copy being sent
   };
   std::list<Pending> pending;  // isends in flight (a list: the copies must not move)
+  std::vector<MPI_Request> reductions;  // iallreduces in flight
   ~Handle() {
     if (!mpi_running()) return;
     for (auto& p : pending) MPI_Wait(&p.request, MPI_STATUS_IGNORE);
+    for (auto& r : reductions) MPI_Wait(&r, MPI_STATUS_IGNORE);
     if (owned && comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
   }
 };
@@ -172,6 +174,33 @@ void Communicator::wait_sends() const {
   if (!handle_) return;
   for (auto& p : handle_->pending) check(MPI_Wait(&p.request, MPI_STATUS_IGNORE), "wait");
   handle_->pending.clear();
+}
+
+void Communicator::iallreduce_sum(float* data, int64_t n) const {
+  if (size_ == 1) return;
+  const Timed timed;
+  handle_->reductions.emplace_back();
+  check(MPI_Iallreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_SUM, handle_->comm,
+                       &handle_->reductions.back()),
+        "iallreduce");
+}
+
+void Communicator::progress() const {
+  if (!handle_ || handle_->reductions.empty()) return;
+  const Timed timed;
+  int done = 0;
+  check(MPI_Testall(static_cast<int>(handle_->reductions.size()), handle_->reductions.data(), &done,
+                    MPI_STATUSES_IGNORE),
+        "testall");
+}
+
+void Communicator::wait_reductions() const {
+  if (!handle_) return;
+  const Timed timed;
+  check(MPI_Waitall(static_cast<int>(handle_->reductions.size()), handle_->reductions.data(),
+                    MPI_STATUSES_IGNORE),
+        "waitall");
+  handle_->reductions.clear();
 }
 
 void Communicator::recv(void* data, int64_t bytes, int source, int tag) const {

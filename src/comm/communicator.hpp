@@ -42,6 +42,11 @@ class Communicator {
   // sends are reaped at the next isend; wait_sends() waits for all of them.
   void isend(const void* data, int64_t bytes, int dest, int tag) const;
   void wait_sends() const;
+  // An all-reduce that returns at once; `data` must stay untouched until wait_reductions().
+  // progress() lets the ones in flight advance (MPI moves them only inside its calls).
+  void iallreduce_sum(float* data, int64_t n) const;
+  void progress() const;
+  void wait_reductions() const;
   void recv(void* data, int64_t bytes, int source, int tag) const;
   void barrier() const;
   // The MPI_Comm behind this communicator (as a pointer to it; null for the one-rank

@@ -273,7 +273,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
   if (student->config().vocab_size != teacher.config().vocab_size)
     input_error(cfg_.where, "the student's and the teacher's vocabularies differ",
                 "distil between models of the same tokenizer");
-  DataParallelOptimizer opt(student->params(), topo_.dp(), job_.parallel.zero != 0);
+  DataParallelOptimizer opt(*student, topo_.dp(), job_.parallel.zero != 0);
   if (resume) {
     io::CheckpointReader r(*resume);
     opt.read(r);

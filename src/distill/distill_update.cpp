@@ -243,7 +243,8 @@ StepMetrics distill_backward(model::Transformer& student, const RolloutBatch& rb
       update_group(student, rb, logits, teacher, cfg, u, d);
     };
     auto backward = [&](int i) {
-      student.backward(d_h[static_cast<std::size_t>(i % pp.size())], i % pp.size());
+      student.backward(d_h[static_cast<std::size_t>(i % pp.size())], i % pp.size(),
+                       i + 1 == static_cast<int>(groups.size()));
     };
     parallel::one_forward_one_backward(pp, static_cast<int>(groups.size()), forward, backward);
   }

@@ -4,7 +4,6 @@
 
 #include "core/error.hpp"
 #include "distill/model_io.hpp"
-#include "parallel/gradient_allreduce.hpp"
 #include "parallel/zero_partition.hpp"
 
 namespace opd::distill {
@@ -25,19 +24,25 @@ std::vector<bool> owned_by(const std::vector<int>& owner, int rank) {
 
 }  // namespace
 
-DataParallelOptimizer::DataParallelOptimizer(model::ParamSet& params,
+DataParallelOptimizer::DataParallelOptimizer(model::Transformer& model,
                                              const comm::Communicator& dp, bool zero)
-    : params_(params),
+    : model_(model),
+      params_(model.params()),
       dp_(dp),
+      buckets_(model.params().grads(), dp),
       zero_(zero && dp.size() > 1),
-      owner_(owners(params, dp, zero_)),
+      owner_(owners(params_, dp, zero_)),
       adam_([&] {
         const std::vector<bool> mine = owned_by(owner_, dp.rank());
-        return model::AdamW(params, &mine);
-      }()) {}
+        return model::AdamW(params_, &mine);
+      }()) {
+  model_.set_gradient_hook([this](std::size_t i) { buckets_.ready(i); });
+}
+
+DataParallelOptimizer::~DataParallelOptimizer() { model_.set_gradient_hook({}); }
 
 double DataParallelOptimizer::step(const model::OptimConfig& cfg, double lr) {
-  parallel::allreduce_sum(params_.grads(), dp_);
+  buckets_.finish();
   const double norm = adam_.step(params_, cfg, lr);
   if (zero_)
     for (std::size_t i = 0; i < params_.size(); ++i)

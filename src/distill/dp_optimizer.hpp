@@ -1,5 +1,5 @@
-// AdamW across data-parallel replicas (DESIGN.md §6): gradients summed over the replicas in one
-// bucket, then clipping and AdamW. With ZeRO-1 (parallel.zero = 1) each replica keeps the AdamW
+// AdamW across data-parallel replicas (DESIGN.md §6): gradients summed over the replicas in
+// buckets that start during the backward pass, then clipping and AdamW. With ZeRO-1 (parallel.zero = 1) each replica keeps the AdamW
 // moments of the parameters it owns only, updates those and broadcasts them to the others; the
 // checkpoint still holds every moment at its global shape (gathered to the writing rank), so it
 // loads at any data-parallel size. With tensor parallelism every tp rank of data-parallel replica 0
@@ -12,16 +12,23 @@
 #include "io/checkpoint.hpp"
 #include "model/optimizer.hpp"
 #include "model/param_specs.hpp"
+#include "model/transformer.hpp"
+#include "parallel/gradient_buckets.hpp"
 #include "model/parameters.hpp"
 
 namespace opd::distill {
 
 class DataParallelOptimizer {
  public:
-  DataParallelOptimizer(model::ParamSet& params, const comm::Communicator& dp, bool zero);
+  // Hooks into the model so that each bucket of gradients starts its all-reduce as soon as the
+  // last backward pass of an update has finished it.
+  DataParallelOptimizer(model::Transformer& model, const comm::Communicator& dp, bool zero);
+  ~DataParallelOptimizer();
+  DataParallelOptimizer(const DataParallelOptimizer&) = delete;
+  DataParallelOptimizer& operator=(const DataParallelOptimizer&) = delete;
 
-  // All ranks: reduce the gradients, step, and (ZeRO-1) share the updated parameters. Returns
-  // the pre-clip global gradient norm.
+  // All ranks: finish the gradient reduction, step, and (ZeRO-1) share the updated parameters.
+  // Returns the pre-clip global gradient norm.
   double step(const model::OptimConfig& cfg, double lr);
 
   // All ranks call these. write: the writer exists on dp rank 0 only (nullptr elsewhere); the
@@ -31,8 +38,10 @@ class DataParallelOptimizer {
   void read(io::CheckpointReader& r);
 
  private:
+  model::Transformer& model_;
   model::ParamSet& params_;
   comm::Communicator dp_;
+  parallel::GradientBuckets buckets_;
   bool zero_;
   std::vector<int> owner_;  // ZeRO-1: the dp rank that updates each parameter
   model::AdamW adam_;

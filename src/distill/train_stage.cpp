@@ -139,7 +139,7 @@ StageOutcome TrainStage::run(StopCondition& stop) {
   } else {
     m = distill::initial_model(job_, cfg_.model, tok_, model_parallel_of(topo_));
   }
-  DataParallelOptimizer opt(m->params(), topo_.dp(), job_.parallel.zero != 0);
+  DataParallelOptimizer opt(*m, topo_.dp(), job_.parallel.zero != 0);
   if (resume) {
     io::CheckpointReader r(*resume);
     opt.read(r);

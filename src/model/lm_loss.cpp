@@ -56,7 +56,9 @@ LossSum lm_cross_entropy(Transformer& model, const Tensor& ids, const Tensor& po
                                                     stats.lse, d_loss, 1.0f, vocab_chunk, tp, d,
                                                     model.lm_head().grad);
   };
-  auto backward = [&](int i) { model.backward(dh[static_cast<std::size_t>(i % pp.size())], i % pp.size()); };
+  auto backward = [&](int i) {
+    model.backward(dh[static_cast<std::size_t>(i % pp.size())], i % pp.size(), i == micro_batches - 1);
+  };
 
   if (train) {
     parallel::one_forward_one_backward(pp, micro_batches, forward, backward);

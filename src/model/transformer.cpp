@@ -270,7 +270,7 @@ const Tensor& Transformer::forward(const Tensor& ids, const Tensor& pos, bool ke
   return s.h;
 }
 
-void Transformer::backward(const Tensor& d_h, int slot) {
+void Transformer::backward(const Tensor& d_h, int slot, bool last_pass) {
   OPD_CHECK(slot >= 0 && static_cast<std::size_t>(slot) < slots_.size() &&
                 slots_[static_cast<std::size_t>(slot)].have_activations,
             "backward without a forward that kept activations (slot ", slot, ")");
@@ -285,11 +285,17 @@ void Transformer::backward(const Tensor& d_h, int slot) {
   Workspace& s = ws_;
   const Tensor flat_pos = a_slot.pos.view({N});
   const auto L = static_cast<int64_t>(layers_.size());
+  const bool notify = last_pass && grad_hook_;
 
   if (pp.last()) {
     OPD_CHECK(d_h.numel() == N * cfg_.d_model, "backward: d_h ", d_h.describe());
     ops::rmsnorm_backward(a_slot.resid[static_cast<std::size_t>(L)], w(final_norm_),
                           a_slot.rstd_f, d_h, s.dx, g(final_norm_));
+    // The head's gradient came in before this pass (the loss's backward through the head).
+    if (notify) {
+      grad_hook_(final_norm_);
+      if (lm_head_ != embed_) grad_hook_(lm_head_);
+    }
   } else {
     pp.recv_next(s.dx);
   }
@@ -354,9 +360,17 @@ void Transformer::backward(const Tensor& d_h, int slot) {
     reduce(s.d_xn);  // column-parallel input gradient: sum over the shards
     ops::rmsnorm_backward(a_slot.resid[static_cast<std::size_t>(l)], w(li.attn_norm), a.rstd1, s.d_xn, s.tmp, g(li.attn_norm));
     ops::axpy(1.0f, s.tmp, s.dx);  // dx is now dL/dx_in
+    if (notify)
+      for (std::size_t i : {li.attn_norm, li.q, li.k, li.v, li.o, li.mlp_norm, li.gate, li.up,
+                            li.down, li.q_bias, li.k_bias, li.v_bias, li.q_norm, li.k_norm})
+        if (i != LayerIndex::kAbsent) grad_hook_(i);
   }
-  if (pp.first()) ops::embedding_backward(s.dx, a_slot.ids.view({N}), g(embed_), vocab_range());
-  else pp.send_prev(s.dx);
+  if (pp.first()) {
+    ops::embedding_backward(s.dx, a_slot.ids.view({N}), g(embed_), vocab_range());
+    if (notify) grad_hook_(embed_);
+  } else {
+    pp.send_prev(s.dx);
+  }
 }
 
 void Transformer::logits(const Tensor& h_rows, Tensor& out) {

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "backend/ops.hpp"
@@ -82,7 +83,12 @@ class Transformer {
                         KVCache* cache = nullptr, int slot = 0);
   // After forward(keep_activations = true) of the slot: accumulates parameter gradients from
   // d_h [B*T, D] (last stage; the others receive theirs from the next stage and pass any tensor).
-  void backward(const Tensor& d_h, int slot = 0);
+  // last_pass: this is the update's last backward pass, so each parameter's gradient is final
+  // once its layer is done; the gradient hook hears of it then.
+  void backward(const Tensor& d_h, int slot = 0, bool last_pass = true);
+  // Called with a parameter's index as soon as its gradient is final in the last backward pass
+  // (data-parallel reduction overlapping the rest of the backward); empty: none.
+  void set_gradient_hook(std::function<void(std::size_t)> hook) { grad_hook_ = std::move(hook); }
 
   // Full logits [M, V] for a few rows of h (decoding, blocks of response rows), logits =
   // h W_head^T (gathered over the vocabulary shards). Last stage only.
@@ -94,7 +100,9 @@ class Transformer {
  private:
   struct LayerIndex {
     std::size_t attn_norm, q, k, v, o, mlp_norm, gate, up, down;
-    std::size_t q_bias = 0, k_bias = 0, v_bias = 0, q_norm = 0, k_norm = 0;
+    static constexpr std::size_t kAbsent = static_cast<std::size_t>(-1);
+    std::size_t q_bias = kAbsent, k_bias = kAbsent, v_bias = kAbsent, q_norm = kAbsent,
+                k_norm = kAbsent;
   };
   struct LayerActs {
     Tensor xn1, rstd1, q_raw, k_raw, rstd_q, rstd_k, q, k, v, probs, attn, x_mid, xn2, rstd2,
@@ -139,6 +147,7 @@ class Transformer {
   Workspace ws_;
   Tensor head_local_;  // [M, V/tp] logits when tp > 1
   Tensor none_;        // what forward() returns on stages without the head
+  std::function<void(std::size_t)> grad_hook_;
 };
 
 }  // namespace opd::model

@@ -75,7 +75,7 @@ TEST(CheckpointLayoutsWorker, WriteAtTp2Pp2) {
   // One optimizer step, so that the weights and moments are not the initial ones.
   const Tensor targets = opd::testing::random_ids({2, 7}, 24, 6);
   model::lm_cross_entropy(m, probe_ids(), model::causal_positions(2, 7), targets, 1.0f / 14, 8, 2);
-  distill::DataParallelOptimizer opt(m.params(), comm::Communicator(), false);
+  distill::DataParallelOptimizer opt(m, comm::Communicator(), false);
   model::OptimConfig oc;
   oc.lr = 1e-2;
   opt.step(oc, oc.lr);
@@ -104,7 +104,7 @@ TEST(CheckpointLayoutsWorker, ReadAtTp4) {
   EXPECT_TRUE(all_close(b, to_double(written), 1e-5, 1e-6));
   // The moments at tp4 are the slices of the global tensors.
   io::CheckpointReader r(path);
-  distill::DataParallelOptimizer opt(tp4->params(), comm::Communicator(), false);
+  distill::DataParallelOptimizer opt(*tp4, comm::Communicator(), false);
   opt.read(r);
   EXPECT_EQ(r.read_int("optimizer/step"), 1);
 }
