@@ -305,7 +305,9 @@ StageOutcome DistillStage::run(StopCondition& stop) {
   const auto gap_recovery = [&](double acc) {
     return (acc - acc_student0) / (acc_teacher - acc_student0);
   };
+  int64_t saved_at = -1;  // the step of the last checkpoint written by this run
   auto save = [&](int64_t at) {
+    saved_at = at;
     // The replicas are identical: the tp ranks of replica 0 write (each its shards); with ZeRO-1
     // the other replicas send them the optimizer moments they own.
     core::ScopedPhase p(phases, "checkpoint");
@@ -401,7 +403,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
       // Overlap: the teacher has answered the batch in flight; the reply is dropped (a resume
       // sends the batch again) and the batch goes into the checkpoint.
       if (remote_overlap) (void)remote->receive_reply(score_request(*inflight, mode));
-      save(step);
+      if (saved_at != step) save(step);  // else just written, with the same state
       core::log::info(cfg_.name, ": stopping at step ", step, " (", stop.reason(),
                       "); checkpoint written, resubmit to continue");
       return StageOutcome::Interrupted;

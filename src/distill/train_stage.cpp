@@ -92,6 +92,7 @@ void TrainStage::save(model::Transformer& m, DataParallelOptimizer& opt, int64_t
   // Every replica holds the same model: the tp ranks of replica 0 write it together (each its
   // shards); with ZeRO-1 the other replicas send them the optimizer moments they own.
   const bool root = topo_.is_root(), writer = topo_.dp_rank() == 0;
+  saved_step_ = step;
   io::CheckpointDir ckdir((fs::path(dir_) / "checkpoints").string());
   core::Stopwatch clock;
   std::optional<io::CheckpointWriter> w;
@@ -158,7 +159,7 @@ StageOutcome TrainStage::run(StopCondition& stop) {
     const bool stop_here =
         step > first_step && topo_.group().allreduce_max(stop.should_stop(step) ? 1 : 0);
     if (stop_here) {
-      save(*m, opt, step, tokens_seen);
+      if (saved_step_ != step) save(*m, opt, step, tokens_seen);  // else just written
       core::log::info(cfg_.name, ": stopping at step ", step, " (", stop.reason(),
                       "); checkpoint written, resubmit to continue");
       return StageOutcome::Interrupted;

@@ -35,6 +35,7 @@ class TrainStage final : public Stage {
   std::string dir_;
   std::optional<data::BatchSampler> sequences_;
   std::optional<data::TextWindowSampler> text_;
+  int64_t saved_step_ = -1;  // the step of the last checkpoint written by this run
 };
 
 }  // namespace opd::distill
