@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "core/tensor.hpp"
 
@@ -137,6 +138,7 @@ void gather_cols(const Tensor& x, const Tensor& ids, Tensor& out);
 // 1: p = softmax(z)), the sampled token y_r and the teacher's signal (DESIGN.md §3), with
 // q = the teacher's distribution at its temperature (the caller applies tau_T before).
 enum class Signal : uint8_t { Sampled, TopK, Full };
+struct ShardRows;  // vocabulary-parallel rows: below
 
 struct TeacherRows {
   Signal mode = Signal::Sampled;
@@ -165,8 +167,9 @@ struct TokenStats {
   Tensor logp_y, entropy_p, logq_y, entropy_q, kl_full, kl_topk, overlap_ratio, overlap_mass_p,
       overlap_mass_q, overlap_adv;
 };
+// With `shard`, z holds this rank's vocabulary columns only (see ShardRows below).
 void token_stats(const Tensor& z, const TeacherRows& teacher, const Tensor& y, int diag_k,
-                 TokenStats& out);
+                 TokenStats& out, const ShardRows* shard = nullptr);
 
 enum class ObjectiveKind : uint8_t { PgSampled, PgTopK, TopKRkl, FullRkl, Fkl, Jsd, Sft };
 enum class Support : uint8_t { Student, Teacher, Intersection, Union, SymDiff };
@@ -190,9 +193,41 @@ struct ObjectiveArgs {
 // For PgSampled adv is the whole advantage; for every other kind it is an extra term (outcome
 // reward mixing) added to the kind's own loss. baseline[r] (PgTopK) is subtracted from each
 // support token's reward before weighting. loss [n] F32 and dz [n, V] F32 are overwritten.
+// With `shard`, z and dz hold this rank's vocabulary columns only (see ShardRows below); the
+// loss is the row's whole loss on every shard.
 void objective_rows(const Tensor& z, const TeacherRows& teacher, const Tensor& y,
                     const Tensor& logmu, const Tensor& adv, const Tensor& baseline,
-                    const Tensor& w, const ObjectiveArgs& args, Tensor& loss, Tensor& dz);
+                    const Tensor& w, const ObjectiveArgs& args, Tensor& loss, Tensor& dz,
+                    const ShardRows* shard = nullptr);
+
+// ---- vocabulary-parallel rows (tensor parallelism) -----------------------------------------
+// With the vocabulary split over tensor-parallel ranks, each rank holds columns [range.begin,
+// range.begin + V_local) of every row's student logits. token_stats and objective_rows then run
+// on those columns alone, given ShardRows: the few per-row quantities that need the whole
+// vocabulary, combined from every shard's ShardPartials with O(rows x ids) communication
+// (parallel/vocab_parallel does the exchange), never O(rows x V). Sampled and TopK signal modes.
+//
+// `ids` [n, K] I32 names the ids whose logits must be known whole: column 0 the sampled token y,
+// then the student's top-k ids, then the teacher's (TopK mode); -1 marks an unused entry.
+struct ShardPartials {                   // one shard's share, relative to its own row maxima
+  std::vector<double> max, sum_exp, sum_exp_dz, sum_exp_tail;  // [n]: m, sum e, sum e (z - m),
+                                                                // sum e over ids not in tail_ids
+  std::vector<double> z_at;              // [n * K]: z at ids in this shard, 0 elsewhere
+};
+struct ShardRows {
+  VocabRange range;
+  Tensor ids;                            // [n, K] as above
+  int64_t student_k = 0, teacher_k = 0;  // the lists' lengths within ids
+  std::vector<double> lse, entropy;      // [n] of softmax(z) over the whole vocabulary
+  std::vector<double> p_tail;            // [n] p of the ids outside tail_ids (fkl's tail bucket)
+  std::vector<double> z_at;              // [n * K] z at ids
+};
+// This shard's partials of z_local [n, V_local] at `range`; tail_ids [n, kt] (or null).
+void shard_partials(const Tensor& z_local, const VocabRange& range, const Tensor& ids,
+                    const Tensor* tail_ids, ShardPartials& out);
+// Every shard's partials (any order) combined; the lists' lengths are recorded for the ops.
+ShardRows combine_shards(const std::vector<ShardPartials>& shards, const VocabRange& range,
+                         const Tensor& ids, int64_t student_k, int64_t teacher_k);
 
 // ---- sampling --------------------------------------------------------------------------------
 // One token per row of logits [B, V]. temperature <= 0 is greedy (argmax). Else softmax(x / T),

@@ -12,16 +12,28 @@ void gather_cols(const Tensor& x, const Tensor& ids, Tensor& out) {
 }
 
 void token_stats(const Tensor& z, const TeacherRows& teacher, const Tensor& y, int diag_k,
-                 TokenStats& out) {
+                 TokenStats& out, const ShardRows* shard) {
   require_host("token_stats", z);
-  cpu::token_stats(z, teacher, y, diag_k, out);
+  cpu::token_stats(z, teacher, y, diag_k, out, shard);
 }
 
 void objective_rows(const Tensor& z, const TeacherRows& teacher, const Tensor& y,
                     const Tensor& logmu, const Tensor& adv, const Tensor& baseline,
-                    const Tensor& w, const ObjectiveArgs& args, Tensor& loss, Tensor& dz) {
+                    const Tensor& w, const ObjectiveArgs& args, Tensor& loss, Tensor& dz,
+                    const ShardRows* shard) {
   require_host("objective_rows", z);
-  cpu::objective_rows(z, teacher, y, logmu, adv, baseline, w, args, loss, dz);
+  cpu::objective_rows(z, teacher, y, logmu, adv, baseline, w, args, loss, dz, shard);
+}
+
+void shard_partials(const Tensor& z_local, const VocabRange& range, const Tensor& ids,
+                    const Tensor* tail_ids, ShardPartials& out) {
+  require_host("shard_partials", z_local);
+  cpu::shard_partials(z_local, range, ids, tail_ids, out);
+}
+
+ShardRows combine_shards(const std::vector<ShardPartials>& shards, const VocabRange& range,
+                         const Tensor& ids, int64_t student_k, int64_t teacher_k) {
+  return cpu::combine_shards(shards, range, ids, student_k, teacher_k);
 }
 
 }  // namespace opd::backend

@@ -119,7 +119,7 @@ void update_group(model::Transformer& student, const RolloutBatch& rb, ResponseL
   const ObjectiveConfig& oc = cfg.objective;
   const RowGroup& g = logits.group();
   const int64_t M = g.rows(), r0 = g.r0, D = student.config().d_model;
-  const int64_t V = student.config().vocab_size, RB = cfg.rows_per_block;
+  const int64_t RB = cfg.rows_per_block;
   ops::fill(d_h, 0.0f);
   if (M == 0) return;
   const ops::TokenStats st = token_statistics(logits, teacher, cfg.diag_k);
@@ -156,18 +156,17 @@ void update_group(model::Transformer& student, const RolloutBatch& rb, ResponseL
       std::vector<float>(rb.logmu.begin() + r0, rb.logmu.begin() + r0 + M), {M});
 
   // The objective's gradient with respect to the logits, then back through the head.
-  Tensor loss = Tensor::empty({M}), dz_block = Tensor::empty({RB, V});
+  Tensor loss = Tensor::empty({M});
   Tensor dh_r = Tensor::empty({M, D});
   for (int64_t a = 0; a < M; a += RB) {
     const int64_t b = std::min(M, a + RB);
-    Tensor z;
-    backend::TeacherRows tr;
-    logits.block(a, b, z, tr);
-    Tensor dz = dz_block.slice(0, b - a), lb = loss.slice(a, b);
-    ops::objective_rows(z, tr, logits.y.slice(a, b), logmu.slice(a, b), adv.slice(a, b),
-                        base.slice(a, b), w.slice(a, b), u.args, lb, dz);
+    LogitsBlock blk;
+    logits.block(a, b, blk);
+    Tensor dz = logits.dz_scratch(b - a), lb = loss.slice(a, b);
+    ops::objective_rows(blk.z, blk.tr, logits.y.slice(a, b), logmu.slice(a, b), adv.slice(a, b),
+                        base.slice(a, b), w.slice(a, b), u.args, lb, dz, blk.shard);
     Tensor dhb = dh_r.slice(a, b);
-    student.logits_backward(logits.h_r.slice(a, b), dz, dhb);
+    logits.block_backward(a, b, dz, dhb);
   }
   ops::embedding_backward(dh_r, logits.rows, d_h);  // scatter the rows back to their positions
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "model/lm_loss.hpp"
+#include "parallel/vocab_parallel.hpp"
 
 namespace opd::distill {
 
@@ -55,18 +56,50 @@ ResponseLogits::ResponseLogits(model::Transformer& student, const RolloutBatch& 
   h_r = Tensor::empty({n, student.config().d_model});
   if (n > 0) ops::embedding_forward(h, rows, h_r);  // gather the response positions
   full_ = teacher.signal.mode == backend::Signal::Full;
-  z_block_ = Tensor::empty({rows_per_block_, V});
+  sharded_ = !full_ && student.tensor_parallel().size() > 1;
+  const int64_t columns = sharded_ ? V / student.tensor_parallel().size() : V;
+  z_block_ = Tensor::empty({rows_per_block_, columns});
+  dz_block_ = Tensor::empty({rows_per_block_, columns});
   if (full_) u_block_ = Tensor::empty({rows_per_block_, V});
 }
 
-void ResponseLogits::block(int64_t a, int64_t b, Tensor& z, backend::TeacherRows& tr) {
-  z = z_block_.slice(0, b - a);
-  student_.logits(h_r.slice(a, b), z);  // whole rows (gathered over vocabulary shards)
-  tr = slice_rows(teacher_.signal, group_.r0 + a, group_.r0 + b);
-  if (full_) {
-    tr.logits = u_block_.slice(0, b - a);
-    teacher_logits_block(teacher_, group_.r0 + a, group_.r0 + b, tr.logits);
+Tensor ResponseLogits::dz_scratch(int64_t rows) { return dz_block_.slice(0, rows); }
+
+void ResponseLogits::block(int64_t a, int64_t b, LogitsBlock& out) {
+  out.z = z_block_.slice(0, b - a);
+  out.tr = slice_rows(teacher_.signal, group_.r0 + a, group_.r0 + b);
+  out.shard = nullptr;
+  if (!sharded_) {
+    student_.logits(h_r.slice(a, b), out.z);  // whole rows (gathered over vocabulary shards)
+    if (full_) {
+      out.tr.logits = u_block_.slice(0, b - a);
+      teacher_logits_block(teacher_, group_.r0 + a, group_.r0 + b, out.tr.logits);
+    }
+    return;
   }
+  // This rank's columns, and the rows' ids whose logits the objectives read: y, the student's
+  // top-k, the teacher's top-k (whose complement is the fkl tail).
+  student_.shard_logits(h_r.slice(a, b), out.z);
+  const Tensor& s = out.tr.student_ids;
+  const Tensor& t = out.tr.teacher_ids;
+  const int64_t n = b - a, ks = s.defined() ? s.dim(1) : 0, kt = t.defined() ? t.dim(1) : 0;
+  const int64_t K = 1 + ks + kt;
+  Tensor ids = Tensor::empty({n, K}, core::DType::I32);
+  int32_t* ip = ids.data<int32_t>();
+  for (int64_t r = 0; r < n; ++r) {
+    ip[r * K] = y.data<int32_t>()[a + r];
+    for (int64_t i = 0; i < ks; ++i) ip[r * K + 1 + i] = s.data<int32_t>()[r * ks + i];
+    for (int64_t i = 0; i < kt; ++i) ip[r * K + 1 + ks + i] = t.data<int32_t>()[r * kt + i];
+  }
+  shard_rows_ = parallel::vocab_parallel_rows(out.z, student_.vocab_range(), ids,
+                                              kt > 0 ? &t : nullptr, ks, kt,
+                                              student_.tensor_parallel());
+  out.shard = &shard_rows_;
+}
+
+void ResponseLogits::block_backward(int64_t a, int64_t b, const Tensor& d_z, Tensor& d_h_rows) {
+  if (sharded_) student_.shard_logits_backward(h_r.slice(a, b), d_z, d_h_rows);
+  else student_.logits_backward(h_r.slice(a, b), d_z, d_h_rows);
 }
 
 backend::TokenStats token_statistics(ResponseLogits& logits, const ScoreReply& teacher,
@@ -78,9 +111,8 @@ backend::TokenStats token_statistics(ResponseLogits& logits, const ScoreReply& t
     *t = Tensor::empty({M});
   for (int64_t r0 = 0; r0 < M; r0 += RB) {
     const int64_t r1 = std::min(M, r0 + RB);
-    Tensor z;
-    backend::TeacherRows tr;
-    logits.block(r0, r1, z, tr);
+    LogitsBlock blk;
+    logits.block(r0, r1, blk);
     ops::TokenStats sb;
     sb.logp_y = st.logp_y.slice(r0, r1);
     sb.entropy_p = st.entropy_p.slice(r0, r1);
@@ -92,7 +124,7 @@ backend::TokenStats token_statistics(ResponseLogits& logits, const ScoreReply& t
     sb.overlap_mass_p = st.overlap_mass_p.slice(r0, r1);
     sb.overlap_mass_q = st.overlap_mass_q.slice(r0, r1);
     sb.overlap_adv = st.overlap_adv.slice(r0, r1);
-    ops::token_stats(z, tr, logits.y.slice(r0, r1), diag_k, sb);
+    ops::token_stats(blk.z, blk.tr, logits.y.slice(r0, r1), diag_k, sb, blk.shard);
   }
   // The teacher's log q(y) and entropy from the reply are exact in every mode (the stats op's
   // are NaN in top-k mode when y is outside both top-k sets, and its entropy needs Full).

@@ -22,10 +22,21 @@ struct RowGroup {
 // The batch's sequences split into n groups of nearly equal size (n is capped at the batch).
 std::vector<RowGroup> row_groups(const RolloutBatch& batch, int64_t n);
 
+// A block of rows' logits: whole rows, or (tensor parallelism, sampled and top-k signals) this
+// rank's vocabulary columns with the whole-vocabulary row quantities in `shard`.
+struct LogitsBlock {
+  Tensor z;                                   // [rows, V] or [rows, V / tp]
+  backend::TeacherRows tr;
+  const backend::ShardRows* shard = nullptr;  // set when z holds this rank's columns only
+};
+
 // The student's logits at a group's response positions (and the teacher's, in Full mode),
 // formed rows_per_block rows at a time from the gathered final hidden states. Construction runs
 // the student's forward over the group's sequences (every pipeline stage must take part); the
-// rows exist where the head is (the last stage).
+// rows exist where the head is (the last stage). With tensor parallelism the sampled and top-k
+// signals never gather a block of logits: each rank keeps its vocabulary columns and the row
+// quantities are combined over the group (parallel/vocab_parallel); the full signal, which needs
+// both distributions whole, gathers one block at a time.
 class ResponseLogits {
  public:
   ResponseLogits(model::Transformer& student, const RolloutBatch& batch, const RowGroup& group,
@@ -35,8 +46,14 @@ class ResponseLogits {
   const RowGroup& group() const { return group_; }
   int64_t rows_per_block() const { return rows_per_block_; }
 
-  // Student logits and the teacher's rows for the group's rows [a, b) (0 <= a < b <= rows()).
-  void block(int64_t a, int64_t b, Tensor& z, backend::TeacherRows& tr);
+  // Student logits and the teacher's rows for the group's rows [a, b) (0 <= a < b <= rows()),
+  // valid until the next block().
+  void block(int64_t a, int64_t b, LogitsBlock& out);
+  // Back through the head: d_z [b - a, columns of z] -> d_h_rows [b - a, D] (overwritten), and
+  // the head's gradient.
+  void block_backward(int64_t a, int64_t b, const Tensor& d_z, Tensor& d_h_rows);
+  // Scratch for a block's d_z, shaped like its z.
+  Tensor dz_scratch(int64_t rows);
 
   Tensor rows;  // [rows] flat positions within the group's [b1 - b0, T] ids
   Tensor y;     // [rows] sampled tokens
@@ -47,8 +64,9 @@ class ResponseLogits {
   model::Transformer& student_;
   RowGroup group_;
   int64_t rows_per_block_;
-  bool full_ = false;
-  Tensor z_block_, u_block_;
+  bool full_ = false, sharded_ = false;
+  Tensor z_block_, u_block_, dz_block_;
+  backend::ShardRows shard_rows_;
 };
 
 // Per-token statistics and diagnostics of a group's rows (where has_rows()).

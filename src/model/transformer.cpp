@@ -379,7 +379,7 @@ void Transformer::logits(const Tensor& h_rows, Tensor& out) {
     ops::gemm(h_rows, false, w(lm_head_), true, out);
     return;
   }
-  Tensor local = local_logits(h_rows.dim(0));
+  Tensor local = logits_scratch(h_rows.dim(0));
   ops::gemm(h_rows, false, w(lm_head_), true, local);
   tp.gather_columns(local, out);
 }
@@ -389,7 +389,7 @@ void Transformer::logits_backward(const Tensor& h_rows, const Tensor& d_logits, 
   const Tensor* dz = &d_logits;
   Tensor local;
   if (tp.size() > 1) {
-    local = local_logits(h_rows.dim(0));
+    local = logits_scratch(h_rows.dim(0));
     tp.take_columns(d_logits, local);
     dz = &local;
   }
@@ -398,11 +398,21 @@ void Transformer::logits_backward(const Tensor& h_rows, const Tensor& d_logits, 
   reduce(d_h);  // each shard's columns give a part of dL/dh
 }
 
+void Transformer::shard_logits(const Tensor& h_rows, Tensor& out) {
+  ops::gemm(h_rows, false, w(lm_head_), true, out);
+}
+
+void Transformer::shard_logits_backward(const Tensor& h_rows, const Tensor& d_logits, Tensor& d_h) {
+  ops::gemm(d_logits, false, w(lm_head_), false, d_h);
+  ops::gemm(d_logits, true, h_rows, false, g(lm_head_), 1.0f, 1.0f);
+  reduce(d_h);  // each shard's columns give a part of dL/dh
+}
+
 backend::VocabRange Transformer::vocab_range() const {
   return {vocab_ * tensor_parallel().rank(), tensor_parallel().size() > 1 ? cfg_.vocab_size : 0};
 }
 
-Tensor Transformer::local_logits(int64_t rows) {
+Tensor Transformer::logits_scratch(int64_t rows) {
   if (head_local_.numel() < rows * vocab_) head_local_ = Tensor::empty({rows, vocab_});
   return head_local_.view({head_local_.numel()}).slice(0, rows * vocab_).view({rows, vocab_});
 }

@@ -96,6 +96,12 @@ class Transformer {
   // Back through logits(): given dL/dlogits [M, V] (whole on every rank), writes dL/dh_rows
   // [M, D] (overwrite) and accumulates this rank's shard of the head gradient.
   void logits_backward(const Tensor& h_rows, const Tensor& d_logits, Tensor& d_h_rows);
+  // The same on this rank's vocabulary columns only (vocab_range(); the whole row when tp = 1):
+  // logits [M, V/tp] and, back, d_logits [M, V/tp] -> d_h_rows [M, D] summed over the group.
+  void shard_logits(const Tensor& h_rows, Tensor& out);
+  void shard_logits_backward(const Tensor& h_rows, const Tensor& d_logits, Tensor& d_h_rows);
+  // This rank's rows of the embedding and head (begin 0, total 0 when tp = 1).
+  backend::VocabRange vocab_range() const;
 
  private:
   struct LayerIndex {
@@ -130,8 +136,7 @@ class Transformer {
   void ensure_workspace(int64_t rows);
   // Sums a row-parallel partial product (or a column-parallel input gradient) over the group.
   void reduce(Tensor& x) const { tensor_parallel().allreduce_sum(x); }
-  backend::VocabRange vocab_range() const;  // this rank's rows of the embedding and head
-  Tensor local_logits(int64_t rows);        // [rows, V/tp] scratch
+  Tensor logits_scratch(int64_t rows);      // [rows, V/tp]
   Tensor& w(std::size_t i) { return params_[i].value; }
   Tensor& g(std::size_t i) { return params_[i].grad; }
   static constexpr std::size_t kNone = static_cast<std::size_t>(-1);

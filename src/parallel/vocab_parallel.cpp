@@ -66,4 +66,28 @@ void vocab_parallel_cross_entropy_backward(const Tensor& h, const Tensor& w_loca
   tp.allreduce_sum(dh);
 }
 
+backend::ShardRows vocab_parallel_rows(const Tensor& z_local, const backend::VocabRange& range,
+                                       const Tensor& ids, const Tensor* tail_ids,
+                                       int64_t student_k, int64_t teacher_k,
+                                       const TensorParallel& tp) {
+  backend::ShardPartials mine;
+  ops::shard_partials(z_local, range, ids, tail_ids, mine);
+  // One allgather of [max, sum_exp, sum_exp_dz, sum_exp_tail, z_at] per rank.
+  std::vector<double> packed;
+  for (const auto* v : {&mine.max, &mine.sum_exp, &mine.sum_exp_dz, &mine.sum_exp_tail, &mine.z_at})
+    packed.insert(packed.end(), v->begin(), v->end());
+  const std::vector<double> all = tp.group().allgather(packed);
+  const std::size_t n = mine.max.size(), per = packed.size();
+  std::vector<backend::ShardPartials> shards(static_cast<std::size_t>(tp.size()));
+  for (std::size_t r = 0; r < shards.size(); ++r) {
+    auto at = all.begin() + static_cast<std::ptrdiff_t>(r * per);
+    for (auto* v : {&shards[r].max, &shards[r].sum_exp, &shards[r].sum_exp_dz, &shards[r].sum_exp_tail}) {
+      v->assign(at, at + static_cast<std::ptrdiff_t>(n));
+      at += static_cast<std::ptrdiff_t>(n);
+    }
+    shards[r].z_at.assign(at, at + static_cast<std::ptrdiff_t>(mine.z_at.size()));
+  }
+  return ops::combine_shards(shards, range, ids, student_k, teacher_k);
+}
+
 }  // namespace opd::parallel

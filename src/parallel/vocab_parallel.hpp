@@ -27,6 +27,15 @@ void vocab_parallel_cross_entropy_backward(const core::Tensor& h, const core::Te
                                            int64_t chunk, const TensorParallel& tp,
                                            core::Tensor& dh, core::Tensor& dw_local);
 
+// The whole-vocabulary row quantities of a block of vocabulary-sharded student logits z_local
+// (backend::ShardRows): every rank's partials gathered in one collective of O(rows x ids)
+// doubles, then combined identically on every rank. ids, tail_ids, student_k and teacher_k as
+// for backend::shard_partials / combine_shards.
+backend::ShardRows vocab_parallel_rows(const core::Tensor& z_local, const backend::VocabRange& range,
+                                       const core::Tensor& ids, const core::Tensor* tail_ids,
+                                       int64_t student_k, int64_t teacher_k,
+                                       const TensorParallel& tp);
+
 // The vocabulary range of this rank's shard of a head of `vocab` rows.
 backend::VocabRange vocab_shard(int64_t vocab, const TensorParallel& tp);
 

@@ -47,10 +47,15 @@ void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tens
                                     const VocabRange& range);
 void gather_cols(const Tensor& x, const Tensor& ids, Tensor& out);
 void token_stats(const Tensor& z, const TeacherRows& teacher, const Tensor& y, int diag_k,
-                 TokenStats& out);
+                 TokenStats& out, const ShardRows* shard);
 void objective_rows(const Tensor& z, const TeacherRows& teacher, const Tensor& y,
                     const Tensor& logmu, const Tensor& adv, const Tensor& baseline,
-                    const Tensor& w, const ObjectiveArgs& args, Tensor& loss, Tensor& dz);
+                    const Tensor& w, const ObjectiveArgs& args, Tensor& loss, Tensor& dz,
+                    const ShardRows* shard);
+void shard_partials(const Tensor& z_local, const VocabRange& range, const Tensor& ids,
+                    const Tensor* tail_ids, ShardPartials& out);
+ShardRows combine_shards(const std::vector<ShardPartials>& shards, const VocabRange& range,
+                         const Tensor& ids, int64_t student_k, int64_t teacher_k);
 void sample_rows(const Tensor& logits, float temperature, int top_k, float top_p,
                  const Tensor& uniforms, Tensor& ids, Tensor& logprobs);
 void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& hp);

@@ -77,6 +77,15 @@ struct ObjectiveRows {
   double* s_lp = nullptr;
   double* s_c = nullptr;
   int32_t* heap = nullptr;
+  // Vocabulary shard (ShardRows): z and dz hold columns [begin, begin + V) of a vocabulary of
+  // V_all; the row's lse, p(tail) and z at its ids (sk per row) come whole from the shard rows.
+  int64_t begin = 0, V_all = 0;
+  const double* sh_lse = nullptr;
+  const double* sh_tail = nullptr;
+  const int32_t* sh_ids = nullptr;
+  const double* sh_z = nullptr;
+  int64_t sk = 0;
+  bool sharded() const { return sh_lse != nullptr; }
 };
 
 // A list of (id, log q) entries in the row's scratch.
@@ -182,13 +191,17 @@ inline void write_dense(const float* z, float* dz, int64_t V, double lse, double
 }
 
 // Kinds whose dense part is pcoef * p alone: the support entries (distinct ids, log p in s_lp)
-// get their correction s_c in double, dz[v] = pcoef * p_v + [v = y] ycoef + s_c.
+// get their correction s_c in double, dz[v] = pcoef * p_v + [v = y] ycoef + s_c. With a
+// vocabulary shard dz holds columns [begin, begin + V) only; ids elsewhere are another rank's.
 inline void write_sparse(float* dz, int64_t m, const int32_t* s_id, const double* s_lp,
-                         const double* s_c, double pcoef, YTerm yt) {
+                         const double* s_c, double pcoef, YTerm yt, int64_t begin = 0,
+                         int64_t V = std::numeric_limits<int64_t>::max()) {
   for (int64_t i = 0; i < m; ++i) {
+    const int64_t j = static_cast<int64_t>(s_id[i]) - begin;
+    if (j < 0 || j >= V) continue;
     double g = pcoef * std::exp(s_lp[i]) + s_c[i];
     if (s_id[i] == yt.y) g += yt.coef;
-    dz[s_id[i]] = static_cast<float>(g);
+    dz[j] = static_cast<float>(g);
   }
 }
 
@@ -199,8 +212,17 @@ inline double objective_row(const ObjectiveRows& in, int64_t r) {
   const float* z = in.z + r * V;
   float* dz = in.dz + r * V;
   const double w = static_cast<double>(in.w[r]);
-  const double lse = lse_f(z, V);
-  auto lp_at = [&](int64_t j) { return static_cast<double>(z[j]) - lse; };
+  const bool sharded = in.sharded();
+  const double lse = sharded ? in.sh_lse[r] : lse_f(z, V);
+  // log p at a (global) id: read from the row, or, with a vocabulary shard, from the ids whose
+  // logits the shard rows carry whole.
+  auto lp_at = [&](int64_t j) {
+    if (!sharded) return static_cast<double>(z[j]) - lse;
+    const int32_t* ids = in.sh_ids + r * in.sk;
+    for (int64_t c = 0; c < in.sk; ++c)
+      if (ids[c] == j) return in.sh_z[r * in.sk + c] - lse;
+    return std::numeric_limits<double>::quiet_NaN();  // not carried: a caller's contract error
+  };
 
   const float* u = in.u ? in.u + r * V : nullptr;
   const double lse_u = u ? lse_f(u, V) : 0.0;
@@ -215,6 +237,8 @@ inline double objective_row(const ObjectiveRows& in, int64_t r) {
     lp_y = lp_at(yr);
   }
   const int64_t ysel = in.y ? static_cast<int64_t>(yr) : -1;
+  // The dense writes index this row's columns: y's column, or none when y is another shard's.
+  const int64_t ycol = ysel - in.begin >= 0 && ysel - in.begin < V ? ysel - in.begin : -1;
 
   // The sampled-token term: loss -w rho a (PPO-clipped when clip > 0), gradient -w a rho (e_y - p).
   if (in.adv) {
@@ -264,14 +288,14 @@ inline double objective_row(const ObjectiveRows& in, int64_t r) {
 
   switch (kind) {
     case ObjectiveKind::PgSampled:
-      write_dense(z, dz, V, lse, pcoef, YTerm{ysel, ycoef}, no_dense);
+      write_dense(z, dz, V, lse, pcoef, YTerm{ycol, ycoef}, no_dense);
       break;
 
     case ObjectiveKind::Sft:
       loss -= w * lp_y;
       pcoef += w;
       ycoef -= w;
-      write_dense(z, dz, V, lse, pcoef, YTerm{ysel, ycoef}, no_dense);
+      write_dense(z, dz, V, lse, pcoef, YTerm{ycol, ycoef}, no_dense);
       break;
 
     case ObjectiveKind::PgTopK: {
@@ -295,8 +319,8 @@ inline double objective_row(const ObjectiveRows& in, int64_t r) {
         }
         pcoef += w * asum;
       }
-      write_dense(z, dz, V, lse, pcoef, YTerm{ysel, ycoef}, no_dense);
-      write_sparse(dz, m, s_id, s_lp, s_c, pcoef, YTerm{ysel, ycoef});
+      write_dense(z, dz, V, lse, pcoef, YTerm{ycol, ycoef}, no_dense);
+      write_sparse(dz, m, s_id, s_lp, s_c, pcoef, YTerm{ysel, ycoef}, in.begin, V);
       break;
     }
 
@@ -316,8 +340,8 @@ inline double objective_row(const ObjectiveRows& in, int64_t r) {
         const double pb = std::exp(s_lp[i] - lps);
         s_c[i] = pb > 0.0 ? w * pb * ((s_lp[i] - lps) - (s_lq[i] - lqs) - kl) : 0.0;
       }
-      write_dense(z, dz, V, lse, pcoef, YTerm{ysel, ycoef}, no_dense);
-      write_sparse(dz, m, s_id, s_lp, s_c, pcoef, YTerm{ysel, ycoef});
+      write_dense(z, dz, V, lse, pcoef, YTerm{ycol, ycoef}, no_dense);
+      write_sparse(dz, m, s_id, s_lp, s_c, pcoef, YTerm{ysel, ycoef}, in.begin, V);
       break;
     }
 
@@ -328,7 +352,7 @@ inline double objective_row(const ObjectiveRows& in, int64_t r) {
         kl += xdiff(std::exp(lp), lp, lq_at(j));
       }
       loss += w * kl;
-      write_dense(z, dz, V, lse, pcoef, YTerm{ysel, ycoef}, [&](int64_t j, double lp, double p) {
+      write_dense(z, dz, V, lse, pcoef, YTerm{ycol, ycoef}, [&](int64_t j, double lp, double p) {
         return p > 0.0 ? w * p * ((lp - lq_at(j)) - kl) : 0.0;
       });
       break;
@@ -342,7 +366,7 @@ inline double objective_row(const ObjectiveRows& in, int64_t r) {
           kl += xdiff(std::exp(lq), lq, lp_at(j));
         }
         loss += w * kl;
-        write_dense(z, dz, V, lse, pcoef, YTerm{ysel, ycoef},
+        write_dense(z, dz, V, lse, pcoef, YTerm{ycol, ycoef},
                     [&](int64_t j, double, double p) { return w * (p - std::exp(lq_at(j))); });
         break;
       }
@@ -363,8 +387,8 @@ inline double objective_row(const ObjectiveRows& in, int64_t r) {
           s_c[i] = w * (std::exp(lpb) - std::exp(lqb));
         }
         loss += w * kl;
-        write_dense(z, dz, V, lse, pcoef, YTerm{ysel, ycoef}, no_dense);
-        write_sparse(dz, m, s_id, s_lp, s_c, pcoef, YTerm{ysel, ycoef});
+        write_dense(z, dz, V, lse, pcoef, YTerm{ycol, ycoef}, no_dense);
+        write_sparse(dz, m, s_id, s_lp, s_c, pcoef, YTerm{ysel, ycoef}, in.begin, V);
         break;
       }
       // With the tail bucket: KL over the k + 1 buckets (T's tokens and "everything else").
@@ -377,12 +401,16 @@ inline double objective_row(const ObjectiveRows& in, int64_t r) {
       std::copy(s_id, s_id + m, sorted);
       std::sort(sorted, sorted + m);
       double p_tail = 0.0;
-      for (int64_t j = 0, t = 0; j < V; ++j) {
-        if (t < m && sorted[t] == j) {
-          ++t;
-          continue;
+      if (sharded) {
+        p_tail = in.sh_tail[r];  // summed over the complement on every shard
+      } else {
+        for (int64_t j = 0, t = 0; j < V; ++j) {
+          if (t < m && sorted[t] == j) {
+            ++t;
+            continue;
+          }
+          p_tail += std::exp(lp_at(j));
         }
-        p_tail += std::exp(lp_at(j));
       }
       p_tail = std::max(p_tail, kTailFloor);
       double kl = 0.0;
@@ -394,8 +422,8 @@ inline double objective_row(const ObjectiveRows& in, int64_t r) {
       // off may be huge when p_tail is at its floor, only j not in T may carry it).
       const double off = w * (1.0 - q_tail / p_tail);
       for (int64_t i = 0; i < m; ++i) s_c[i] = w * (std::exp(s_lp[i]) - std::exp(s_lq[i]));
-      write_dense(z, dz, V, lse, pcoef + off, YTerm{ysel, ycoef}, no_dense);
-      write_sparse(dz, m, s_id, s_lp, s_c, pcoef, YTerm{ysel, ycoef});
+      write_dense(z, dz, V, lse, pcoef + off, YTerm{ycol, ycoef}, no_dense);
+      write_sparse(dz, m, s_id, s_lp, s_c, pcoef, YTerm{ysel, ycoef}, in.begin, V);
       break;
     }
 
@@ -413,7 +441,7 @@ inline double objective_row(const ObjectiveRows& in, int64_t r) {
       }
       pg *= (1.0 - beta);
       loss += w * d;
-      write_dense(z, dz, V, lse, pcoef, YTerm{ysel, ycoef}, [&](int64_t j, double lp, double p) {
+      write_dense(z, dz, V, lse, pcoef, YTerm{ycol, ycoef}, [&](int64_t j, double lp, double p) {
         if (!(p > 0.0)) return 0.0;
         const double g = (1.0 - beta) * (lp - lm_at(lq_at(j), lp));
         return w * p * (g - pg);

@@ -84,11 +84,45 @@ void check_id_list(const char* kind, const char* name, const Tensor& ids, int64_
             " hold an id outside [0, ", V, ") or the same id twice");
 }
 
+// With a vocabulary shard: the row quantities come from `shard`, whose ids must carry every id
+// the kind reads (y, the student's and the teacher's lists).
+void attach_shard(const char* kn, const ShardRows& shard, objective_math::ObjectiveRows& in,
+                  int64_t n, int64_t V) {
+  const Tensor& ids = shard.ids;
+  OPD_CHECK(ids.defined() && ids.dtype() == DType::I32 && ids.ndim() == 2 && ids.dim(0) == n &&
+                static_cast<int64_t>(shard.lse.size()) == n &&
+                static_cast<int64_t>(shard.p_tail.size()) == n &&
+                static_cast<int64_t>(shard.z_at.size()) == ids.numel(),
+            "objective_rows (", kn, "): shard rows do not match ", n, " rows");
+  OPD_CHECK(shard.range.begin >= 0 && shard.range.begin + V <= shard.range.total,
+            "objective_rows (", kn, "): shard [", shard.range.begin, ", ", shard.range.begin + V,
+            ") of a vocabulary of ", shard.range.total);
+  const int64_t K = ids.dim(1);
+  const int32_t* ip = ids.data<int32_t>();
+  for (int64_t r = 0; r < n; ++r) {
+    const int32_t* row = ip + r * K;
+    auto carried = [&](int32_t id) { return std::find(row, row + K, id) != row + K; };
+    bool ok = !in.y || carried(in.y[r]);
+    for (int64_t i = 0; i < in.ks && ok; ++i) ok = carried(in.sid[r * in.ks + i]);
+    for (int64_t i = 0; i < in.kt && in.tid && ok; ++i) ok = carried(in.tid[r * in.kt + i]);
+    OPD_CHECK(ok, "objective_rows (", kn, "): shard row ", r,
+              " does not carry every id the objective reads");
+  }
+  in.begin = shard.range.begin;
+  in.V_all = shard.range.total;
+  in.sh_lse = shard.lse.data();
+  in.sh_tail = shard.p_tail.data();
+  in.sh_ids = ip;
+  in.sh_z = shard.z_at.data();
+  in.sk = K;
+}
+
 }  // namespace
 
 void objective_rows(const Tensor& z, const TeacherRows& teacher, const Tensor& y,
                     const Tensor& logmu, const Tensor& adv, const Tensor& baseline, const Tensor& w,
-                    const ObjectiveArgs& args, Tensor& loss, Tensor& dz) {
+                    const ObjectiveArgs& args, Tensor& loss, Tensor& dz,
+                    const ShardRows* shard) {
   const ObjectiveKind kind = args.kind;
   const char* kn = kind_name(kind);
   const Signal mode = teacher.mode;
@@ -98,6 +132,10 @@ void objective_rows(const Tensor& z, const TeacherRows& teacher, const Tensor& y
   OPD_CHECK(z.ndim() == 2 && z.dim(1) >= 1, "objective_rows (", kn, "): z must be [n, V], got ",
             z.describe());
   const int64_t n = z.dim(0), V = z.dim(1);
+  // Ids are global: with a vocabulary shard they index the whole vocabulary, not z's columns.
+  const int64_t V_all = shard ? shard->range.total : V;
+  OPD_CHECK(!shard || mode != Signal::Full, "objective_rows (", kn,
+            "): the full signal mode needs whole rows, not a vocabulary shard");
   require(kn, "loss", loss, DType::F32, {n});
   require(kn, "dz", dz, DType::F32, {n, V});
   require(kn, "w", w, DType::F32, {n});
@@ -117,9 +155,9 @@ void objective_rows(const Tensor& z, const TeacherRows& teacher, const Tensor& y
     int64_t bad = 0;
     Kokkos::parallel_reduce(
         "opd::cpu::objective_rows_check_y", Policy(0, n),
-        [=](int64_t r, int64_t& count) { count += (py[r] < 0 || py[r] >= V) ? 1 : 0; }, bad);
-    OPD_CHECK(bad == 0, "objective_rows (", kn, "): ", bad, " sampled token(s) y outside [0, ", V,
-              ")");
+        [=](int64_t r, int64_t& count) { count += (py[r] < 0 || py[r] >= V_all) ? 1 : 0; }, bad);
+    OPD_CHECK(bad == 0, "objective_rows (", kn, "): ", bad, " sampled token(s) y outside [0, ",
+              V_all, ")");
   }
   if (baseline.defined()) require(kn, "baseline", baseline, DType::F32, {n});
 
@@ -173,7 +211,7 @@ void objective_rows(const Tensor& z, const TeacherRows& teacher, const Tensor& y
   if (need_s) {
     OPD_CHECK(teacher.student_ids.defined(), "objective_rows (", kn,
               "): teacher.student_ids is required (", mode_name(mode), " mode) but undefined");
-    check_id_list(kn, "teacher.student_ids", teacher.student_ids, n, V);
+    check_id_list(kn, "teacher.student_ids", teacher.student_ids, n, V_all);
     in.sid = teacher.student_ids.data<int32_t>();
     in.ks = teacher.student_ids.dim(1);
     if (mode == Signal::TopK) {
@@ -189,7 +227,7 @@ void objective_rows(const Tensor& z, const TeacherRows& teacher, const Tensor& y
     } else {
       OPD_CHECK(teacher.teacher_ids.defined(), "objective_rows (", kn,
                 "): teacher.teacher_ids is required (", mode_name(mode), " mode) but undefined");
-      check_id_list(kn, "teacher.teacher_ids", teacher.teacher_ids, n, V);
+      check_id_list(kn, "teacher.teacher_ids", teacher.teacher_ids, n, V_all);
       in.tid = teacher.teacher_ids.data<int32_t>();
       in.kt = teacher.teacher_ids.dim(1);
       if (mode == Signal::TopK) {
@@ -211,6 +249,8 @@ void objective_rows(const Tensor& z, const TeacherRows& teacher, const Tensor& y
   in.s_lp = s_lp.data();
   in.s_c = s_c.data();
   in.heap = heap.empty() ? nullptr : heap.data();
+
+  if (shard) attach_shard(kn, *shard, in, n, V);
 
   const objective_math::ObjectiveRows rows = in;
   Kokkos::parallel_for("opd::cpu::objective_rows", Policy(0, n), [=](int64_t r) {

@@ -202,19 +202,56 @@ int64_t compact(int32_t* a, int64_t n, const Keep& keep) {
   return m;
 }
 
+// The whole-vocabulary row quantities of a vocabulary shard (ShardRows), checked against the
+// rows' y and student ids (ids column 0 is y, columns 1..k the student's ids).
+struct ShardLookup {
+  const double *lse = nullptr, *entropy = nullptr, *z_at = nullptr;
+  int64_t K = 0;
+  explicit operator bool() const { return lse != nullptr; }
+  RowSoftmax softmax(int64_t r) const { return {lse[r], entropy[r]}; }
+  double z(int64_t r, int64_t column) const { return z_at[r * K + column]; }
+};
+
+ShardLookup shard_lookup(const ShardRows* shard, const TeacherRows& teacher, const Tensor& y,
+                         int64_t n) {
+  if (!shard) return {};
+  const Tensor& ids = shard->ids;
+  OPD_CHECK(ids.defined() && ids.dtype() == DType::I32 && ids.ndim() == 2 && ids.dim(0) == n &&
+                static_cast<int64_t>(shard->lse.size()) == n &&
+                static_cast<int64_t>(shard->z_at.size()) == ids.numel(),
+            kOp, ": shard rows do not match ", n, " rows");
+  const int64_t K = ids.dim(1);
+  const int32_t* ip = ids.data<int32_t>();
+  const int32_t* yp = y.data<int32_t>();
+  const bool with_s = teacher.mode == Signal::TopK && teacher.student_ids.defined();
+  const int64_t ks = with_s ? teacher.student_ids.dim(1) : 0;
+  OPD_CHECK(K >= 1 + ks, kOp, ": shard rows hold ", K, " ids, need y and ", ks, " student ids");
+  const int32_t* sp = with_s ? teacher.student_ids.data<int32_t>() : nullptr;
+  for (int64_t r = 0; r < n; ++r) {
+    OPD_CHECK(ip[r * K] == yp[r], kOp, ": shard row ", r, " is not for token ", yp[r]);
+    for (int64_t i = 0; i < ks; ++i)
+      OPD_CHECK(ip[r * K + 1 + i] == sp[r * ks + i], kOp, ": shard row ", r,
+                " does not hold the student's ids");
+  }
+  return {shard->lse.data(), shard->entropy.data(), shard->z_at.data(), K};
+}
+
 using Token = Kokkos::Experimental::UniqueToken<Kokkos::DefaultHostExecutionSpace>;
 using AcquireToken = Kokkos::Experimental::AcquireUniqueToken<Kokkos::DefaultHostExecutionSpace>;
 
 }  // namespace
 
 void token_stats(const Tensor& z, const TeacherRows& teacher, const Tensor& y, int diag_k,
-                 TokenStats& out) {
+                 TokenStats& out, const ShardRows* shard) {
   require_f32(kOp, "z", z);
   OPD_CHECK(z.ndim() == 2, kOp, ": z must be [n, V], got ", z.describe());
   const int64_t n = z.dim(0), V = z.dim(1);
   OPD_CHECK(V >= 1, kOp, ": empty vocabulary");
   check_tensor("y", y, {n}, DType::I32);
-  check_ids("y", y, V);
+  // With a vocabulary shard, ids are global and the row quantities come from `shard`.
+  const ShardLookup sh = shard_lookup(shard, teacher, y, n);
+  const int64_t V_all = shard ? shard->range.total : V;
+  check_ids("y", y, V_all);
 
   float* o_logp_y = output("logp_y", out.logp_y, n);
   float* o_entropy_p = output("entropy_p", out.entropy_p, n);
@@ -247,8 +284,8 @@ void token_stats(const Tensor& z, const TeacherRows& teacher, const Tensor& y, i
       }
       Kokkos::parallel_for("opd::cpu::token_stats_sampled", Policy(0, n), [=](int64_t r) {
         const float* zr = zp + r * V;
-        const RowSoftmax p = row_softmax(zr, V);
-        put(o_logp_y, r, static_cast<double>(zr[yp[r]]) - p.lse);
+        const RowSoftmax p = sh ? sh.softmax(r) : row_softmax(zr, V);
+        put(o_logp_y, r, (sh ? sh.z(r, 0) : static_cast<double>(zr[yp[r]])) - p.lse);
         put(o_entropy_p, r, p.entropy);
         if (o_logq_y) o_logq_y[r] = tq_y[r];
         put(o_entropy_q, r, tq_h ? static_cast<double>(tq_h[r]) : kNaN);
@@ -274,7 +311,7 @@ void token_stats(const Tensor& z, const TeacherRows& teacher, const Tensor& y, i
         OPD_CHECK(kp >= 1, kOp, ": teacher.student_ids has no columns");
         check_tensor("teacher.student_ids", teacher.student_ids, {n, kp}, DType::I32);
         check_tensor("teacher.logq_student_ids", teacher.logq_student_ids, {n, kp}, DType::F32);
-        check_ids("teacher.student_ids", teacher.student_ids, V);
+        check_ids("teacher.student_ids", teacher.student_ids, V_all);
         sid = teacher.student_ids.data<int32_t>();
         lqs = teacher.logq_student_ids.data<float>();
       }
@@ -284,7 +321,7 @@ void token_stats(const Tensor& z, const TeacherRows& teacher, const Tensor& y, i
         kq = teacher.teacher_ids.dim(1);
         check_tensor("teacher.teacher_ids", teacher.teacher_ids, {n, kq}, DType::I32);
         check_tensor("teacher.logq_teacher_ids", teacher.logq_teacher_ids, {n, kq}, DType::F32);
-        check_ids("teacher.teacher_ids", teacher.teacher_ids, V);
+        check_ids("teacher.teacher_ids", teacher.teacher_ids, V_all);
         tid = teacher.teacher_ids.data<int32_t>();
         lqt = teacher.logq_teacher_ids.data<float>();
       }
@@ -292,11 +329,13 @@ void token_stats(const Tensor& z, const TeacherRows& teacher, const Tensor& y, i
       const int64_t slot = ov.any() ? kp + kq : 0;
       std::vector<int32_t> scratch(static_cast<std::size_t>(slots * slot));
       int32_t* sc = scratch.data();
+      OPD_CHECK(!shard || !need_student || shard->student_k == kp, kOp,
+                ": the shard rows carry ", shard ? shard->student_k : 0, " student ids, not ", kp);
       Kokkos::parallel_for("opd::cpu::token_stats_topk", Policy(0, n), [=](int64_t r) {
         const float* zr = zp + r * V;
-        const RowSoftmax p = row_softmax(zr, V);
+        const RowSoftmax p = sh ? sh.softmax(r) : row_softmax(zr, V);
         const int32_t yr = yp[r];
-        put(o_logp_y, r, static_cast<double>(zr[yr]) - p.lse);
+        put(o_logp_y, r, (sh ? sh.z(r, 0) : static_cast<double>(zr[yr])) - p.lse);
         put(o_entropy_p, r, p.entropy);
         put(o_entropy_q, r, kNaN);
         put(o_kl_full, r, kNaN);
@@ -314,7 +353,9 @@ void token_stats(const Tensor& z, const TeacherRows& teacher, const Tensor& y, i
           }
           put(o_logq_y, r, v);
         }
-        auto logp_at = [&](int64_t i) { return static_cast<double>(zr[s_r[i]]) - p.lse; };
+        auto logp_at = [&](int64_t i) {
+          return (sh ? sh.z(r, 1 + i) : static_cast<double>(zr[s_r[i]])) - p.lse;
+        };
         auto logq_at = [&](int64_t i) { return static_cast<double>(lqs_r[i]); };
         if (o_kl_topk) put(o_kl_topk, r, set_stats(kp, logp_at, logq_at).kl);
         if (ov.any()) {
@@ -338,6 +379,7 @@ void token_stats(const Tensor& z, const TeacherRows& teacher, const Tensor& y, i
     }
 
     case Signal::Full: {
+      OPD_CHECK(!shard, kOp, ": the full signal mode needs whole rows, not a vocabulary shard");
       check_tensor("teacher.logits", teacher.logits, {n, V}, DType::F32);
       const float* xp = teacher.logits.data<float>();
       const bool need_sets = o_kl_topk || ov.any();
