@@ -205,10 +205,14 @@ void objective_rows(const Tensor& z, const TeacherRows& teacher, const Tensor& y
 // range.begin + V_local) of every row's student logits. token_stats and objective_rows then run
 // on those columns alone, given ShardRows: the few per-row quantities that need the whole
 // vocabulary, combined from every shard's ShardPartials with O(rows x ids) communication
-// (parallel/vocab_parallel does the exchange), never O(rows x V). Sampled and TopK signal modes.
+// (parallel/vocab_parallel does the exchange), never O(rows x V). In Full mode the teacher's
+// logits u are sharded the same way and a second exchange (shard_full_sums) adds the sums that
+// need both distributions' log-normalisers (the KLs, the JSD) and the values at the merged top-k
+// ids.
 //
 // `ids` [n, K] I32 names the ids whose logits must be known whole: column 0 the sampled token y,
-// then the student's top-k ids, then the teacher's (TopK mode); -1 marks an unused entry.
+// then the student's top-k ids, then the teacher's (TopK mode), then (Full) the top diag-k ids of
+// p and of q; -1 marks an unused entry.
 struct ShardPartials {                   // one shard's share, relative to its own row maxima
   std::vector<double> max, sum_exp, sum_exp_dz, sum_exp_tail;  // [n]: m, sum e, sum e (z - m),
                                                                 // sum e over ids not in tail_ids
@@ -221,7 +225,34 @@ struct ShardRows {
   std::vector<double> lse, entropy;      // [n] of softmax(z) over the whole vocabulary
   std::vector<double> p_tail;            // [n] p of the ids outside tail_ids (fkl's tail bucket)
   std::vector<double> z_at;              // [n * K] z at ids
+  // Full mode: the teacher's side and the sums over the whole vocabulary.
+  bool full = false;
+  int64_t top_k = 0;                     // the lists of the top_k ids of p and of q, after the
+                                         // teacher's list in ids (top-k order: larger first,
+                                         // ties to the lower id)
+  std::vector<double> lse_u, entropy_u;  // [n] of softmax(u)
+  std::vector<double> u_at;              // [n * K]
+  std::vector<double> kl_pq, kl_qp;      // [n] KL(p || q), KL(q || p)
+  std::vector<double> jsd, jsd_pg;       // [n] the generalised JSD at `beta` and sum p g (its
+  double beta = 0.5;                     //     gradient's mean term), see objective_math.hpp
 };
+// Full mode, first exchange: this shard's k best ids of x_local [n, V_local] (global ids, value
+// order; padded with id -1) and their values.
+void shard_topk(const Tensor& x_local, const VocabRange& range, int64_t k,
+                std::vector<int32_t>& ids, std::vector<double>& values);
+// The k best of every shard's candidates (each [n * k], any shard order), in top-k order.
+std::vector<int32_t> merge_topk(const std::vector<std::vector<int32_t>>& ids,
+                                const std::vector<std::vector<double>>& values, int64_t n,
+                                int64_t k);
+// Full mode, second exchange: this shard's share of the sums over the vocabulary, given the
+// whole rows' log-normalisers; [n] each. The shards' shares add up.
+struct ShardSums {
+  std::vector<double> kl_pq, kl_qp, jsd, jsd_pg;
+};
+void shard_full_sums(const Tensor& z_local, const Tensor& u_local, const std::vector<double>& lse,
+                     const std::vector<double>& lse_u, double beta, ShardSums& out);
+// x at ids [n, K] (global) where this shard holds them, 0 elsewhere: [n * K].
+std::vector<double> shard_values(const Tensor& x_local, const VocabRange& range, const Tensor& ids);
 // This shard's partials of z_local [n, V_local] at `range`; tail_ids [n, kt] (or null).
 void shard_partials(const Tensor& z_local, const VocabRange& range, const Tensor& ids,
                     const Tensor* tail_ids, ShardPartials& out);

@@ -36,4 +36,27 @@ ShardRows combine_shards(const std::vector<ShardPartials>& shards, const VocabRa
   return cpu::combine_shards(shards, range, ids, student_k, teacher_k);
 }
 
+void shard_topk(const Tensor& x_local, const VocabRange& range, int64_t k,
+                std::vector<int32_t>& ids, std::vector<double>& values) {
+  require_host("shard_topk", x_local);
+  cpu::shard_topk(x_local, range, k, ids, values);
+}
+
+std::vector<int32_t> merge_topk(const std::vector<std::vector<int32_t>>& ids,
+                                const std::vector<std::vector<double>>& values, int64_t n,
+                                int64_t k) {
+  return cpu::merge_topk(ids, values, n, k);
+}
+
+void shard_full_sums(const Tensor& z_local, const Tensor& u_local, const std::vector<double>& lse,
+                     const std::vector<double>& lse_u, double beta, ShardSums& out) {
+  require_host("shard_full_sums", z_local);
+  cpu::shard_full_sums(z_local, u_local, lse, lse_u, beta, out);
+}
+
+std::vector<double> shard_values(const Tensor& x_local, const VocabRange& range, const Tensor& ids) {
+  require_host("shard_values", x_local);
+  return cpu::shard_values(x_local, range, ids);
+}
+
 }  // namespace opd::backend

@@ -56,11 +56,13 @@ ResponseLogits::ResponseLogits(model::Transformer& student, const RolloutBatch& 
   h_r = Tensor::empty({n, student.config().d_model});
   if (n > 0) ops::embedding_forward(h, rows, h_r);  // gather the response positions
   full_ = teacher.signal.mode == backend::Signal::Full;
-  sharded_ = !full_ && student.tensor_parallel().size() > 1;
+  sharded_ = student.tensor_parallel().size() > 1;
   const int64_t columns = sharded_ ? V / student.tensor_parallel().size() : V;
   z_block_ = Tensor::empty({rows_per_block_, columns});
   dz_block_ = Tensor::empty({rows_per_block_, columns});
-  if (full_) u_block_ = Tensor::empty({rows_per_block_, V});
+  if (full_) u_block_ = Tensor::empty({rows_per_block_, columns});
+  diag_k_ = cfg.diag_k;
+  beta_ = static_cast<float>(cfg.objective.beta);  // as the objective sees it (ObjectiveArgs)
 }
 
 Tensor ResponseLogits::dz_scratch(int64_t rows) { return dz_block_.slice(0, rows); }
@@ -78,8 +80,14 @@ void ResponseLogits::block(int64_t a, int64_t b, LogitsBlock& out) {
     return;
   }
   // This rank's columns, and the rows' ids whose logits the objectives read: y, the student's
-  // top-k, the teacher's top-k (whose complement is the fkl tail).
+  // top-k, the teacher's top-k (whose complement is the fkl tail); in Full mode the teacher's
+  // logits on the same columns.
   student_.shard_logits(h_r.slice(a, b), out.z);
+  if (full_) {
+    out.tr.logits = u_block_.slice(0, b - a);
+    teacher_logits_shard(teacher_, group_.r0 + a, group_.r0 + b, student_.vocab_range(),
+                         out.tr.logits);
+  }
   const Tensor& s = out.tr.student_ids;
   const Tensor& t = out.tr.teacher_ids;
   const int64_t n = b - a, ks = s.defined() ? s.dim(1) : 0, kt = t.defined() ? t.dim(1) : 0;
@@ -91,9 +99,11 @@ void ResponseLogits::block(int64_t a, int64_t b, LogitsBlock& out) {
     for (int64_t i = 0; i < ks; ++i) ip[r * K + 1 + i] = s.data<int32_t>()[r * ks + i];
     for (int64_t i = 0; i < kt; ++i) ip[r * K + 1 + ks + i] = t.data<int32_t>()[r * kt + i];
   }
-  shard_rows_ = parallel::vocab_parallel_rows(out.z, student_.vocab_range(), ids,
-                                              kt > 0 ? &t : nullptr, ks, kt,
-                                              student_.tensor_parallel());
+  const int64_t V = student_.config().vocab_size;
+  shard_rows_ = parallel::vocab_parallel_rows(
+      out.z, student_.vocab_range(), ids, kt > 0 ? &t : nullptr, ks, kt,
+      student_.tensor_parallel(), full_ ? &out.tr.logits : nullptr,
+      full_ ? std::min<int64_t>(diag_k_, V) : 0, beta_);
   out.shard = &shard_rows_;
 }
 

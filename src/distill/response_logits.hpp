@@ -22,8 +22,8 @@ struct RowGroup {
 // The batch's sequences split into n groups of nearly equal size (n is capped at the batch).
 std::vector<RowGroup> row_groups(const RolloutBatch& batch, int64_t n);
 
-// A block of rows' logits: whole rows, or (tensor parallelism, sampled and top-k signals) this
-// rank's vocabulary columns with the whole-vocabulary row quantities in `shard`.
+// A block of rows' logits: whole rows, or (tensor parallelism) this rank's vocabulary columns
+// with the whole-vocabulary row quantities in `shard`.
 struct LogitsBlock {
   Tensor z;                                   // [rows, V] or [rows, V / tp]
   backend::TeacherRows tr;
@@ -33,10 +33,10 @@ struct LogitsBlock {
 // The student's logits at a group's response positions (and the teacher's, in Full mode),
 // formed rows_per_block rows at a time from the gathered final hidden states. Construction runs
 // the student's forward over the group's sequences (every pipeline stage must take part); the
-// rows exist where the head is (the last stage). With tensor parallelism the sampled and top-k
-// signals never gather a block of logits: each rank keeps its vocabulary columns and the row
-// quantities are combined over the group (parallel/vocab_parallel); the full signal, which needs
-// both distributions whole, gathers one block at a time.
+// rows exist where the head is (the last stage). With tensor parallelism no block of logits is
+// ever gathered: each rank keeps its vocabulary columns (the student's, and in Full mode the
+// teacher's on the same columns) and the row quantities are combined over the group
+// (parallel/vocab_parallel).
 class ResponseLogits {
  public:
   ResponseLogits(model::Transformer& student, const RolloutBatch& batch, const RowGroup& group,
@@ -65,6 +65,8 @@ class ResponseLogits {
   RowGroup group_;
   int64_t rows_per_block_;
   bool full_ = false, sharded_ = false;
+  int64_t diag_k_ = 0;  // Full mode: the diagnostics' top-k lists
+  double beta_ = 0.5;   // the JSD's, summed over the vocabulary with the rows
   Tensor z_block_, u_block_, dz_block_;
   backend::ShardRows shard_rows_;
 };

@@ -53,6 +53,19 @@ void LocalTeacher::forward_rows(const ScoreRequest& req, Tensor& hidden) {
   pp.wait_sends();
 }
 
+void teacher_logits_shard(const ScoreReply& reply, int64_t r0, int64_t r1,
+                          const backend::VocabRange& range, Tensor& out) {
+  const int64_t width = out.dim(1);
+  Tensor head = reply.head;
+  if (reply.head_tp.size() > 1) {
+    OPD_CHECK(reply.head.dim(0) == width && reply.head_tp.rank() * width == range.begin,
+              "the teacher's head shard does not cover the student's vocabulary columns");
+  } else {
+    head = reply.head.slice(range.begin, range.begin + width);  // rows of the whole head
+  }
+  ops::gemm(reply.hidden.slice(r0, r1), false, head, true, out, 1.0f / reply.temperature);
+}
+
 ScoreReply LocalTeacher::score(const ScoreRequest& req) {
   const int64_t M = req.rows.numel();
   const int64_t V = model_->config().vocab_size;

@@ -65,5 +65,9 @@ class LocalTeacher final : public TeacherScorer {
 
 // Teacher logits (divided by the reply's temperature) for rows [r0, r1) of a Full-mode reply.
 void teacher_logits_block(const ScoreReply& reply, int64_t r0, int64_t r1, Tensor& out);
+// The same on the vocabulary columns `range` only (tensor parallelism): from the reply's head
+// shard when it is sharded the same way (colocated), else from those rows of the whole head.
+void teacher_logits_shard(const ScoreReply& reply, int64_t r0, int64_t r1,
+                          const backend::VocabRange& range, Tensor& out);
 
 }  // namespace opd::distill

@@ -66,28 +66,144 @@ void vocab_parallel_cross_entropy_backward(const Tensor& h, const Tensor& w_loca
   tp.allreduce_sum(dh);
 }
 
+namespace {
+
+// Every rank's `mine` (the same length everywhere), split back by rank.
+std::vector<std::vector<double>> gather_all(const std::vector<double>& mine, const TensorParallel& tp) {
+  const std::vector<double> all = tp.group().allgather(mine);
+  std::vector<std::vector<double>> out;
+  for (int r = 0; r < tp.size(); ++r)
+    out.emplace_back(all.begin() + static_cast<std::ptrdiff_t>(r * mine.size()),
+                     all.begin() + static_cast<std::ptrdiff_t>((r + 1) * mine.size()));
+  return out;
+}
+
+void pack(std::vector<double>& buf, const backend::ShardPartials& p) {
+  for (const auto* v : {&p.max, &p.sum_exp, &p.sum_exp_dz, &p.sum_exp_tail, &p.z_at})
+    buf.insert(buf.end(), v->begin(), v->end());
+}
+
+backend::ShardPartials unpack(const double*& at, std::size_t n, std::size_t nk) {
+  backend::ShardPartials p;
+  for (auto* v : {&p.max, &p.sum_exp, &p.sum_exp_dz, &p.sum_exp_tail}) {
+    v->assign(at, at + n);
+    at += n;
+  }
+  p.z_at.assign(at, at + nk);
+  at += nk;
+  return p;
+}
+
+}  // namespace
+
 backend::ShardRows vocab_parallel_rows(const Tensor& z_local, const backend::VocabRange& range,
                                        const Tensor& ids, const Tensor* tail_ids,
                                        int64_t student_k, int64_t teacher_k,
-                                       const TensorParallel& tp) {
-  backend::ShardPartials mine;
-  ops::shard_partials(z_local, range, ids, tail_ids, mine);
-  // One allgather of [max, sum_exp, sum_exp_dz, sum_exp_tail, z_at] per rank.
-  std::vector<double> packed;
-  for (const auto* v : {&mine.max, &mine.sum_exp, &mine.sum_exp_dz, &mine.sum_exp_tail, &mine.z_at})
-    packed.insert(packed.end(), v->begin(), v->end());
-  const std::vector<double> all = tp.group().allgather(packed);
-  const std::size_t n = mine.max.size(), per = packed.size();
-  std::vector<backend::ShardPartials> shards(static_cast<std::size_t>(tp.size()));
-  for (std::size_t r = 0; r < shards.size(); ++r) {
-    auto at = all.begin() + static_cast<std::ptrdiff_t>(r * per);
-    for (auto* v : {&shards[r].max, &shards[r].sum_exp, &shards[r].sum_exp_dz, &shards[r].sum_exp_tail}) {
-      v->assign(at, at + static_cast<std::ptrdiff_t>(n));
-      at += static_cast<std::ptrdiff_t>(n);
+                                       const TensorParallel& tp, const Tensor* u_local,
+                                       int64_t top_k, double beta) {
+  const int64_t n = z_local.dim(0);
+  const std::size_t nn = static_cast<std::size_t>(n), nk = static_cast<std::size_t>(ids.numel());
+  const bool full = u_local != nullptr;
+  // First exchange: both sides' partials and (Full) each shard's top-k candidates.
+  backend::ShardPartials pz, pu;
+  ops::shard_partials(z_local, range, ids, tail_ids, pz);
+  std::vector<double> mine;
+  pack(mine, pz);
+  std::vector<int32_t> cz, cu;
+  std::vector<double> vz, vu;
+  if (full) {
+    ops::shard_partials(*u_local, range, ids, nullptr, pu);
+    pack(mine, pu);
+    if (top_k > 0) {
+      ops::shard_topk(z_local, range, top_k, cz, vz);
+      ops::shard_topk(*u_local, range, top_k, cu, vu);
+      for (const auto* c : {&cz, &cu}) mine.insert(mine.end(), c->begin(), c->end());
+      for (const auto* v : {&vz, &vu}) mine.insert(mine.end(), v->begin(), v->end());
     }
-    shards[r].z_at.assign(at, at + static_cast<std::ptrdiff_t>(mine.z_at.size()));
   }
-  return ops::combine_shards(shards, range, ids, student_k, teacher_k);
+  const auto all = gather_all(mine, tp);
+  std::vector<backend::ShardPartials> sz, su;
+  std::vector<std::vector<int32_t>> iz, iu;
+  std::vector<std::vector<double>> wz, wu;
+  const std::size_t nt = static_cast<std::size_t>(n * top_k);
+  for (const auto& buf : all) {
+    const double* at = buf.data();
+    sz.push_back(unpack(at, nn, nk));
+    if (!full) continue;
+    su.push_back(unpack(at, nn, nk));
+    if (top_k == 0) continue;
+    iz.emplace_back(at, at + nt);
+    at += nt;
+    iu.emplace_back(at, at + nt);
+    at += nt;
+    wz.emplace_back(at, at + nt);
+    at += nt;
+    wu.emplace_back(at, at + nt);
+  }
+  backend::ShardRows rows = ops::combine_shards(sz, range, ids, student_k, teacher_k);
+  if (!full) return rows;
+  const backend::ShardRows rows_u = ops::combine_shards(su, range, ids, student_k, teacher_k);
+
+  // Second exchange: the sums that need both whole log-normalisers, and both logits at the
+  // merged top-k lists' ids.
+  const std::vector<int32_t> top_p = top_k > 0 ? ops::merge_topk(iz, wz, n, top_k) : std::vector<int32_t>();
+  const std::vector<int32_t> top_q = top_k > 0 ? ops::merge_topk(iu, wu, n, top_k) : std::vector<int32_t>();
+  const int64_t K = ids.dim(1), K2 = K + 2 * top_k;
+  std::vector<int32_t> extra(static_cast<std::size_t>(n * 2 * top_k));
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t i = 0; i < top_k; ++i) {
+      extra[static_cast<std::size_t>(r * 2 * top_k + i)] = top_p[static_cast<std::size_t>(r * top_k + i)];
+      extra[static_cast<std::size_t>(r * 2 * top_k + top_k + i)] = top_q[static_cast<std::size_t>(r * top_k + i)];
+    }
+  const Tensor extra_ids = Tensor::from_vector(extra, {n, 2 * top_k});
+  backend::ShardSums sums;
+  ops::shard_full_sums(z_local, *u_local, rows.lse, rows_u.lse, beta, sums);
+  std::vector<double> second;
+  if (top_k > 0) {
+    const std::vector<double> zv = ops::shard_values(z_local, range, extra_ids);
+    const std::vector<double> uv = ops::shard_values(*u_local, range, extra_ids);
+    second.insert(second.end(), zv.begin(), zv.end());
+    second.insert(second.end(), uv.begin(), uv.end());
+  }
+  for (const auto* v : {&sums.kl_pq, &sums.kl_qp, &sums.jsd, &sums.jsd_pg})
+    second.insert(second.end(), v->begin(), v->end());
+  std::vector<double> total(second.size(), 0.0);
+  for (const auto& buf : gather_all(second, tp))  // in rank order: the same sums everywhere
+    for (std::size_t i = 0; i < total.size(); ++i) total[i] += buf[i];
+
+  // Assemble: ids [y | S | T | top p | top q] with both logits at each.
+  std::vector<int32_t> all_ids(static_cast<std::size_t>(n * K2));
+  std::vector<double> z_at(all_ids.size()), u_at(all_ids.size());
+  const int32_t* ip = ids.data<int32_t>();
+  const std::size_t e = static_cast<std::size_t>(n * 2 * top_k);
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t c = 0; c < K; ++c) {
+      const auto to = static_cast<std::size_t>(r * K2 + c), from = static_cast<std::size_t>(r * K + c);
+      all_ids[to] = ip[from];
+      z_at[to] = rows.z_at[from];
+      u_at[to] = rows_u.z_at[from];
+    }
+    for (int64_t c = 0; c < 2 * top_k; ++c) {
+      const auto to = static_cast<std::size_t>(r * K2 + K + c), from = static_cast<std::size_t>(r * 2 * top_k + c);
+      all_ids[to] = extra[from];
+      z_at[to] = total[from];
+      u_at[to] = total[e + from];
+    }
+  }
+  rows.ids = Tensor::from_vector(all_ids, {n, K2});
+  rows.z_at = std::move(z_at);
+  rows.u_at = std::move(u_at);
+  rows.full = true;
+  rows.top_k = top_k;
+  rows.lse_u = rows_u.lse;
+  rows.entropy_u = rows_u.entropy;
+  rows.beta = beta;
+  const std::size_t base = top_k > 0 ? 2 * e : 0;
+  for (auto [v, k] : {std::pair{&rows.kl_pq, 0}, std::pair{&rows.kl_qp, 1}, std::pair{&rows.jsd, 2},
+                      std::pair{&rows.jsd_pg, 3}})
+    v->assign(total.begin() + static_cast<std::ptrdiff_t>(base + k * nn),
+              total.begin() + static_cast<std::ptrdiff_t>(base + (k + 1) * nn));
+  return rows;
 }
 
 }  // namespace opd::parallel

@@ -30,11 +30,15 @@ void vocab_parallel_cross_entropy_backward(const core::Tensor& h, const core::Te
 // The whole-vocabulary row quantities of a block of vocabulary-sharded student logits z_local
 // (backend::ShardRows): every rank's partials gathered in one collective of O(rows x ids)
 // doubles, then combined identically on every rank. ids, tail_ids, student_k and teacher_k as
-// for backend::shard_partials / combine_shards.
+// for backend::shard_partials / combine_shards. Full mode (u_local: the teacher's logits on the
+// same columns): the teacher's side too, p's and q's top_k lists, and a second collective for
+// the sums over the vocabulary (KLs, the JSD at beta) and both logits at those lists' ids.
 backend::ShardRows vocab_parallel_rows(const core::Tensor& z_local, const backend::VocabRange& range,
                                        const core::Tensor& ids, const core::Tensor* tail_ids,
                                        int64_t student_k, int64_t teacher_k,
-                                       const TensorParallel& tp);
+                                       const TensorParallel& tp,
+                                       const core::Tensor* u_local = nullptr, int64_t top_k = 0,
+                                       double beta = 0.5);
 
 // The vocabulary range of this rank's shard of a head of `vocab` rows.
 backend::VocabRange vocab_shard(int64_t vocab, const TensorParallel& tp);

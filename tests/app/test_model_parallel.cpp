@@ -107,6 +107,21 @@ TEST(ModelParallelRun, SplitPlacementWithATp2OrPp2Teacher) {
   }
 }
 
+TEST(ModelParallelRun, SplitPlacementWithATp2StudentOnTheFullSignal) {
+  // The student's ranks apply the teacher's whole head to their own vocabulary columns.
+  ScratchDir dir("split-tp-student");
+  make_arith_data(dir.path(), 200);
+  write_file(dir / "one.toml", distill_job("runs/one", "full", "kind = \"full_rkl\""));
+  write_file(dir / "split.toml", distill_job("runs/split", "full", "kind = \"full_rkl\""));
+  ASSERT_EQ(run_opd("run one.toml", dir.path()).status, 0);
+  auto r = run_mpi("run split.toml --set parallel.placement=split --set parallel.student.tp=2 "
+                   "--set parallel.student.dp=1 --set parallel.teacher.tp=1 --set parallel.teacher.dp=1",
+                   dir.path(), "", 3);
+  ASSERT_EQ(r.status, 0) << r.err << r.out;
+  expect_same_run(read_jsonl(dir / "runs/one/distill/metrics.jsonl"),
+                  read_jsonl(dir / "runs/split/distill/metrics.jsonl"));
+}
+
 TEST(ModelParallelRun, Pp2ReproducesOneRank) {
   ScratchDir dir("pp2");
   make_arith_data(dir.path(), 200);

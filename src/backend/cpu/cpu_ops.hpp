@@ -56,6 +56,14 @@ void shard_partials(const Tensor& z_local, const VocabRange& range, const Tensor
                     const Tensor* tail_ids, ShardPartials& out);
 ShardRows combine_shards(const std::vector<ShardPartials>& shards, const VocabRange& range,
                          const Tensor& ids, int64_t student_k, int64_t teacher_k);
+void shard_topk(const Tensor& x_local, const VocabRange& range, int64_t k,
+                std::vector<int32_t>& ids, std::vector<double>& values);
+std::vector<int32_t> merge_topk(const std::vector<std::vector<int32_t>>& ids,
+                                const std::vector<std::vector<double>>& values, int64_t n,
+                                int64_t k);
+void shard_full_sums(const Tensor& z_local, const Tensor& u_local, const std::vector<double>& lse,
+                     const std::vector<double>& lse_u, double beta, ShardSums& out);
+std::vector<double> shard_values(const Tensor& x_local, const VocabRange& range, const Tensor& ids);
 void sample_rows(const Tensor& logits, float temperature, int top_k, float top_p,
                  const Tensor& uniforms, Tensor& ids, Tensor& logprobs);
 void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& hp);

@@ -85,8 +85,18 @@ struct ObjectiveRows {
   const int32_t* sh_ids = nullptr;
   const double* sh_z = nullptr;
   int64_t sk = 0;
+  // Full mode: the teacher's log-normaliser, u at the ids, and the sums over the vocabulary.
+  const double *sh_lse_u = nullptr, *sh_u = nullptr, *sh_kl_pq = nullptr, *sh_kl_qp = nullptr,
+               *sh_jsd = nullptr, *sh_jsd_pg = nullptr;
   bool sharded() const { return sh_lse != nullptr; }
 };
+
+// The value carried for `id` in a row's list of (ids, values); NaN when it is not carried.
+inline double carried(const int32_t* ids, const double* values, int64_t k, int64_t id) {
+  for (int64_t c = 0; c < k; ++c)
+    if (ids[c] == id) return values[c];
+  return std::numeric_limits<double>::quiet_NaN();
+}
 
 // A list of (id, log q) entries in the row's scratch.
 struct IdList {
@@ -133,11 +143,19 @@ struct RowLists {
   const float* tlq;
   const float* u;
   double lse_u;
+  // Vocabulary shard in Full mode: u at the row's carried ids instead of u's columns.
+  const int32_t* sh_ids = nullptr;
+  const double* sh_u = nullptr;
+  int64_t sk = 0;
+  double lq_id(int32_t id) const {
+    if (sh_u) return carried(sh_ids, sh_u, sk, id) - lse_u;
+    return static_cast<double>(u[id]) - lse_u;
+  }
   double lq_s(int64_t i) const {
-    return u ? static_cast<double>(u[sid[i]]) - lse_u : static_cast<double>(slq[i]);
+    return (u || sh_u) ? lq_id(sid[i]) : static_cast<double>(slq[i]);
   }
   double lq_t(int64_t i) const {
-    return u ? static_cast<double>(u[tid[i]]) - lse_u : static_cast<double>(tlq[i]);
+    return (u || sh_u) ? lq_id(tid[i]) : static_cast<double>(tlq[i]);
   }
 };
 
@@ -218,14 +236,11 @@ inline double objective_row(const ObjectiveRows& in, int64_t r) {
   // logits the shard rows carry whole.
   auto lp_at = [&](int64_t j) {
     if (!sharded) return static_cast<double>(z[j]) - lse;
-    const int32_t* ids = in.sh_ids + r * in.sk;
-    for (int64_t c = 0; c < in.sk; ++c)
-      if (ids[c] == j) return in.sh_z[r * in.sk + c] - lse;
-    return std::numeric_limits<double>::quiet_NaN();  // not carried: a caller's contract error
+    return carried(in.sh_ids + r * in.sk, in.sh_z + r * in.sk, in.sk, j) - lse;
   };
 
   const float* u = in.u ? in.u + r * V : nullptr;
-  const double lse_u = u ? lse_f(u, V) : 0.0;
+  const double lse_u = u ? (sharded ? in.sh_lse_u[r] : lse_f(u, V)) : 0.0;
 
   double loss = 0.0;
   double pcoef = 0.0;  // coefficient of p_j in the dense part of the gradient
@@ -267,6 +282,11 @@ inline double objective_row(const ObjectiveRows& in, int64_t r) {
   RowLists L{
       in.sid ? in.sid + r * in.ks : nullptr, in.tid ? in.tid + r * in.kt : nullptr, in.ks, in.kt,
       in.slq ? in.slq + r * in.ks : nullptr, in.tlq ? in.tlq + r * in.kt : nullptr, u,     lse_u};
+  if (sharded && u) {  // u holds this shard's columns: the ids' values come carried
+    L.sh_ids = in.sh_ids + r * in.sk;
+    L.sh_u = in.sh_u + r * in.sk;
+    L.sk = in.sk;
+  }
   if (in.teacher_topk_from_logits) {
     int32_t* h = in.heap + r * in.kt;
     topk_ids(u, V, in.kt, h);
@@ -347,9 +367,13 @@ inline double objective_row(const ObjectiveRows& in, int64_t r) {
 
     case ObjectiveKind::FullRkl: {
       double kl = 0.0;
-      for (int64_t j = 0; j < V; ++j) {
-        const double lp = lp_at(j);
-        kl += xdiff(std::exp(lp), lp, lq_at(j));
+      if (sharded) {
+        kl = in.sh_kl_pq[r];
+      } else {
+        for (int64_t j = 0; j < V; ++j) {
+          const double lp = lp_at(j);
+          kl += xdiff(std::exp(lp), lp, lq_at(j));
+        }
       }
       loss += w * kl;
       write_dense(z, dz, V, lse, pcoef, YTerm{ycol, ycoef}, [&](int64_t j, double lp, double p) {
@@ -361,9 +385,13 @@ inline double objective_row(const ObjectiveRows& in, int64_t r) {
     case ObjectiveKind::Fkl: {
       if (in.mode == Signal::Full) {
         double kl = 0.0;
-        for (int64_t j = 0; j < V; ++j) {
-          const double lq = lq_at(j);
-          kl += xdiff(std::exp(lq), lq, lp_at(j));
+        if (sharded) {
+          kl = in.sh_kl_qp[r];
+        } else {
+          for (int64_t j = 0; j < V; ++j) {
+            const double lq = lq_at(j);
+            kl += xdiff(std::exp(lq), lq, lp_at(j));
+          }
         }
         loss += w * kl;
         write_dense(z, dz, V, lse, pcoef, YTerm{ycol, ycoef},
@@ -433,13 +461,18 @@ inline double objective_row(const ObjectiveRows& in, int64_t r) {
       const double lb = std::log(beta), l1b = std::log1p(-beta);
       auto lm_at = [&](double lq, double lp) { return log_add(lb + lq, l1b + lp); };
       double d = 0.0, pg = 0.0;
-      for (int64_t j = 0; j < V; ++j) {
-        const double lp = lp_at(j), lq = lq_at(j);
-        const double lm = lm_at(lq, lp);
-        d += beta * xdiff(std::exp(lq), lq, lm) + (1.0 - beta) * xdiff(std::exp(lp), lp, lm);
-        pg += xdiff(std::exp(lp), lp, lm);
+      if (sharded) {
+        d = in.sh_jsd[r];
+        pg = in.sh_jsd_pg[r];
+      } else {
+        for (int64_t j = 0; j < V; ++j) {
+          const double lp = lp_at(j), lq = lq_at(j);
+          const double lm = lm_at(lq, lp);
+          d += beta * xdiff(std::exp(lq), lq, lm) + (1.0 - beta) * xdiff(std::exp(lp), lp, lm);
+          pg += xdiff(std::exp(lp), lp, lm);
+        }
+        pg *= (1.0 - beta);
       }
-      pg *= (1.0 - beta);
       loss += w * d;
       write_dense(z, dz, V, lse, pcoef, YTerm{ycol, ycoef}, [&](int64_t j, double lp, double p) {
         if (!(p > 0.0)) return 0.0;

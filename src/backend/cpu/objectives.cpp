@@ -115,6 +115,21 @@ void attach_shard(const char* kn, const ShardRows& shard, objective_math::Object
   in.sh_ids = ip;
   in.sh_z = shard.z_at.data();
   in.sk = K;
+  if (shard.full) {
+    OPD_CHECK(static_cast<int64_t>(shard.u_at.size()) == ids.numel() &&
+                  static_cast<int64_t>(shard.kl_pq.size()) == n,
+              "objective_rows (", kn, "): full-mode shard rows do not match ", n, " rows");
+    OPD_CHECK(in.args.kind != ObjectiveKind::Jsd || !(in.args.beta > 0.0f && in.args.beta < 1.0f) ||
+                  static_cast<double>(in.args.beta) == shard.beta,
+              "objective_rows (jsd): the shard rows were summed at beta = ", shard.beta, ", not ",
+              in.args.beta);
+    in.sh_lse_u = shard.lse_u.data();
+    in.sh_u = shard.u_at.data();
+    in.sh_kl_pq = shard.kl_pq.data();
+    in.sh_kl_qp = shard.kl_qp.data();
+    in.sh_jsd = shard.jsd.data();
+    in.sh_jsd_pg = shard.jsd_pg.data();
+  }
 }
 
 }  // namespace
@@ -134,8 +149,8 @@ void objective_rows(const Tensor& z, const TeacherRows& teacher, const Tensor& y
   const int64_t n = z.dim(0), V = z.dim(1);
   // Ids are global: with a vocabulary shard they index the whole vocabulary, not z's columns.
   const int64_t V_all = shard ? shard->range.total : V;
-  OPD_CHECK(!shard || mode != Signal::Full, "objective_rows (", kn,
-            "): the full signal mode needs whole rows, not a vocabulary shard");
+  OPD_CHECK(!shard || mode != Signal::Full || shard->full, "objective_rows (", kn,
+            "): full-mode shard rows (with the teacher's side) are needed");
   require(kn, "loss", loss, DType::F32, {n});
   require(kn, "dz", dz, DType::F32, {n, V});
   require(kn, "w", w, DType::F32, {n});
@@ -199,6 +214,8 @@ void objective_rows(const Tensor& z, const TeacherRows& teacher, const Tensor& y
   if (mode == Signal::Full && !teacher_free) {
     require(kn, "teacher.logits", teacher.logits, DType::F32, {n, V});
     in.u = teacher.logits.data<float>();
+    OPD_CHECK(!shard || !need_t || teacher.teacher_ids.defined(), "objective_rows (", kn,
+              "): with a vocabulary shard the teacher's top-k must be given (teacher_ids)");
     // Full mode: the teacher's top-k is teacher_ids when given, else computed from the logits
     // with k = the student list's k.
     if (need_t && !teacher.teacher_ids.defined()) {

@@ -130,4 +130,117 @@ ShardRows combine_shards(const std::vector<ShardPartials>& shards, const VocabRa
   return out;
 }
 
+namespace {
+// Top-k order: the larger value first, ties to the lower id; NaN ranks last (as -inf).
+bool before(double va, int32_t a, double vb, int32_t b) {
+  const double ka = va != va ? kNegInf : va, kb = vb != vb ? kNegInf : vb;
+  return ka > kb || (ka == kb && a < b);
+}
+}  // namespace
+
+void shard_topk(const Tensor& x, const VocabRange& range, int64_t k, std::vector<int32_t>& ids,
+                std::vector<double>& values) {
+  require_f32("shard_topk", "x", x);
+  const int64_t n = x.dim(0), V = x.dim(1), begin = range.begin;
+  ids.assign(static_cast<std::size_t>(n * k), -1);
+  values.assign(static_cast<std::size_t>(n * k), kNegInf);
+  const float* xp = x.data<float>();
+  int32_t* ip = ids.data();
+  double* vp = values.data();
+  const int64_t m = std::min(k, V);
+  Kokkos::parallel_for("opd::cpu::shard_topk", Policy(0, n), [=](int64_t r) {
+    const float* xr = xp + r * V;
+    int32_t* out = ip + r * k;  // local columns while selecting, global ids at the end
+    auto cmp = [&](int32_t a, int32_t b) { return before(xr[a], a, xr[b], b); };
+    for (int64_t j = 0; j < m; ++j) out[j] = static_cast<int32_t>(j);
+    std::make_heap(out, out + m, cmp);
+    for (int64_t j = m; j < V; ++j)
+      if (cmp(static_cast<int32_t>(j), out[0])) {
+        std::pop_heap(out, out + m, cmp);
+        out[m - 1] = static_cast<int32_t>(j);
+        std::push_heap(out, out + m, cmp);
+      }
+    std::sort_heap(out, out + m, cmp);
+    for (int64_t i = 0; i < m; ++i) {
+      vp[r * k + i] = xr[out[i]];
+      out[i] = static_cast<int32_t>(out[i] + begin);
+    }
+  });
+}
+
+std::vector<int32_t> merge_topk(const std::vector<std::vector<int32_t>>& ids,
+                                const std::vector<std::vector<double>>& values, int64_t n,
+                                int64_t k) {
+  std::vector<int32_t> out(static_cast<std::size_t>(n * k), -1);
+  std::vector<std::pair<double, int32_t>> all;
+  for (int64_t r = 0; r < n; ++r) {
+    all.clear();
+    for (std::size_t s = 0; s < ids.size(); ++s)
+      for (int64_t i = 0; i < k; ++i) {
+        const int32_t id = ids[s][static_cast<std::size_t>(r * k + i)];
+        if (id >= 0) all.emplace_back(values[s][static_cast<std::size_t>(r * k + i)], id);
+      }
+    std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
+      return before(a.first, a.second, b.first, b.second);
+    });
+    for (int64_t i = 0; i < std::min<int64_t>(k, static_cast<int64_t>(all.size())); ++i)
+      out[static_cast<std::size_t>(r * k + i)] = all[static_cast<std::size_t>(i)].second;
+  }
+  return out;
+}
+
+void shard_full_sums(const Tensor& z, const Tensor& u, const std::vector<double>& lse,
+                     const std::vector<double>& lse_u, double beta, ShardSums& out) {
+  require_f32("shard_full_sums", "z", z);
+  require_f32("shard_full_sums", "u", u);
+  OPD_CHECK(z.shape() == u.shape() && z.ndim() == 2, "shard_full_sums: z ", z.describe(), " u ",
+            u.describe());
+  const int64_t n = z.dim(0), V = z.dim(1);
+  for (auto* v : {&out.kl_pq, &out.kl_qp, &out.jsd, &out.jsd_pg}) v->assign(static_cast<std::size_t>(n), 0.0);
+  const float* zp = z.data<float>();
+  const float* up = u.data<float>();
+  const double *lp0 = lse.data(), *lq0 = lse_u.data();
+  double *a = out.kl_pq.data(), *b = out.kl_qp.data(), *d = out.jsd.data(), *g = out.jsd_pg.data();
+  const bool with_jsd = beta > 0.0 && beta < 1.0;
+  const double lb = with_jsd ? std::log(beta) : 0.0, l1b = with_jsd ? std::log1p(-beta) : 0.0;
+  Kokkos::parallel_for("opd::cpu::shard_full_sums", Policy(0, n), [=](int64_t r) {
+    double kl_pq = 0.0, kl_qp = 0.0, jd = 0.0, jg = 0.0;
+    for (int64_t j = 0; j < V; ++j) {
+      const double lp = static_cast<double>(zp[r * V + j]) - lp0[r];
+      const double lq = static_cast<double>(up[r * V + j]) - lq0[r];
+      const double p = std::exp(lp), q = std::exp(lq);
+      if (p > 0.0) kl_pq += p * (lp - lq);
+      if (q > 0.0) kl_qp += q * (lq - lp);
+      if (with_jsd) {
+        const double mx = std::max(lb + lq, l1b + lp);
+        const double lm = mx == kNegInf ? kNegInf
+                                        : mx + std::log(std::exp(lb + lq - mx) + std::exp(l1b + lp - mx));
+        if (q > 0.0) jd += beta * q * (lq - lm);
+        if (p > 0.0) {
+          jd += (1.0 - beta) * p * (lp - lm);
+          jg += p * (lp - lm);
+        }
+      }
+    }
+    a[r] = kl_pq;
+    b[r] = kl_qp;
+    d[r] = jd;
+    g[r] = jg * (1.0 - beta);
+  });
+}
+
+std::vector<double> shard_values(const Tensor& x, const VocabRange& range, const Tensor& ids) {
+  require_f32("shard_values", "x", x);
+  const int64_t n = x.dim(0), V = x.dim(1), K = ids.dim(1);
+  std::vector<double> out(static_cast<std::size_t>(n * K), 0.0);
+  const float* xp = x.data<float>();
+  const int32_t* ip = ids.data<int32_t>();
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < K; ++c) {
+      const int64_t j = static_cast<int64_t>(ip[r * K + c]) - range.begin;
+      if (j >= 0 && j < V) out[static_cast<std::size_t>(r * K + c)] = xp[r * V + j];
+    }
+  return out;
+}
+
 }  // namespace opd::backend::cpu

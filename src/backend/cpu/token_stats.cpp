@@ -236,6 +236,56 @@ ShardLookup shard_lookup(const ShardRows* shard, const TeacherRows& teacher, con
   return {shard->lse.data(), shard->entropy.data(), shard->z_at.data(), K};
 }
 
+// Full mode on a vocabulary shard: every quantity comes whole from the shard rows — the two
+// log-normalisers and entropies, KL(p || q), and p's and q's top-k lists (after y and the
+// student's and teacher's lists in ids) with both logits at each of their ids.
+void full_sharded(const ShardRows& sh, const TeacherRows& teacher, const Tensor& y, int diag_k,
+                  int64_t n, int64_t V, float* o_logp_y, float* o_entropy_p, float* o_logq_y,
+                  float* o_entropy_q, float* o_kl_full, float* o_kl_topk, const OverlapOut& ov) {
+  OPD_CHECK(sh.full, kOp, ": full mode needs full-mode shard rows (with the teacher's side)");
+  check_tensor("teacher.logits", teacher.logits, {n, V}, DType::F32);
+  const int64_t K = sh.ids.dim(1), V_all = sh.range.total;
+  const bool need_sets = o_kl_topk || ov.any();
+  const int64_t k = need_sets ? std::min<int64_t>(diag_k, V_all) : 0;
+  const int64_t c_p = 1 + sh.student_k + sh.teacher_k, c_q = c_p + sh.top_k;
+  OPD_CHECK(!need_sets || (diag_k >= 1 && sh.top_k == k && c_q + k <= K), kOp,
+            ": the shard rows carry top-", sh.top_k, " lists, the diagnostics need top-", k);
+  const int32_t* ip = sh.ids.data<int32_t>();
+  OPD_CHECK(n == 0 || ip[0] == y.data<int32_t>()[0], kOp, ": shard rows are not for these tokens");
+  const ShardRows* s = &sh;
+  std::vector<int64_t> scratch(static_cast<std::size_t>(n * k));  // each row's I as columns
+  int64_t* sc = scratch.data();
+  Kokkos::parallel_for("opd::cpu::token_stats_full_shard", Policy(0, n), [=](int64_t r) {
+    const double lse = s->lse[r], lse_u = s->lse_u[r];
+    const double* za = s->z_at.data() + r * K;
+    const double* ua = s->u_at.data() + r * K;
+    put(o_logp_y, r, za[0] - lse);
+    put(o_entropy_p, r, s->entropy[r]);
+    put(o_logq_y, r, ua[0] - lse_u);
+    put(o_entropy_q, r, s->entropy_u[r]);
+    put(o_kl_full, r, s->kl_pq[r]);
+    if (!need_sets) return;
+    // Columns c_p + i hold p's i-th best id, c_q + i q's.
+    auto logp = [&](int64_t c) { return za[c] - lse; };
+    auto logq = [&](int64_t c) { return ua[c] - lse_u; };
+    if (o_kl_topk)
+      put(o_kl_topk, r,
+          set_stats(
+              k, [&](int64_t i) { return logp(c_p + i); }, [&](int64_t i) { return logq(c_p + i); })
+              .kl);
+    if (ov.any()) {
+      const int32_t* row = ip + r * K;
+      int64_t* cols = sc + r * k;  // I = S^p ∩ S^q, as columns of S^p
+      int64_t m = 0;
+      for (int64_t i = 0; i < k; ++i)
+        if (std::find(row + c_q, row + c_q + k, row[c_p + i]) != row + c_q + k) cols[m++] = c_p + i;
+      const SetStats st = set_stats(
+          m, [&](int64_t i) { return logp(cols[i]); }, [&](int64_t i) { return logq(cols[i]); });
+      ov.write(r, m, k, st);
+    }
+  });
+}
+
 using Token = Kokkos::Experimental::UniqueToken<Kokkos::DefaultHostExecutionSpace>;
 using AcquireToken = Kokkos::Experimental::AcquireUniqueToken<Kokkos::DefaultHostExecutionSpace>;
 
@@ -379,7 +429,11 @@ void token_stats(const Tensor& z, const TeacherRows& teacher, const Tensor& y, i
     }
 
     case Signal::Full: {
-      OPD_CHECK(!shard, kOp, ": the full signal mode needs whole rows, not a vocabulary shard");
+      if (shard) {
+        full_sharded(*shard, teacher, y, diag_k, n, V, o_logp_y, o_entropy_p, o_logq_y,
+                     o_entropy_q, o_kl_full, o_kl_topk, ov);
+        return;
+      }
       check_tensor("teacher.logits", teacher.logits, {n, V}, DType::F32);
       const float* xp = teacher.logits.data<float>();
       const bool need_sets = o_kl_topk || ov.any();
