@@ -7,6 +7,7 @@
 #include "backend/ops.hpp"
 #include "core/error.hpp"
 #include "distill/response_logits.hpp"
+#include "parallel/vocab_parallel.hpp"
 #include "model/lm_loss.hpp"
 #include "data/sequence.hpp"
 #include "data/verifier.hpp"
@@ -201,9 +202,17 @@ std::vector<int32_t> student_topk(model::Transformer& student, const RolloutBatc
     ops::embedding_forward(h, core::Tensor::from_vector(local, {g.rows()}), hr);
     for (int64_t r0 = 0; r0 < g.rows(); r0 += rows_per_block) {
       const int64_t r1 = std::min(g.rows(), r0 + rows_per_block);
-      core::Tensor l = logits.slice(0, r1 - r0), v = vals.slice(0, r1 - r0), i = ids.slice(0, r1 - r0);
-      student.logits(hr.slice(r0, r1), l);
-      ops::topk_rows(l, k, v, i);
+      core::Tensor v = vals.slice(0, r1 - r0), i = ids.slice(0, r1 - r0);
+      if (student.tensor_parallel().size() > 1) {  // top-k across the vocabulary shards
+        core::Tensor l = logits.view({logits.numel()}).slice(0, (r1 - r0) * (V / student.tensor_parallel().size()))
+                             .view({r1 - r0, V / student.tensor_parallel().size()});
+        student.shard_logits(hr.slice(r0, r1), l);
+        parallel::vocab_parallel_topk(l, student.vocab_range(), k, student.tensor_parallel(), v, i);
+      } else {
+        core::Tensor l = logits.slice(0, r1 - r0);
+        student.logits(hr.slice(r0, r1), l);
+        ops::topk_rows(l, k, v, i);
+      }
       std::copy(i.data<int32_t>(), i.data<int32_t>() + (r1 - r0) * k, out.begin() + (g.r0 + r0) * k);
     }
   }

@@ -102,6 +102,31 @@ ScoreReply LocalTeacher::score(const ScoreRequest& req) {
   reply.signal.logq_student_ids = Tensor::empty({M, k});
   reply.signal.teacher_ids = Tensor::empty({M, k}, DType::I32);
   reply.signal.logq_teacher_ids = Tensor::empty({M, k});
+  const parallel::TensorParallel& tp = reply.head_tp;
+  if (tp.size() > 1) {
+    // Vocabulary-parallel: this rank's columns of each block, log q at the student's ids and the
+    // teacher's own top-k gathered and merged over the group (O(rows x k) traffic).
+    const backend::VocabRange range = parallel::vocab_shard(V, tp);
+    Tensor local = Tensor::empty({rows_per_block_, V / tp.size()});
+    for (int64_t r0 = 0; r0 < M; r0 += rows_per_block_) {
+      const int64_t r1 = std::min(M, r0 + rows_per_block_);
+      Tensor b = local.slice(0, r1 - r0);
+      teacher_logits_shard(reply, r0, r1, range, b);
+      Tensor got = reply.signal.logq_student_ids.slice(r0, r1);
+      Tensor tv = reply.signal.logq_teacher_ids.slice(r0, r1);
+      Tensor ti = reply.signal.teacher_ids.slice(r0, r1);
+      parallel::vocab_parallel_gather(b, range, req.student_ids.slice(r0, r1), tp, got);
+      parallel::vocab_parallel_topk(b, range, k, tp, tv, ti);
+      for (int64_t r = r0; r < r1; ++r) {  // logits -> log q
+        const float lse = reply.lse.data<float>()[r];
+        for (int64_t i = 0; i < k; ++i) {
+          reply.signal.logq_student_ids.data<float>()[r * k + i] -= lse;
+          reply.signal.logq_teacher_ids.data<float>()[r * k + i] -= lse;
+        }
+      }
+    }
+    return reply;
+  }
   Tensor block = Tensor::empty({rows_per_block_, V});
   Tensor logq = Tensor::empty({rows_per_block_, V});
   for (int64_t r0 = 0; r0 < M; r0 += rows_per_block_) {

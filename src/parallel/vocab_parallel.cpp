@@ -66,6 +66,7 @@ void vocab_parallel_cross_entropy_backward(const Tensor& h, const Tensor& w_loca
   tp.allreduce_sum(dh);
 }
 
+
 namespace {
 
 // Every rank's `mine` (the same length everywhere), split back by rank.
@@ -95,6 +96,47 @@ backend::ShardPartials unpack(const double*& at, std::size_t n, std::size_t nk) 
 }
 
 }  // namespace
+
+void vocab_parallel_gather(const Tensor& x_local, const backend::VocabRange& range,
+                           const Tensor& ids, const TensorParallel& tp, Tensor& out) {
+  const std::vector<double> mine = ops::shard_values(x_local, range, ids);
+  std::vector<double> total(mine.size(), 0.0);
+  for (const auto& part : gather_all(mine, tp))  // rank order: the same on every rank
+    for (std::size_t i = 0; i < total.size(); ++i) total[i] += part[i];
+  float* o = out.data<float>();
+  for (std::size_t i = 0; i < total.size(); ++i) o[i] = static_cast<float>(total[i]);
+}
+
+void vocab_parallel_topk(const Tensor& x_local, const backend::VocabRange& range, int64_t k,
+                         const TensorParallel& tp, Tensor& values, Tensor& ids) {
+  const int64_t n = x_local.dim(0);
+  std::vector<int32_t> cand;
+  std::vector<double> vals;
+  ops::shard_topk(x_local, range, k, cand, vals);
+  std::vector<double> mine(vals);
+  mine.insert(mine.end(), cand.begin(), cand.end());
+  std::vector<std::vector<int32_t>> all_ids;
+  std::vector<std::vector<double>> all_vals;
+  const std::size_t nk = static_cast<std::size_t>(n * k);
+  for (const auto& part : gather_all(mine, tp)) {
+    all_vals.emplace_back(part.begin(), part.begin() + static_cast<std::ptrdiff_t>(nk));
+    all_ids.emplace_back(part.begin() + static_cast<std::ptrdiff_t>(nk), part.end());
+  }
+  const std::vector<int32_t> top = ops::merge_topk(all_ids, all_vals, n, k);
+  std::copy(top.begin(), top.end(), ids.data<int32_t>());
+  for (int64_t r = 0; r < n; ++r)  // each winner's value, from the shard that proposed it
+    for (int64_t i = 0; i < k; ++i) {
+      const int32_t id = top[static_cast<std::size_t>(r * k + i)];
+      double v = std::numeric_limits<double>::quiet_NaN();
+      for (std::size_t s = 0; s < all_ids.size() && std::isnan(v); ++s)
+        for (int64_t c = 0; c < k; ++c)
+          if (all_ids[s][static_cast<std::size_t>(r * k + c)] == id) {
+            v = all_vals[s][static_cast<std::size_t>(r * k + c)];
+            break;
+          }
+      values.data<float>()[r * k + i] = static_cast<float>(v);
+    }
+}
 
 backend::ShardRows vocab_parallel_rows(const Tensor& z_local, const backend::VocabRange& range,
                                        const Tensor& ids, const Tensor* tail_ids,

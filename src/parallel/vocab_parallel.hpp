@@ -40,6 +40,15 @@ backend::ShardRows vocab_parallel_rows(const core::Tensor& z_local, const backen
                                        const core::Tensor* u_local = nullptr, int64_t top_k = 0,
                                        double beta = 0.5);
 
+// The k largest of each row of vocabulary-sharded x_local [n, V / tp] over the whole vocabulary
+// (each shard's k best gathered and merged; descending, ties to the lower id): values [n, k] F32
+// and global ids [n, k] I32, the same on every rank.
+void vocab_parallel_topk(const core::Tensor& x_local, const backend::VocabRange& range, int64_t k,
+                         const TensorParallel& tp, core::Tensor& values, core::Tensor& ids);
+// x at the global ids [n, K] (each held by one shard), on every rank: out [n, K] F32.
+void vocab_parallel_gather(const core::Tensor& x_local, const backend::VocabRange& range,
+                           const core::Tensor& ids, const TensorParallel& tp, core::Tensor& out);
+
 // The vocabulary range of this rank's shard of a head of `vocab` rows.
 backend::VocabRange vocab_shard(int64_t vocab, const TensorParallel& tp);
 

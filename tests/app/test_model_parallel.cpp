@@ -41,8 +41,10 @@ void expect_same_stages(const fs::path& a, const fs::path& b) {
 TEST(ModelParallelRun, Tp2ReproducesOneRank) {
   ScratchDir dir("tp2");
   make_arith_data(dir.path(), 200);
+  // gkd_lambda: some steps learn from the dataset's responses, whose student top-k comes from a
+  // scoring pass (top-k across the vocabulary shards).
   const std::string objective =
-      "kind = \"pg_sampled\"\nbaseline = \"kl_topk\"\nreward_weight = 0.5";
+      "kind = \"pg_sampled\"\nbaseline = \"kl_topk\"\nreward_weight = 0.5\ngkd_lambda = 0.5";
   write_file(dir / "one.toml", distill_job("runs/one", "topk", objective));
   write_file(dir / "tp2.toml", distill_job("runs/tp2", "topk", objective));
   auto one = run_opd("run one.toml", dir.path());
