@@ -13,4 +13,17 @@ inline void require_host(const char* op, const core::Tensor& t) {
                 "backend", "run with device = \"cpu\"");
 }
 
+
 }  // namespace opd::backend
+
+// In a dispatch function: a CUDA tensor `t` runs cuda::CALL and returns; a host one falls
+// through to the CPU call after the macro. Without the CUDA backend, a CUDA tensor is
+// require_host's clear error.
+#ifdef OPD_WITH_CUDA
+#define OPD_ON_CUDA(op, t, call)                          \
+  do {                                                    \
+    if ((t).device() == ::opd::core::Device::Cuda) return ::opd::backend::cuda::call; \
+  } while (0)
+#else
+#define OPD_ON_CUDA(op, t, call) ::opd::backend::require_host(op, t)
+#endif

@@ -1,105 +1,108 @@
 // Dispatch on device (DESIGN.md §2) for the dense ops: elementwise, GEMM, embedding, norms,
-// RoPE, SwiGLU, attention, AdamW.
+// RoPE, SwiGLU, attention, AdamW. CUDA tensors go to backend/cuda (attention not yet).
 #include "backend/ops.hpp"
 
 #include "backend/cpu/cpu_ops.hpp"
 #include "backend/device_check.hpp"
+#ifdef OPD_WITH_CUDA
+#include "backend/cuda/cuda_ops.hpp"
+#endif
 
 namespace opd::backend {
 
 void fill(Tensor& x, float value) {
-  require_host("fill", x);
+  OPD_ON_CUDA("fill", x, fill(x, value));
   cpu::fill(x, value);
 }
 
 void copy(const Tensor& src, Tensor& dst) {
-  require_host("copy", src);
+  OPD_ON_CUDA("copy", src.is_host() ? dst : src, copy(src, dst));
   cpu::copy(src, dst);
 }
 
 void scale(Tensor& x, float alpha) {
-  require_host("scale", x);
+  OPD_ON_CUDA("scale", x, scale(x, alpha));
   cpu::scale(x, alpha);
 }
 
 void axpy(float alpha, const Tensor& x, Tensor& y) {
-  require_host("axpy", x);
+  OPD_ON_CUDA("axpy", x, axpy(alpha, x, y));
   cpu::axpy(alpha, x, y);
 }
 
 void add(const Tensor& a, const Tensor& b, Tensor& out) {
-  require_host("add", a);
+  OPD_ON_CUDA("add", a, add(a, b, out));
   cpu::add(a, b, out);
 }
 
 void add_bias(Tensor& x, const Tensor& bias) {
-  require_host("add_bias", x);
+  OPD_ON_CUDA("add_bias", x, add_bias(x, bias));
   cpu::add_bias(x, bias);
 }
 
 void bias_backward(const Tensor& dy, Tensor& dbias) {
-  require_host("bias_backward", dy);
+  OPD_ON_CUDA("bias_backward", dy, bias_backward(dy, dbias));
   cpu::bias_backward(dy, dbias);
 }
 
 double sum_squares(const Tensor& x) {
-  require_host("sum_squares", x);
+  OPD_ON_CUDA("sum_squares", x, sum_squares(x));
   return cpu::sum_squares(x);
 }
 
 void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
           float alpha, float beta) {
-  require_host("gemm", a);
+  OPD_ON_CUDA("gemm", a, gemm(a, trans_a, b, trans_b, c, alpha, beta));
   cpu::gemm(a, trans_a, b, trans_b, c, alpha, beta);
 }
 
 void gemm_batched(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
                   float alpha, float beta) {
-  require_host("gemm_batched", a);
+  OPD_ON_CUDA("gemm_batched", a, gemm_batched(a, trans_a, b, trans_b, c, alpha, beta));
   cpu::gemm_batched(a, trans_a, b, trans_b, c, alpha, beta);
 }
 
 void embedding_forward(const Tensor& table, const Tensor& ids, Tensor& out,
                        const VocabRange& range) {
-  require_host("embedding_forward", table);
+  OPD_ON_CUDA("embedding_forward", table, embedding_forward(table, ids, out, range));
   cpu::embedding_forward(table, ids, out, range);
 }
 
 void embedding_backward(const Tensor& d_out, const Tensor& ids, Tensor& d_table,
                         const VocabRange& range) {
-  require_host("embedding_backward", d_out);
+  OPD_ON_CUDA("embedding_backward", d_out, embedding_backward(d_out, ids, d_table, range));
   cpu::embedding_backward(d_out, ids, d_table, range);
 }
 
 void rmsnorm_forward(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor* rstd) {
-  require_host("rmsnorm_forward", x);
+  OPD_ON_CUDA("rmsnorm_forward", x, rmsnorm_forward(x, w, eps, y, rstd));
   cpu::rmsnorm_forward(x, w, eps, y, rstd);
 }
 
 void rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy,
                       Tensor& dx, Tensor& dw) {
-  require_host("rmsnorm_backward", x);
+  OPD_ON_CUDA("rmsnorm_backward", x, rmsnorm_backward(x, w, rstd, dy, dx, dw));
   cpu::rmsnorm_backward(x, w, rstd, dy, dx, dw);
 }
 
 void rope_forward(Tensor& x, const Tensor& pos, float theta) {
-  require_host("rope_forward", x);
+  OPD_ON_CUDA("rope_forward", x, rope_forward(x, pos, theta));
   cpu::rope_forward(x, pos, theta);
 }
 
 void rope_backward(Tensor& dx, const Tensor& pos, float theta) {
-  require_host("rope_backward", dx);
+  OPD_ON_CUDA("rope_backward", dx, rope_backward(dx, pos, theta));
   cpu::rope_backward(dx, pos, theta);
 }
 
 void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& out) {
-  require_host("swiglu_forward", gate);
+  OPD_ON_CUDA("swiglu_forward", gate, swiglu_forward(gate, up, out));
   cpu::swiglu_forward(gate, up, out);
 }
 
 void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& d_out, Tensor& d_gate,
                      Tensor& d_up) {
-  require_host("swiglu_backward", gate);
+  OPD_ON_CUDA("swiglu_backward", gate, swiglu_backward(gate, up, d_out, d_gate, d_up));
   cpu::swiglu_backward(gate, up, d_out, d_gate, d_up);
 }
 
@@ -116,7 +119,7 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
 }
 
 void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& hp) {
-  require_host("adamw_step", param);
+  OPD_ON_CUDA("adamw_step", param, adamw_step(param, grad, m, v, hp));
   cpu::adamw_step(param, grad, m, v, hp);
 }
 

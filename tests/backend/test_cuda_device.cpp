@@ -1,6 +1,6 @@
-// CUDA device path (stub backend for now): device tensors allocate through the registered
-// allocator and round-trip through host copies; ops on device tensors report clearly that they
-// have no CUDA implementation yet. Skips where opd was built without CUDA or no GPU is present.
+// CUDA device path: device tensors allocate through the registered allocator and round-trip
+// through host copies; an op without a CUDA implementation yet reports that clearly. Skips where
+// opd was built without CUDA or no GPU is present.
 #include <gtest/gtest.h>
 
 #include "backend/ops.hpp"
@@ -26,8 +26,10 @@ TEST(CudaDevice, RoundTripAndClearOpErrors) {
   opd::backend::cuda::copy_to_host(back.raw(), dev.raw(), host.bytes());
   EXPECT_EQ(back.to_vector(), host.to_vector());
   try {
-    opd::backend::scale(dev, 2.0f);
-    FAIL() << "an op on a device tensor must not silently run";
+    Tensor q = Tensor::empty({1, 1, 1, 2}, host.dtype(), Device::Cuda), out = q;
+    Tensor pos = Tensor::empty({1, 1}, opd::core::DType::I32, Device::Cuda);
+    opd::backend::attention_forward(q, q, q, pos, 1.0f, out, nullptr);
+    FAIL() << "an op without a CUDA kernel must not silently run";
   } catch (const opd::Error& e) {
     EXPECT_NE(std::string(e.what()).find("no CUDA implementation"), std::string::npos);
   }

@@ -1,0 +1,42 @@
+// The CUDA implementations of backend/ops.hpp (device tensors; fp32 so far): one op family per
+// .cu file. backend/ops_*.cpp dispatch here when a tensor lives on a CUDA device. Semantics,
+// shapes and conventions are ops.hpp's; every op is checked against the CPU backend by
+// tests/backend/test_cuda_ops.cpp on a GPU machine (tests/gpu/run.sh).
+#pragma once
+
+#include "backend/ops.hpp"
+
+namespace opd::backend::cuda {
+
+// elementwise.cu
+void fill(Tensor& x, float value);
+void copy(const Tensor& src, Tensor& dst);
+void scale(Tensor& x, float alpha);
+void axpy(float alpha, const Tensor& x, Tensor& y);
+void add(const Tensor& a, const Tensor& b, Tensor& out);
+void add_bias(Tensor& x, const Tensor& bias);
+void bias_backward(const Tensor& dy, Tensor& dbias);
+double sum_squares(const Tensor& x);
+// gemm.cu (cuBLASLt)
+void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c, float alpha,
+          float beta);
+void gemm_batched(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
+                  float alpha, float beta);
+// embedding.cu
+void embedding_forward(const Tensor& table, const Tensor& ids, Tensor& out,
+                       const VocabRange& range);
+void embedding_backward(const Tensor& d_out, const Tensor& ids, Tensor& d_table,
+                        const VocabRange& range);
+// norms.cu: RMSNorm, RoPE, SwiGLU
+void rmsnorm_forward(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor* rstd);
+void rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy,
+                      Tensor& dx, Tensor& dw);
+void rope_forward(Tensor& x, const Tensor& pos, float theta);
+void rope_backward(Tensor& dx, const Tensor& pos, float theta);
+void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& out);
+void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& d_out, Tensor& d_gate,
+                     Tensor& d_up);
+// adamw.cu
+void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& hp);
+
+}  // namespace opd::backend::cuda

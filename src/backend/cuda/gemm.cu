@@ -1,0 +1,122 @@
+// CUDA GEMM through cuBLASLt (fp32 in, fp32 accumulate). opd's tensors are row-major; cuBLASLt's
+// default layout is column-major, and a row-major X [r, c] is the column-major X^T [c, r] with the
+// same leading dimension, so C = op(A) op(B) is computed as the column-major
+// C^T = op(B)^T op(A)^T: the operands swap and keep their transpose flags.
+#include <cublasLt.h>
+
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/cuda_ops.hpp"
+
+namespace opd::backend::cuda {
+
+namespace {
+
+void check_lt(cublasStatus_t st, const char* what) {
+  if (st != CUBLAS_STATUS_SUCCESS)
+    internal_error("cublasLt", std::string(what) + " failed with status " + std::to_string(int(st)));
+}
+
+// One handle and one workspace for the process (created on first use).
+struct Lt {
+  cublasLtHandle_t handle = nullptr;
+  void* workspace = nullptr;
+  static constexpr std::size_t kWorkspace = 32u << 20;
+  Lt() {
+    check_lt(cublasLtCreate(&handle), "cublasLtCreate");
+    check(cudaMalloc(&workspace, kWorkspace), "cublasLt workspace");
+  }
+};
+Lt& lt() {
+  static Lt instance;
+  return instance;
+}
+
+// A column-major layout of `rows` x `cols` with leading dimension ld, `batch` matrices `stride`
+// apart; destroyed with the object.
+struct Layout {
+  cublasLtMatrixLayout_t h = nullptr;
+  Layout(int64_t rows, int64_t cols, int64_t ld, int64_t batch, int64_t stride) {
+    check_lt(cublasLtMatrixLayoutCreate(&h, CUDA_R_32F, static_cast<uint64_t>(rows),
+                                        static_cast<uint64_t>(cols), ld),
+             "cublasLtMatrixLayoutCreate");
+    if (batch > 1) {
+      const int32_t b = static_cast<int32_t>(batch);
+      check_lt(cublasLtMatrixLayoutSetAttribute(h, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &b, sizeof b),
+               "batch count");
+      check_lt(cublasLtMatrixLayoutSetAttribute(h, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                                &stride, sizeof stride),
+               "batch stride");
+    }
+  }
+  ~Layout() { cublasLtMatrixLayoutDestroy(h); }
+};
+
+// c [M, N] = alpha op(a) op(b) + beta c for `batch` row-major matrices of each operand.
+void matmul(const float* a, int64_t a_rows, int64_t a_cols, bool ta, const float* b, int64_t b_rows,
+            int64_t b_cols, bool tb, float* c, int64_t M, int64_t N, float alpha, float beta,
+            int64_t batch) {
+  cublasLtMatmulDesc_t desc = nullptr;
+  check_lt(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul desc");
+  // Column-major view: first operand b^T (op flag tb), second a^T (op flag ta).
+  const cublasOperation_t op_first = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_second = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+  check_lt(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first),
+           "transa");
+  check_lt(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second),
+           "transb");
+  {
+    Layout la(b_cols, b_rows, b_cols, batch, b_rows * b_cols);
+    Layout lb(a_cols, a_rows, a_cols, batch, a_rows * a_cols);
+    Layout lc(N, M, N, batch, M * N);
+    const cublasStatus_t st =
+        cublasLtMatmul(lt().handle, desc, &alpha, b, la.h, a, lb.h, &beta, c, lc.h, c, lc.h,
+                       nullptr, lt().workspace, Lt::kWorkspace, nullptr);
+    cublasLtMatmulDescDestroy(desc);
+    check_lt(st, "cublasLtMatmul");
+  }
+}
+
+}  // namespace
+
+void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c, float alpha,
+          float beta) {
+  require_device("gemm", "a", a);
+  require_device("gemm", "b", b);
+  require_device("gemm", "c", c);
+  OPD_CHECK(a.ndim() == 2 && b.ndim() == 2 && c.ndim() == 2, "gemm: 2-d operands, got ",
+            a.describe(), b.describe(), c.describe());
+  const int64_t M = trans_a ? a.dim(1) : a.dim(0), K = trans_a ? a.dim(0) : a.dim(1);
+  const int64_t Kb = trans_b ? b.dim(1) : b.dim(0), N = trans_b ? b.dim(0) : b.dim(1);
+  OPD_CHECK(K == Kb && c.dim(0) == M && c.dim(1) == N, "gemm: op(a) ", M, "x", K, ", op(b) ", Kb,
+            "x", N, ", c ", c.describe());
+  if (M == 0 || N == 0) return;
+  if (K == 0) {  // an empty product: c = beta c
+    scale(c, beta);
+    return;
+  }
+  matmul(a.data<float>(), a.dim(0), a.dim(1), trans_a, b.data<float>(), b.dim(0), b.dim(1),
+         trans_b, c.data<float>(), M, N, alpha, beta, 1);
+}
+
+void gemm_batched(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
+                  float alpha, float beta) {
+  require_device("gemm_batched", "a", a);
+  require_device("gemm_batched", "b", b);
+  require_device("gemm_batched", "c", c);
+  OPD_CHECK(a.ndim() == 3 && b.ndim() == 3 && c.ndim() == 3 && a.dim(0) == b.dim(0) &&
+                a.dim(0) == c.dim(0),
+            "gemm_batched: [L, ., .] operands, got ", a.describe(), b.describe(), c.describe());
+  const int64_t L = a.dim(0);
+  const int64_t M = trans_a ? a.dim(2) : a.dim(1), K = trans_a ? a.dim(1) : a.dim(2);
+  const int64_t Kb = trans_b ? b.dim(2) : b.dim(1), N = trans_b ? b.dim(1) : b.dim(2);
+  OPD_CHECK(K == Kb && c.dim(1) == M && c.dim(2) == N, "gemm_batched: shapes do not chain");
+  if (L == 0 || M == 0 || N == 0) return;
+  if (K == 0) {
+    scale(c, beta);
+    return;
+  }
+  matmul(a.data<float>(), a.dim(1), a.dim(2), trans_a, b.data<float>(), b.dim(1), b.dim(2),
+         trans_b, c.data<float>(), M, N, alpha, beta, L);
+}
+
+}  // namespace opd::backend::cuda

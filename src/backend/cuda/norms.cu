@@ -1,0 +1,158 @@
+// CUDA RMSNorm, RoPE and SwiGLU (backend/ops.hpp), fp32.
+//  - RMSNorm: one block per row; the sums of squares (forward) and of dy w x (backward) are
+//    block reductions in double, like the CPU reference; dw adds with atomics across rows.
+//  - RoPE: one thread per rotated pair; the angle pos * theta^(-2i/E) in double.
+//  - SwiGLU: elementwise, silu(g) = g sigmoid(g).
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/cuda_ops.hpp"
+
+namespace opd::backend::cuda {
+
+namespace {
+
+__device__ double block_sum(double v) {
+  __shared__ double part[kThreads];
+  part[threadIdx.x] = v;
+  __syncthreads();
+  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride) part[threadIdx.x] += part[threadIdx.x + stride];
+    __syncthreads();
+  }
+  const double total = part[0];
+  __syncthreads();  // the array is reused by the next call
+  return total;
+}
+
+__global__ void rmsnorm_fwd(const float* x, const float* w, float eps, float* y, float* rstd,
+                            int64_t d) {
+  const float* xr = x + blockIdx.x * d;
+  float* yr = y + blockIdx.x * d;
+  double s = 0.0;
+  for (int64_t j = threadIdx.x; j < d; j += blockDim.x) s += double(xr[j]) * xr[j];
+  const double ms = block_sum(s) / double(d);
+  const float inv = static_cast<float>(1.0 / sqrt(ms + double(eps)));
+  for (int64_t j = threadIdx.x; j < d; j += blockDim.x) yr[j] = xr[j] * inv * w[j];
+  if (rstd && threadIdx.x == 0) rstd[blockIdx.x] = inv;
+}
+
+// dx_i = r (w_i dy_i - x_i r^2 (sum_j dy_j w_j x_j) / D); dw_j += dy_j x_j r.
+__global__ void rmsnorm_bwd(const float* x, const float* w, const float* rstd, const float* dy,
+                            float* dx, float* dw, int64_t d) {
+  const int64_t r = blockIdx.x;
+  const float* xr = x + r * d;
+  const float* gr = dy + r * d;
+  float* dxr = dx + r * d;
+  const float inv = rstd[r];
+  double s = 0.0;
+  for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
+    s += double(gr[j] * w[j]) * xr[j];
+    atomicAdd(&dw[j], gr[j] * xr[j] * inv);
+  }
+  const double dot = block_sum(s);
+  const float c = static_cast<float>(dot / double(d)) * inv * inv;
+  for (int64_t j = threadIdx.x; j < d; j += blockDim.x) dxr[j] = inv * (w[j] * gr[j] - xr[j] * c);
+}
+
+__global__ void rope(float* x, const int32_t* pos, int64_t n, int64_t h, int64_t e, float theta,
+                     double sign) {
+  const int64_t half = e / 2, pairs = n * h * half;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < pairs; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t k = i % half, head = i / half;  // head = row * h + head index
+    const int64_t row = head / h;
+    const double angle = sign * double(pos[row]) * pow(double(theta), -2.0 * double(k) / double(e));
+    const float c = static_cast<float>(cos(angle)), s = static_cast<float>(sin(angle));
+    float* x1 = x + head * e + k;
+    float* x2 = x1 + half;
+    const float a = *x1, b = *x2;
+    *x1 = a * c - b * s;
+    *x2 = b * c + a * s;
+  }
+}
+
+__global__ void swiglu_fwd(const float* g, const float* u, float* out, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+// silu(g) = g s, s = sigmoid(g): d silu / dg = s (1 + g (1 - s)).
+__global__ void swiglu_bwd(const float* g, const float* u, const float* dout, float* dg, float* du,
+                           int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float gi = g[i], s = 1.0f / (1.0f + expf(-gi)), d = dout[i];
+    const float ui = u[i];
+    du[i] = d * gi * s;
+    dg[i] = d * ui * s * (1.0f + gi * (1.0f - s));
+  }
+}
+
+void rope_apply(const char* op, Tensor& x, const Tensor& pos, float theta, double sign) {
+  require_device(op, "x", x);
+  require_device(op, "pos", pos, core::DType::I32);
+  OPD_CHECK(x.ndim() == 3 && x.dim(2) % 2 == 0 && pos.numel() == x.dim(0), op, ": x ",
+            x.describe(), " pos ", pos.describe());
+  const int64_t pairs = x.dim(0) * x.dim(1) * (x.dim(2) / 2);
+  if (pairs == 0) return;
+  rope<<<blocks_for(pairs), kThreads>>>(x.data<float>(), pos.data<int32_t>(), x.dim(0), x.dim(1),
+                                       x.dim(2), theta, sign);
+  check_launch(op);
+}
+
+}  // namespace
+
+void rmsnorm_forward(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor* rstd) {
+  require_device("rmsnorm_forward", "x", x);
+  require_device("rmsnorm_forward", "w", w);
+  require_device("rmsnorm_forward", "y", y);
+  const int64_t d = w.numel(), n = d > 0 ? x.numel() / d : 0;
+  OPD_CHECK(d > 0 && x.dim(-1) == d && y.numel() == x.numel(), "rmsnorm_forward: ", x.describe(),
+            " w ", w.describe(), " y ", y.describe());
+  if (rstd) require_device("rmsnorm_forward", "rstd", *rstd);
+  if (n == 0) return;
+  rmsnorm_fwd<<<static_cast<unsigned>(n), kThreads>>>(x.data<float>(), w.data<float>(), eps,
+                                                      y.data<float>(), rstd ? rstd->data<float>() : nullptr, d);
+  check_launch("rmsnorm_forward");
+}
+
+void rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy,
+                      Tensor& dx, Tensor& dw) {
+  for (const auto& [name, t] : {std::pair<const char*, const Tensor*>{"x", &x}, {"w", &w},
+                                {"rstd", &rstd}, {"dy", &dy}, {"dx", &dx}, {"dw", &dw}})
+    require_device("rmsnorm_backward", name, *t);
+  const int64_t d = w.numel(), n = d > 0 ? x.numel() / d : 0;
+  OPD_CHECK(d > 0 && dw.numel() == d && dy.numel() == x.numel() && dx.numel() == x.numel() &&
+                rstd.numel() == n,
+            "rmsnorm_backward: shapes of ", x.describe(), " ", w.describe(), " ", rstd.describe());
+  if (n == 0) return;
+  rmsnorm_bwd<<<static_cast<unsigned>(n), kThreads>>>(x.data<float>(), w.data<float>(),
+                                                      rstd.data<float>(), dy.data<float>(),
+                                                      dx.data<float>(), dw.data<float>(), d);
+  check_launch("rmsnorm_backward");
+}
+
+void rope_forward(Tensor& x, const Tensor& pos, float theta) { rope_apply("rope_forward", x, pos, theta, 1.0); }
+void rope_backward(Tensor& dx, const Tensor& pos, float theta) { rope_apply("rope_backward", dx, pos, theta, -1.0); }
+
+void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& out) {
+  require_device("swiglu_forward", "gate", gate);
+  require_device("swiglu_forward", "up", up);
+  require_device("swiglu_forward", "out", out);
+  OPD_CHECK(gate.numel() == up.numel() && gate.numel() == out.numel(), "swiglu_forward: sizes");
+  swiglu_fwd<<<blocks_for(gate.numel()), kThreads>>>(gate.data<float>(), up.data<float>(),
+                                                    out.data<float>(), gate.numel());
+  check_launch("swiglu_forward");
+}
+
+void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& d_out, Tensor& d_gate,
+                     Tensor& d_up) {
+  for (const auto& [name, t] : {std::pair<const char*, const Tensor*>{"gate", &gate}, {"up", &up},
+                                {"d_out", &d_out}, {"d_gate", &d_gate}, {"d_up", &d_up}})
+    require_device("swiglu_backward", name, *t);
+  const int64_t n = gate.numel();
+  OPD_CHECK(up.numel() == n && d_out.numel() == n && d_gate.numel() == n && d_up.numel() == n,
+            "swiglu_backward: sizes");
+  swiglu_bwd<<<blocks_for(n), kThreads>>>(gate.data<float>(), up.data<float>(), d_out.data<float>(),
+                                         d_gate.data<float>(), d_up.data<float>(), n);
+  check_launch("swiglu_backward");
+}
+
+}  // namespace opd::backend::cuda

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The GPU check, in one call on a lent GPU machine (one H100 or H200; at most 8 minutes), from the
+# repository root with gpu-bundle.tar.xz carried (tools/gpu_bundle): the device, every CUDA op against
+# the CPU backend (backend_test_cuda_ops: fp32 within 1e-5 relative), the device runtime test,
+# and a short table last. Logs go to $OUT when set (the device tool's output folder).
+set -uo pipefail
+root="$(pwd)"
+out="${OUT:-$root/gpu-results}"
+mkdir -p "$out"
+[ -d gpu-bundle ] || tar xJf gpu-bundle.tar.xz || { echo "no gpu-bundle.tar.xz: run tools/gpu_bundle"; exit 2; }
+export LD_LIBRARY_PATH="$root/gpu-bundle/lib:${LD_LIBRARY_PATH:-}"
+export OPENBLAS_NUM_THREADS=8
+bin="$root/gpu-bundle/bin"
+gpu="$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -1)"
+echo "device: $gpu"
+missing="$(ldd "$bin/backend_test_cuda_ops" | grep 'not found' || true)"
+[ -n "$missing" ] && echo "missing libraries: $missing"
+
+declare -A result
+run() {  # name timeout command...
+  local name=$1 limit=$2
+  shift 2
+  local t0=$(date +%s.%N)
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  local secs=$(echo "$(date +%s.%N) - $t0" | bc)
+  local passed=$(grep -c '^\[       OK \]' "$out/$name.log")
+  local failed=$(grep -c '^\[  FAILED  \] [A-Za-z].* ms)$' "$out/$name.log")
+  local skipped=$(grep -c '^\[  SKIPPED \] [A-Za-z].* ms)$' "$out/$name.log")
+  result[$name]="rc=$rc passed=$passed failed=$failed skipped=$skipped ${secs}s"
+  tail -5 "$out/$name.log"
+}
+run cuda_ops 240 "$bin/backend_test_cuda_ops" --gtest_color=no
+run cuda_device 60 "$bin/backend_test_cuda_device" --gtest_color=no
+
+echo
+echo "== opd GPU check: $gpu"
+printf '%-14s %s\n' "suite" "result"
+for k in cuda_ops cuda_device; do printf '%-14s %s\n' "$k" "${result[$k]}"; done
