@@ -108,13 +108,13 @@ void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& d_out, 
 
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& q_pos,
                        float scale, Tensor& out, Tensor* probs) {
-  require_host("attention_forward", q);
+  OPD_ON_CUDA("attention_forward", q, attention_forward(q, k, v, q_pos, scale, out, probs));
   cpu::attention_forward(q, k, v, q_pos, scale, out, probs);
 }
 
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs,
                         const Tensor& d_out, float scale, Tensor& dq, Tensor& dk, Tensor& dv) {
-  require_host("attention_backward", q);
+  OPD_ON_CUDA("attention_backward", q, attention_backward(q, k, v, probs, d_out, scale, dq, dk, dv));
   cpu::attention_backward(q, k, v, probs, d_out, scale, dq, dk, dv);
 }
 

@@ -2,12 +2,15 @@
 // student/teacher statistics and objective gradients.
 #include "backend/cpu/cpu_ops.hpp"
 #include "backend/device_check.hpp"
+#ifdef OPD_WITH_CUDA
+#include "backend/cuda/cuda_ops.hpp"
+#endif
 #include "backend/ops.hpp"
 
 namespace opd::backend {
 
 void gather_cols(const Tensor& x, const Tensor& ids, Tensor& out) {
-  require_host("gather_cols", x);
+  OPD_ON_CUDA("gather_cols", x, gather_cols(x, ids, out));
   cpu::gather_cols(x, ids, out);
 }
 

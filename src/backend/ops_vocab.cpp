@@ -4,26 +4,29 @@
 
 #include "backend/cpu/cpu_ops.hpp"
 #include "backend/device_check.hpp"
+#ifdef OPD_WITH_CUDA
+#include "backend/cuda/cuda_ops.hpp"
+#endif
 
 namespace opd::backend {
 
 void log_softmax_rows(const Tensor& x, Tensor& out) {
-  require_host("log_softmax_rows", x);
+  OPD_ON_CUDA("log_softmax_rows", x, log_softmax_rows(x, out));
   cpu::log_softmax_rows(x, out);
 }
 
 void logsumexp_rows(const Tensor& x, Tensor& out) {
-  require_host("logsumexp_rows", x);
+  OPD_ON_CUDA("logsumexp_rows", x, logsumexp_rows(x, out));
   cpu::logsumexp_rows(x, out);
 }
 
 void entropy_rows(const Tensor& x, Tensor& out) {
-  require_host("entropy_rows", x);
+  OPD_ON_CUDA("entropy_rows", x, entropy_rows(x, out));
   cpu::entropy_rows(x, out);
 }
 
 void topk_rows(const Tensor& x, int k, Tensor& vals, Tensor& ids) {
-  require_host("topk_rows", x);
+  OPD_ON_CUDA("topk_rows", x, topk_rows(x, k, vals, ids));
   cpu::topk_rows(x, k, vals, ids);
 }
 

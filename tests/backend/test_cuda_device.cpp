@@ -26,9 +26,10 @@ TEST(CudaDevice, RoundTripAndClearOpErrors) {
   opd::backend::cuda::copy_to_host(back.raw(), dev.raw(), host.bytes());
   EXPECT_EQ(back.to_vector(), host.to_vector());
   try {
-    Tensor q = Tensor::empty({1, 1, 1, 2}, host.dtype(), Device::Cuda), out = q;
-    Tensor pos = Tensor::empty({1, 1}, opd::core::DType::I32, Device::Cuda);
-    opd::backend::attention_forward(q, q, q, pos, 1.0f, out, nullptr);
+    Tensor logits = Tensor::empty({1, 4}, host.dtype(), Device::Cuda);
+    Tensor u = Tensor::empty({1}, host.dtype(), Device::Cuda), lp = u;
+    Tensor ids = Tensor::empty({1}, opd::core::DType::I32, Device::Cuda);
+    opd::backend::sample_rows(logits, 1.0f, 0, 1.0f, u, ids, lp);
     FAIL() << "an op without a CUDA kernel must not silently run";
   } catch (const opd::Error& e) {
     EXPECT_NE(std::string(e.what()).find("no CUDA implementation"), std::string::npos);

@@ -164,3 +164,69 @@ TEST(CudaOps, AdamW) {
   EXPECT_TRUE(same(gm, m));
   EXPECT_TRUE(same(gv, v));
 }
+
+TEST(CudaOps, AttentionForwardAndBackward) {
+  REQUIRE_GPU();
+  // Training shape (q_pos = t) with GQA, then a decode step against a longer cache.
+  const int64_t B = 2, T = 9, H = 4, G = 2, E = 8;
+  Tensor q = random_tensor({B, T, H, E}, 30), k = random_tensor({B, T, G, E}, 31);
+  Tensor v = random_tensor({B, T, G, E}, 32);
+  std::vector<int32_t> pv;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) pv.push_back(static_cast<int32_t>(t));
+  Tensor pos = Tensor::from_vector(pv, {B, T});
+  Tensor out = Tensor::empty({B, T, H, E}), probs = Tensor::empty({B, H, T, T});
+  Tensor gout = to_gpu(out), gprobs = to_gpu(probs);
+  ops::attention_forward(q, k, v, pos, 0.35f, out, &probs);
+  ops::attention_forward(to_gpu(q), to_gpu(k), to_gpu(v), to_gpu(pos), 0.35f, gout, &gprobs);
+  EXPECT_TRUE(same(gout, out));
+  EXPECT_TRUE(same(gprobs, probs));
+  Tensor d = random_tensor({B, T, H, E}, 33);
+  Tensor dq = Tensor::empty(q.shape()), dk = Tensor::empty(k.shape()), dv = Tensor::empty(v.shape());
+  Tensor gdq = to_gpu(dq), gdk = to_gpu(dk), gdv = to_gpu(dv);
+  ops::attention_backward(q, k, v, probs, d, 0.35f, dq, dk, dv);
+  ops::attention_backward(to_gpu(q), to_gpu(k), to_gpu(v), gprobs, to_gpu(d), 0.35f, gdq, gdk, gdv);
+  EXPECT_TRUE(same(gdq, dq, 1e-5, 1e-5));
+  EXPECT_TRUE(same(gdk, dk, 1e-5, 1e-5));
+  EXPECT_TRUE(same(gdv, dv, 1e-5, 1e-5));
+
+  Tensor q1 = random_tensor({B, 1, H, E}, 34), step = Tensor::from_vector(std::vector<int32_t>{5, 8}, {B, 1});
+  Tensor o1 = Tensor::empty({B, 1, H, E}), go1 = to_gpu(o1);
+  ops::attention_forward(q1, k, v, step, 0.35f, o1, nullptr);
+  ops::attention_forward(to_gpu(q1), to_gpu(k), to_gpu(v), to_gpu(step), 0.35f, go1, nullptr);
+  EXPECT_TRUE(same(go1, o1));
+}
+
+TEST(CudaOps, VocabRowsScatterAndGather) {
+  REQUIRE_GPU();
+  Tensor x = random_tensor({6, 1000}, 40, -5.0f, 5.0f), gx = to_gpu(x);
+  x.data<float>()[17] = x.data<float>()[3];  // a tie in row 0
+  gx = to_gpu(x);
+  Tensor ls = Tensor::empty({6, 1000}), gls = to_gpu(ls);
+  ops::log_softmax_rows(x, ls);
+  ops::log_softmax_rows(gx, gls);
+  EXPECT_TRUE(same(gls, ls));
+  Tensor lse = Tensor::empty({6}), glse = to_gpu(lse), h = Tensor::empty({6}), gh = to_gpu(h);
+  ops::logsumexp_rows(x, lse);
+  ops::logsumexp_rows(gx, glse);
+  ops::entropy_rows(x, h);
+  ops::entropy_rows(gx, gh);
+  EXPECT_TRUE(same(glse, lse));
+  EXPECT_TRUE(same(gh, h));
+  Tensor vals = Tensor::empty({6, 12}), ids = Tensor::empty({6, 12}, DType::I32);
+  Tensor gvals = to_gpu(vals), gids = to_gpu(ids);
+  ops::topk_rows(x, 12, vals, ids);
+  ops::topk_rows(gx, 12, gvals, gids);
+  EXPECT_EQ(to_cpu(gids).to_vector_i32(), ids.to_vector_i32());
+  EXPECT_TRUE(same(gvals, vals, 0, 0));
+  Tensor got = Tensor::empty({6, 12}), ggot = to_gpu(got);
+  ops::gather_cols(x, ids, got);
+  ops::gather_cols(gx, gids, ggot);
+  EXPECT_TRUE(same(ggot, got, 0, 0));
+
+  Tensor src = random_tensor({2, 3, 5}, 41), dst = random_tensor({2, 7, 5}, 42), gdst = to_gpu(dst);
+  Tensor pos = Tensor::from_vector(std::vector<int32_t>{0, 4, 6, 1, 2, 5}, {2, 3});
+  ops::scatter_rows(src, pos, dst);
+  ops::scatter_rows(to_gpu(src), to_gpu(pos), gdst);
+  EXPECT_TRUE(same(gdst, dst, 0, 0));
+}

@@ -36,6 +36,18 @@ void rope_backward(Tensor& dx, const Tensor& pos, float theta);
 void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& out);
 void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& d_out, Tensor& d_gate,
                      Tensor& d_up);
+// attention.cu
+void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& q_pos,
+                       float scale, Tensor& out, Tensor* probs);
+void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs,
+                        const Tensor& d_out, float scale, Tensor& dq, Tensor& dk, Tensor& dv);
+// vocab_rows.cu: row-wise vocabulary ops, the KV-cache scatter, the column gather
+void log_softmax_rows(const Tensor& x, Tensor& out);
+void logsumexp_rows(const Tensor& x, Tensor& out);
+void entropy_rows(const Tensor& x, Tensor& out);
+void topk_rows(const Tensor& x, int k, Tensor& vals, Tensor& ids);
+void scatter_rows(const Tensor& src, const Tensor& pos, Tensor& dst);
+void gather_cols(const Tensor& x, const Tensor& ids, Tensor& out);
 // adamw.cu
 void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& hp);
 
