@@ -32,7 +32,7 @@ void topk_rows(const Tensor& x, int k, Tensor& vals, Tensor& ids) {
 
 void lm_head_stats(const Tensor& h, const Tensor& w, const Tensor* targets, float temperature,
                    int64_t chunk, HeadStats& out, const VocabRange& range) {
-  require_host("lm_head_stats", h);
+  OPD_ON_CUDA("lm_head_stats", h, lm_head_stats(h, w, targets, temperature, chunk, out, range));
   cpu::lm_head_stats(h, w, targets, temperature, chunk, out, range);
 }
 
@@ -40,7 +40,8 @@ void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tens
                                     const Tensor& lse, const Tensor& d_loss, float temperature,
                                     int64_t chunk, Tensor& dh, Tensor& dw,
                                     const VocabRange& range) {
-  require_host("lm_head_cross_entropy_backward", h);
+  OPD_ON_CUDA("lm_head_cross_entropy_backward", h, lm_head_cross_entropy_backward(h, w, targets, lse, d_loss, temperature, chunk, dh, dw,
+                                      range));
   cpu::lm_head_cross_entropy_backward(h, w, targets, lse, d_loss, temperature, chunk, dh, dw,
                                       range);
 }

@@ -230,3 +230,38 @@ TEST(CudaOps, VocabRowsScatterAndGather) {
   ops::scatter_rows(to_gpu(src), to_gpu(pos), gdst);
   EXPECT_TRUE(same(gdst, dst, 0, 0));
 }
+
+TEST(CudaOps, ChunkedLmHeadStatsAndBackward) {
+  REQUIRE_GPU();
+  const int64_t N = 23, D = 16, V = 300;
+  Tensor h = random_tensor({N, D}, 50, -1.5f, 1.5f), w = random_tensor({V, D}, 51, -1.5f, 1.5f);
+  std::vector<int32_t> tv = random_ids({N}, V, 52).to_vector_i32();
+  tv[3] = -1;
+  Tensor targets = Tensor::from_vector(tv, {N});
+  for (ops::VocabRange range : {ops::VocabRange{}, ops::VocabRange{150, 600}}) {
+    ops::HeadStats s, gs;
+    for (ops::HeadStats* x : {&s, &gs}) {
+      const Device dev = x == &s ? Device::Host : Device::Cuda;
+      x->lse = Tensor::empty({N}, DType::F32, dev);
+      x->target_logit = Tensor::empty({N}, DType::F32, dev);
+      x->entropy = Tensor::empty({N}, DType::F32, dev);
+    }
+    Tensor t_all = range.total ? Tensor::from_vector(std::vector<int32_t>(tv.begin(), tv.end()), {N}) : targets;
+    if (range.total)  // targets in the whole vocabulary of 600, some in this shard
+      for (int64_t i = 0; i < N; i += 2)
+        if (tv[i] >= 0) t_all.data<int32_t>()[i] = static_cast<int32_t>(tv[i] + 150);
+    ops::lm_head_stats(h, w, &t_all, 0.8f, 64, s, range);
+    const Tensor gt = to_gpu(t_all);
+    ops::lm_head_stats(to_gpu(h), to_gpu(w), &gt, 0.8f, 64, gs, range);
+    EXPECT_TRUE(same(gs.lse, s.lse));
+    EXPECT_TRUE(same(gs.target_logit, s.target_logit));
+    EXPECT_TRUE(same(gs.entropy, s.entropy, 1e-5, 1e-5));
+    Tensor d_loss = random_tensor({N}, 53), dh = Tensor::empty({N, D}), dw = random_tensor({V, D}, 54);
+    Tensor gdh = to_gpu(dh), gdw = to_gpu(dw);
+    ops::lm_head_cross_entropy_backward(h, w, t_all, s.lse, d_loss, 0.8f, 64, dh, dw, range);
+    ops::lm_head_cross_entropy_backward(to_gpu(h), to_gpu(w), to_gpu(t_all), gs.lse, to_gpu(d_loss),
+                                        0.8f, 64, gdh, gdw, range);
+    EXPECT_TRUE(same(gdh, dh, 1e-5, 1e-5));
+    EXPECT_TRUE(same(gdw, dw, 1e-5, 1e-5));
+  }
+}

@@ -48,6 +48,12 @@ void entropy_rows(const Tensor& x, Tensor& out);
 void topk_rows(const Tensor& x, int k, Tensor& vals, Tensor& ids);
 void scatter_rows(const Tensor& src, const Tensor& pos, Tensor& dst);
 void gather_cols(const Tensor& x, const Tensor& ids, Tensor& out);
+// lm_head.cu: the vocabulary-chunked head
+void lm_head_stats(const Tensor& h, const Tensor& w, const Tensor* targets, float temperature,
+                   int64_t chunk, HeadStats& out, const VocabRange& range);
+void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targets,
+                                    const Tensor& lse, const Tensor& d_loss, float temperature,
+                                    int64_t chunk, Tensor& dh, Tensor& dw, const VocabRange& range);
 // adamw.cu
 void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& hp);
 
