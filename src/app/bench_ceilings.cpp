@@ -28,6 +28,24 @@ double measure_sgemm_gflops(int64_t n) {
   return best;
 }
 
+double measure_device_gemm_gflops(int64_t n) {
+  const auto dev = core::Device::Cuda;
+  Tensor a = Tensor::empty({n, n}, core::DType::F32, dev), b = Tensor::empty({n, n}, core::DType::F32, dev);
+  Tensor c = Tensor::empty({n, n}, core::DType::F32, dev);
+  ops::fill(a, 0.5f);
+  ops::fill(b, 0.25f);
+  ops::gemm(a, false, b, false, c);  // warm-up: handles, workspace, kernel choice
+  ops::synchronize(dev);
+  double best = 0;
+  for (int r = 0; r < 5; ++r) {
+    core::Stopwatch t;
+    ops::gemm(a, false, b, false, c);
+    ops::synchronize(dev);
+    best = std::max(best, 2.0 * static_cast<double>(n * n * n) / t.seconds() / 1e9);
+  }
+  return best;
+}
+
 namespace {
 // Sum of floats with eight independent vector accumulators, so the loop is bound by memory and
 // not by the add latency. p must be 16-byte aligned. GCC vector extensions compile to whatever

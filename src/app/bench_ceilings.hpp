@@ -9,6 +9,8 @@ namespace opd::app {
 
 // GFLOP/s of an n x n x n sgemm through backend::gemm (best of three after a warm-up).
 double measure_sgemm_gflops(int64_t n = 2048);
+// The same on the CUDA device (cuBLASLt, fp32), timed between device synchronisations.
+double measure_device_gemm_gflops(int64_t n = 8192);
 // GB/s of a streaming read of `bytes` by `threads` threads (best of three, pages touched first).
 double measure_read_bandwidth(int threads, int64_t bytes = int64_t{1} << 30);
 

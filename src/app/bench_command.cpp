@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/bench_ceilings.hpp"
+#include "core/error.hpp"
 #include "app/commands.hpp"
 #include "backend/ops.hpp"
 #include "core/timer.hpp"
@@ -34,6 +35,7 @@ struct BenchArgs {
   std::vector<int64_t> decode_batches{1, 16};
   int64_t prompt = 16, new_tokens = 32;
   std::string json;
+  std::string device = "cpu";  // train: cpu | cuda
 };
 
 double peak_rss_mib() {
@@ -54,8 +56,14 @@ double activation_mib(const model::ModelConfig& c, int64_t B, int64_t T) {
 
 nlohmann::json bench_train(const BenchArgs& a, int threads) {
   ops::set_blas_threads(threads);
-  const double sgemm = measure_sgemm_gflops();
-  model::Transformer m(a.model);
+  const bool gpu = a.device == "cuda";
+  if (gpu && !ops::use_cuda_device(0))
+    input_error("bench train --device cuda", "no CUDA device (or opd was built without CUDA)",
+                "run on a GPU machine, or use --device cpu");
+  const core::Device dev = gpu ? core::Device::Cuda : core::Device::Host;
+  // The GEMM ceiling of the same device, measured in this run.
+  const double sgemm = gpu ? measure_device_gemm_gflops() : measure_sgemm_gflops();
+  model::Transformer m(a.model, {}, {}, dev);
   m.init_weights(1);
   model::AdamW opt(m.params());
   model::OptimConfig oc;
@@ -74,6 +82,7 @@ nlohmann::json bench_train(const BenchArgs& a, int threads) {
     model::lm_cross_entropy(m, tid, pos, ttg, 1.0f / static_cast<float>(a.batch * a.seq));
     const double fb = t.seconds();
     opt.step(m.params(), oc, 1e-4);
+    ops::synchronize(dev);
     if (s >= a.warmup) {
       total += t.seconds();
       fwd_bwd += fb;
@@ -85,6 +94,7 @@ nlohmann::json bench_train(const BenchArgs& a, int threads) {
   const double gflops = flops / step_s / 1e9;
   const double state_mib = 16.0 * static_cast<double>(m.params().numel()) / (1 << 20);
   nlohmann::json j = {{"mode", "train"},
+                      {"device", a.device},
                       {"threads", threads},
                       {"params", m.params().numel()},
                       {"batch", a.batch},
@@ -100,10 +110,11 @@ nlohmann::json bench_train(const BenchArgs& a, int threads) {
                        {{"params_grads_adamw", state_mib},
                         {"activations", activation_mib(m.config(), a.batch, a.seq)}}}};
   std::printf(
-      "train  threads %d: %.3f s/step, %.0f tok/s, %.1f GFLOP/s = %.1f%% of sgemm %.1f GFLOP/s; "
+      "train  %s threads %d: %.3f s/step, %.0f tok/s, %.1f GFLOP/s = %.1f%% of %s %.1f GFLOP/s; "
       "peak RSS %.0f MiB (params+grads+AdamW %.0f MiB, activations ~%.0f MiB)\n",
-      threads, step_s, tokens / step_s, gflops, 100 * gflops / sgemm, sgemm, peak_rss_mib(),
-      state_mib, activation_mib(m.config(), a.batch, a.seq));
+      a.device.c_str(), threads, step_s, tokens / step_s, gflops, 100 * gflops / sgemm,
+      gpu ? "cuBLASLt sgemm" : "sgemm", sgemm, peak_rss_mib(), state_mib,
+      activation_mib(m.config(), a.batch, a.seq));
   return j;
 }
 
@@ -227,10 +238,15 @@ void add_bench_command(CLI::App& app, int& status) {
   train->add_option("--batch", a->batch)->capture_default_str();
   train->add_option("--seq", a->seq)->capture_default_str();
   train->add_option("--steps", a->steps)->capture_default_str();
+  train->add_option("--device", a->device, "cpu, or cuda (fp32 on the first GPU)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   train->callback([a, &status] {
     a->model.max_seq_len = std::max(a->model.max_seq_len, a->seq);
     nlohmann::json runs = nlohmann::json::array();
-    for (int t : a->threads) runs.push_back(bench_train(*a, t));
+    if (a->device == "cuda") runs.push_back(bench_train(*a, a->threads.front()));
+    else
+      for (int t : a->threads) runs.push_back(bench_train(*a, t));
     write_json(a->json, {{"bench", "train"}, {"runs", runs}});
     status = 0;
   });

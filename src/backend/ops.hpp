@@ -32,6 +32,11 @@ class Runtime {
 // Number of BLAS threads (OpenBLAS); 0 leaves the library default.
 void set_blas_threads(int n);
 int blas_threads();
+// Makes CUDA device `index` the one device tensors live on; false when there is none (or opd
+// was built without CUDA).
+bool use_cuda_device(int index = 0);
+// Waits for the work queued on `device` (timing); nothing to wait for on the host.
+void synchronize(core::Device device);
 
 // ---- elementwise and copies ----------------------------------------------------------------
 void fill(Tensor& x, float value);                             // overwrite; F32 or I32

@@ -3,6 +3,10 @@
 
 #include "backend/ops.hpp"
 
+#ifdef OPD_WITH_CUDA
+#include "backend/cuda/device.hpp"
+#endif
+
 extern "C" {
 void openblas_set_num_threads(int);
 int openblas_get_num_threads(void);
@@ -31,5 +35,22 @@ void set_blas_threads(int n) {
 }
 
 int blas_threads() { return openblas_get_num_threads(); }
+
+bool use_cuda_device(int index) {
+#ifdef OPD_WITH_CUDA
+  return cuda::activate(index);
+#else
+  (void)index;
+  return false;
+#endif
+}
+
+void synchronize(core::Device device) {
+#ifdef OPD_WITH_CUDA
+  if (device == core::Device::Cuda) cuda::synchronize();
+#else
+  (void)device;
+#endif
+}
 
 }  // namespace opd::backend

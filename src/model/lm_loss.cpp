@@ -10,6 +10,16 @@ namespace opd::model {
 namespace ops = opd::backend;
 using core::Tensor;
 
+namespace {
+// x on `device` (x itself when it is there already).
+Tensor on(const Tensor& x, core::Device device) {
+  if (x.device() == device) return x;
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), device);
+  ops::copy(x, out);
+  return out;
+}
+}  // namespace
+
 LossSum lm_cross_entropy(Transformer& model, const Tensor& ids, const Tensor& pos,
                          const Tensor& targets, float grad_per_token, int64_t vocab_chunk,
                          int micro_batches) {
@@ -32,14 +42,19 @@ LossSum lm_cross_entropy(Transformer& model, const Tensor& ids, const Tensor& po
     const Tensor mb_pos = pos.slice(i * rows, (i + 1) * rows);
     const Tensor& h = model.forward(mb_ids, mb_pos, train, nullptr, slot);
     if (!model.has_head()) return;
+    // The head runs where the model lives; the per-row loss bookkeeping on the host.
+    const core::Device dev = model.device();
     const Tensor flat_targets = targets.slice(i * rows, (i + 1) * rows).view({N});
+    const Tensor targets_dev = on(flat_targets, dev);
     ops::HeadStats stats;
-    stats.lse = Tensor::empty({N});
-    stats.target_logit = Tensor::empty({N});
-    parallel::vocab_parallel_head_stats(h, model.lm_head().value, &flat_targets, 1.0f,
+    stats.lse = Tensor::empty({N}, core::DType::F32, dev);
+    stats.target_logit = Tensor::empty({N}, core::DType::F32, dev);
+    parallel::vocab_parallel_head_stats(h, model.lm_head().value, &targets_dev, 1.0f,
                                         vocab_chunk, tp, stats);
-    const float* lse = stats.lse.data<float>();
-    const float* tl = stats.target_logit.data<float>();
+    const Tensor lse_host = on(stats.lse, core::Device::Host);
+    const Tensor tl_host = on(stats.target_logit, core::Device::Host);
+    const float* lse = lse_host.data<float>();
+    const float* tl = tl_host.data<float>();
     const int32_t* tg = flat_targets.data<int32_t>();
     Tensor d_loss = Tensor::zeros({N});
     float* dl = d_loss.data<float>();
@@ -51,10 +66,11 @@ LossSum lm_cross_entropy(Transformer& model, const Tensor& ids, const Tensor& po
     }
     if (!train) return;
     Tensor& d = dh[static_cast<std::size_t>(slot)];
-    if (d.numel() != N * model.config().d_model) d = Tensor::empty({N, model.config().d_model});
-    parallel::vocab_parallel_cross_entropy_backward(h, model.lm_head().value, flat_targets,
-                                                    stats.lse, d_loss, 1.0f, vocab_chunk, tp, d,
-                                                    model.lm_head().grad);
+    if (d.numel() != N * model.config().d_model)
+      d = Tensor::empty({N, model.config().d_model}, core::DType::F32, dev);
+    parallel::vocab_parallel_cross_entropy_backward(h, model.lm_head().value, targets_dev,
+                                                    stats.lse, on(d_loss, dev), 1.0f, vocab_chunk,
+                                                    tp, d, model.lm_head().grad);
   };
   auto backward = [&](int i) {
     model.backward(dh[static_cast<std::size_t>(i % pp.size())], i % pp.size(), i == micro_batches - 1);

@@ -26,8 +26,14 @@ AdamW::AdamW(const ParamSet& params, const std::vector<bool>* owned) {
   OPD_CHECK(!owned || owned->size() == params.size(), "one ownership flag per parameter");
   for (std::size_t i = 0; i < params.size(); ++i) {
     const bool mine = !owned || (*owned)[i];
-    m_.push_back(mine ? core::Tensor::zeros(params[i].value.shape()) : core::Tensor());
-    v_.push_back(mine ? core::Tensor::zeros(params[i].value.shape()) : core::Tensor());
+    for (auto* moments : {&m_, &v_}) {
+      core::Tensor t;
+      if (mine) {
+        t = core::Tensor::empty(params[i].value.shape(), core::DType::F32, params.device());
+        ops::fill(t, 0.0f);
+      }
+      moments->push_back(t);
+    }
   }
 }
 

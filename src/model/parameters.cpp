@@ -28,8 +28,8 @@ std::size_t ParamSet::add(const std::string& name, const core::Shape& global_sha
     p.shard_axis = shard_axis;
     p.shard_begin = tp_.shard_begin(global_shape[ax]);
   }
-  p.value = core::Tensor::empty(shape);
-  p.grad = core::Tensor::empty(shape);
+  p.value = core::Tensor::empty(shape, core::DType::F32, device_);
+  p.grad = core::Tensor::empty(shape, core::DType::F32, device_);
   backend::fill(p.value, 0.0f);
   backend::fill(p.grad, 0.0f);
   p.decay = decay;

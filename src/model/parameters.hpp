@@ -33,8 +33,10 @@ class ParamSet {
   ParamSet() = default;
   // Parameters sharded along an axis are split over the tensor-parallel group; the pipeline
   // group's stages hold disjoint sets of parameters (the gradient norm sums over both).
-  ParamSet(parallel::TensorParallel tp, parallel::PipelineParallel pp)
-      : tp_(std::move(tp)), pp_(std::move(pp)) {}
+  ParamSet(parallel::TensorParallel tp, parallel::PipelineParallel pp,
+           core::Device device = core::Device::Host)
+      : tp_(std::move(tp)), pp_(std::move(pp)), device_(device) {}
+  core::Device device() const { return device_; }  // where values and gradients live
   const parallel::TensorParallel& tensor_parallel() const { return tp_; }
   const parallel::PipelineParallel& pipeline() const { return pp_; }
 
@@ -58,6 +60,7 @@ class ParamSet {
  private:
   parallel::TensorParallel tp_;
   parallel::PipelineParallel pp_;
+  core::Device device_ = core::Device::Host;
   std::vector<Param> params_;
 };
 

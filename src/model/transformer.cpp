@@ -14,18 +14,21 @@ namespace ops = opd::backend;
 using core::Shape;
 
 KVCache::KVCache(int64_t layers, int64_t batch_, int64_t capacity_, int64_t kv_heads,
-                 int64_t head_dim)
+                 int64_t head_dim, core::Device device)
     : batch(batch_), capacity(capacity_) {
-  for (int64_t l = 0; l < layers; ++l) {
-    k.push_back(Tensor::zeros({batch, capacity, kv_heads, head_dim}));
-    v.push_back(Tensor::zeros({batch, capacity, kv_heads, head_dim}));
-  }
+  for (int64_t l = 0; l < layers; ++l)
+    for (auto* list : {&k, &v}) {
+      list->push_back(Tensor::empty({batch, capacity, kv_heads, head_dim}, core::DType::F32, device));
+      ops::fill(list->back(), 0.0f);
+    }
 }
 
 Transformer::Transformer(const ModelConfig& cfg, parallel::TensorParallel tp,
-                         parallel::PipelineParallel pp)
-    : cfg_(cfg), params_(std::move(tp), std::move(pp)) {
+                         parallel::PipelineParallel pp, core::Device device)
+    : cfg_(cfg), params_(std::move(tp), std::move(pp), device) {
   cfg_.validate("model");
+  OPD_CHECK(device == core::Device::Host || (tensor_parallel().size() == 1 && pipeline().size() == 1),
+            "a model on a CUDA device runs on one rank so far (tp = pp = 1)");
   const int P = tensor_parallel().size();
   cfg_.check_layout(P, pipeline().size(), "model", "parallel");
   heads_ = cfg_.n_heads / P;
@@ -82,7 +85,7 @@ Param& Transformer::lm_head() {
 
 KVCache Transformer::make_cache(int64_t batch, int64_t capacity) const {
   return KVCache(static_cast<int64_t>(layers_.size()), batch, capacity, kv_heads_,
-                 cfg_.head_size());
+                 cfg_.head_size(), device());
 }
 
 void Transformer::init_weights(uint64_t seed) {
@@ -91,7 +94,8 @@ void Transformer::init_weights(uint64_t seed) {
     Param& p = params_[i];
     // The whole parameter is drawn and this rank's shard kept, so every layout initialises the
     // same model.
-    Tensor whole = p.sharded() ? Tensor::empty(p.global_shape) : p.value;
+    const bool host = p.value.is_host();
+    Tensor whole = (p.sharded() || !host) ? Tensor::empty(p.global_shape) : p.value;
     float* x = whole.data<float>();
     const auto& n = p.name;
     auto ends_with = [&](const char* s) {
@@ -107,7 +111,11 @@ void Transformer::init_weights(uint64_t seed) {
       core::RngStream rng(seed, core::RngPurpose::Init, static_cast<uint64_t>(p.spec_index));
       for (int64_t j = 0; j < whole.numel(); ++j) x[j] = std * rng.normal();
     }
-    if (p.sharded()) take_shard(whole, p);
+    if (!host) {  // drawn on the host, then moved (shards are tp > 1: host models only)
+      ops::copy(whole, p.value);
+    } else if (p.sharded()) {
+      take_shard(whole, p);
+    }
   }
 }
 
@@ -120,35 +128,35 @@ Transformer::Slot& Transformer::ensure_slot(int slot, int64_t B, int64_t T, bool
   const int64_t QS = heads_ * cfg_.head_size(), KS = kv_heads_ * cfg_.head_size();
   auto make_layer = [&]() {
     LayerActs a;
-    a.xn1 = Tensor::empty({N, D});
-    a.rstd1 = Tensor::empty({N});
+    a.xn1 = alloc({N, D});
+    a.rstd1 = alloc({N});
     if (cfg_.qk_norm) {
-      a.q_raw = Tensor::empty({N, QS});
-      a.k_raw = Tensor::empty({N, KS});
-      a.rstd_q = Tensor::empty({N * H});
-      a.rstd_k = Tensor::empty({N * kv_heads_});
+      a.q_raw = alloc({N, QS});
+      a.k_raw = alloc({N, KS});
+      a.rstd_q = alloc({N * H});
+      a.rstd_k = alloc({N * kv_heads_});
     }
-    a.q = Tensor::empty({N, QS});
-    a.k = Tensor::empty({N, KS});
-    a.v = Tensor::empty({N, KS});
-    if (keep) a.probs = Tensor::empty({B, H, T, T});
-    a.attn = Tensor::empty({N, QS});
-    a.x_mid = Tensor::empty({N, D});
-    a.xn2 = Tensor::empty({N, D});
-    a.rstd2 = Tensor::empty({N});
-    a.gate = Tensor::empty({N, F});
-    a.up = Tensor::empty({N, F});
-    a.act = Tensor::empty({N, F});
+    a.q = alloc({N, QS});
+    a.k = alloc({N, KS});
+    a.v = alloc({N, KS});
+    if (keep) a.probs = alloc({B, H, T, T});
+    a.attn = alloc({N, QS});
+    a.x_mid = alloc({N, D});
+    a.xn2 = alloc({N, D});
+    a.rstd2 = alloc({N});
+    a.gate = alloc({N, F});
+    a.up = alloc({N, F});
+    a.act = alloc({N, F});
     return a;
   };
   const auto L = static_cast<int64_t>(layers_.size());
   s.resid.clear();
   s.acts.clear();
-  for (int64_t i = 0; i < (keep ? L + 1 : 2); ++i) s.resid.push_back(Tensor::empty({N, D}));
+  for (int64_t i = 0; i < (keep ? L + 1 : 2); ++i) s.resid.push_back(alloc({N, D}));
   for (int64_t i = 0; i < (keep ? L : 1); ++i) s.acts.push_back(make_layer());
-  s.h = Tensor::empty({N, D});
-  s.rstd_f = Tensor::empty({N});
-  s.tmp = Tensor::empty({N, D});
+  s.h = alloc({N, D});
+  s.rstd_f = alloc({N});
+  s.tmp = alloc({N, D});
   s.buf_batch = B;
   s.buf_seq = T;
   s.buf_keep = keep;
@@ -161,23 +169,23 @@ void Transformer::ensure_workspace(int64_t N) {
   const int64_t QS = heads_ * cfg_.head_size(), KS = kv_heads_ * cfg_.head_size();
   ws_ = Workspace{};
   ws_.rows = N;
-  ws_.dx = Tensor::empty({N, D});
-  ws_.tmp = Tensor::empty({N, D});
-  ws_.d_xn = Tensor::empty({N, D});
-  ws_.d_attn = Tensor::empty({N, QS});
-  ws_.dq = Tensor::empty({N, QS});
-  ws_.dk = Tensor::empty({N, KS});
-  ws_.dv = Tensor::empty({N, KS});
+  ws_.dx = alloc({N, D});
+  ws_.tmp = alloc({N, D});
+  ws_.d_xn = alloc({N, D});
+  ws_.d_attn = alloc({N, QS});
+  ws_.dq = alloc({N, QS});
+  ws_.dk = alloc({N, KS});
+  ws_.dv = alloc({N, KS});
   if (cfg_.qk_norm) {
-    ws_.dq_raw = Tensor::empty({N, QS});
-    ws_.dk_raw = Tensor::empty({N, KS});
+    ws_.dq_raw = alloc({N, QS});
+    ws_.dk_raw = alloc({N, KS});
   }
-  ws_.d_act = Tensor::empty({N, F});
-  ws_.d_gate = Tensor::empty({N, F});
-  ws_.d_up = Tensor::empty({N, F});
+  ws_.d_act = alloc({N, F});
+  ws_.d_gate = alloc({N, F});
+  ws_.d_up = alloc({N, F});
   if (cfg_.qk_norm && tensor_parallel().size() > 1) {
-    ws_.d_qnorm = Tensor::empty({cfg_.head_size()});
-    ws_.d_knorm = Tensor::empty({cfg_.head_size()});
+    ws_.d_qnorm = alloc({cfg_.head_size()});
+    ws_.d_knorm = alloc({cfg_.head_size()});
   }
 }
 
@@ -193,16 +201,16 @@ const Tensor& Transformer::forward(const Tensor& ids, const Tensor& pos, bool ke
   const float scale = 1.0f / std::sqrt(static_cast<float>(E));
   if (cache) OPD_CHECK(cache->batch == B, "KV cache batch ", cache->batch, " != ", B);
   Slot& s = ensure_slot(slot, B, T, keep);
-  s.ids = ids;
-  s.pos = pos;
+  s.ids = on_device(ids);
+  s.pos = on_device(pos);
   s.batch = B;
   s.seq = T;
   s.have_activations = keep;
   const parallel::PipelineParallel& pp = pipeline();
 
-  const Tensor flat_pos = pos.view({N});
+  const Tensor flat_pos = s.pos.view({N});
   if (pp.first()) {
-    ops::embedding_forward(w(embed_), ids.view({N}), s.resid[0], vocab_range());
+    ops::embedding_forward(w(embed_), s.ids.view({N}), s.resid[0], vocab_range());
     reduce(s.resid[0]);  // each id's row lives on one vocabulary shard
   } else {
     pp.recv_prev(s.resid[0]);
@@ -242,11 +250,11 @@ const Tensor& Transformer::forward(const Tensor& ids, const Tensor& pos, bool ke
       Tensor& kc = cache->k[static_cast<std::size_t>(l)];
       Tensor& vc = cache->v[static_cast<std::size_t>(l)];
       Tensor kc3 = kc.view({B, cache->capacity, G * E}), vc3 = vc.view({B, cache->capacity, G * E});
-      ops::scatter_rows(a.k.view({B, T, G * E}), pos, kc3);
-      ops::scatter_rows(a.v.view({B, T, G * E}), pos, vc3);
-      ops::attention_forward(q4, kc, vc, pos, scale, out4, nullptr);
+      ops::scatter_rows(a.k.view({B, T, G * E}), s.pos, kc3);
+      ops::scatter_rows(a.v.view({B, T, G * E}), s.pos, vc3);
+      ops::attention_forward(q4, kc, vc, s.pos, scale, out4, nullptr);
     } else {
-      ops::attention_forward(q4, a.k.view({B, T, G, E}), a.v.view({B, T, G, E}), pos, scale,
+      ops::attention_forward(q4, a.k.view({B, T, G, E}), a.v.view({B, T, G, E}), s.pos, scale,
                              out4, keep ? &a.probs : nullptr);
     }
     ops::gemm(a.attn, false, w(li.o), true, s.tmp);
@@ -408,12 +416,19 @@ void Transformer::shard_logits_backward(const Tensor& h_rows, const Tensor& d_lo
   reduce(d_h);  // each shard's columns give a part of dL/dh
 }
 
+Tensor Transformer::on_device(const Tensor& x) const {
+  if (x.device() == device()) return x;
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), device());
+  ops::copy(x, out);
+  return out;
+}
+
 backend::VocabRange Transformer::vocab_range() const {
   return {vocab_ * tensor_parallel().rank(), tensor_parallel().size() > 1 ? cfg_.vocab_size : 0};
 }
 
 Tensor Transformer::logits_scratch(int64_t rows) {
-  if (head_local_.numel() < rows * vocab_) head_local_ = Tensor::empty({rows, vocab_});
+  if (head_local_.numel() < rows * vocab_) head_local_ = alloc({rows, vocab_});
   return head_local_.view({head_local_.numel()}).slice(0, rows * vocab_).view({rows, vocab_});
 }
 

@@ -38,7 +38,8 @@ using core::Tensor;
 // Keys and values of a model's layers (this stage's) for a batch of sequences, at absolute
 // positions. Make one with Transformer::make_cache.
 struct KVCache {
-  KVCache(int64_t layers, int64_t batch, int64_t capacity, int64_t kv_heads, int64_t head_dim);
+  KVCache(int64_t layers, int64_t batch, int64_t capacity, int64_t kv_heads, int64_t head_dim,
+          core::Device device = core::Device::Host);
   int64_t batch = 0, capacity = 0;
   std::vector<Tensor> k, v;  // per layer [batch, capacity, kv_heads, head_dim]
 };
@@ -53,9 +54,12 @@ class Transformer {
  public:
   // tp: the tensor-parallel group this rank's shards belong to; pp: the pipeline group whose
   // stage this rank is (defaults: one rank, the whole model).
+  // device: where parameters, activations and caches live (a CUDA device: one rank so far, no
+  // tensor or pipeline parallelism there yet).
   explicit Transformer(const ModelConfig& cfg, parallel::TensorParallel tp = {},
-                       parallel::PipelineParallel pp = {});
+                       parallel::PipelineParallel pp = {}, core::Device device = core::Device::Host);
   Transformer(const ModelConfig& cfg, const ModelParallel& mp) : Transformer(cfg, mp.tp, mp.pp) {}
+  core::Device device() const { return params_.device(); }
 
   const ModelConfig& config() const { return cfg_; }
   const parallel::TensorParallel& tensor_parallel() const { return params_.tensor_parallel(); }
@@ -137,6 +141,11 @@ class Transformer {
   // Sums a row-parallel partial product (or a column-parallel input gradient) over the group.
   void reduce(Tensor& x) const { tensor_parallel().allreduce_sum(x); }
   Tensor logits_scratch(int64_t rows);      // [rows, V/tp]
+  Tensor alloc(const core::Shape& shape) const {  // an activation buffer on the model's device
+    return Tensor::empty(shape, core::DType::F32, device());
+  }
+  // ids or positions on the model's device (copied when they come from the host).
+  Tensor on_device(const Tensor& x) const;
   Tensor& w(std::size_t i) { return params_[i].value; }
   Tensor& g(std::size_t i) { return params_[i].grad; }
   static constexpr std::size_t kNone = static_cast<std::size_t>(-1);

@@ -2,7 +2,8 @@
 # The GPU check, in one call on a lent GPU machine (one H100 or H200; at most 8 minutes), from the
 # repository root with gpu-bundle.tar.xz carried (tools/gpu_bundle): the device, every CUDA op against
 # the CPU backend (backend_test_cuda_ops: fp32 within 1e-5 relative), the device runtime test,
-# and a short table last. Logs go to $OUT when set (the device tool's output folder).
+# a training-step benchmark of a ~0.4B model on the GPU (fp32 for now), and a short table last.
+# Logs go to $OUT when set (the device tool's output folder).
 set -uo pipefail
 root="$(pwd)"
 out="${OUT:-$root/gpu-results}"
@@ -32,8 +33,13 @@ run() {  # name timeout command...
 }
 run cuda_ops 240 "$bin/backend_test_cuda_ops" --gtest_color=no
 run cuda_device 60 "$bin/backend_test_cuda_device" --gtest_color=no
+# Training step: 24 layers, d_model 1024, vocab 32000 (about 0.4B parameters), batch 4 x 512.
+timeout 180 "$bin/opd" bench train --device cuda --d-model 1024 --layers 24 --heads 16 \
+  --kv-heads 16 --ff 4096 --vocab 32000 --batch 4 --seq 512 --steps 3 \
+  --json "$out/bench_train.json" >"$out/bench_train.log" 2>&1
+result[bench_train]="rc=$? $(grep -o 'train  cuda.*' "$out/bench_train.log" | head -1)"
 
 echo
 echo "== opd GPU check: $gpu"
 printf '%-14s %s\n' "suite" "result"
-for k in cuda_ops cuda_device; do printf '%-14s %s\n' "$k" "${result[$k]}"; done
+for k in cuda_ops cuda_device bench_train; do printf '%-14s %s\n' "$k" "${result[$k]}"; done

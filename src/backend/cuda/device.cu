@@ -41,6 +41,10 @@ void copy_to_device(void* dst, const void* src, std::size_t bytes) {
     internal_error("cuda", "host-to-device copy failed");
 }
 
+void synchronize() {
+  if (cudaDeviceSynchronize() != cudaSuccess) internal_error("cuda", "cudaDeviceSynchronize failed");
+}
+
 void copy_to_host(void* dst, const void* src, std::size_t bytes) {
   if (cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost) != cudaSuccess)
     internal_error("cuda", "device-to-host copy failed");

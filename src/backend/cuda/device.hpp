@@ -9,5 +9,6 @@ int device_count();              // 0 when no driver or no device
 bool activate(int device);       // false when the device is absent
 void copy_to_device(void* dst, const void* src, std::size_t bytes);
 void copy_to_host(void* dst, const void* src, std::size_t bytes);
+void synchronize();
 
 }  // namespace opd::backend::cuda
