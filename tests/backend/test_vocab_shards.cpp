@@ -14,14 +14,6 @@ using opd::backend::VocabRange;
 
 namespace {
 
-// Columns [b, e) of a [n, V] tensor.
-Tensor columns(const Tensor& x, int64_t b, int64_t e) {
-  const int64_t n = x.dim(0), V = x.dim(1);
-  Tensor out = Tensor::empty({n, e - b});
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t j = b; j < e; ++j) out.data<float>()[r * (e - b) + j - b] = x.data<float>()[r * V + j];
-  return out;
-}
 
 // The problem's ids (y, then S, then T) and the shard rows of each of `shards` equal shards.
 struct Sharded {
@@ -45,7 +37,7 @@ Sharded shard_problem(const Problem& P, int shards) {
   s.width = P.V / shards;
   std::vector<ShardPartials> parts(static_cast<std::size_t>(shards));
   for (int p = 0; p < shards; ++p) {
-    s.z.push_back(columns(P.zt, p * s.width, (p + 1) * s.width));
+    s.z.push_back(opd::testing::column_slice(P.zt, p * s.width, (p + 1) * s.width));
     ops::shard_partials(s.z.back(), VocabRange{p * s.width, P.V}, id_t, &P.tid, parts[p]);
   }
   for (int p = 0; p < shards; ++p)

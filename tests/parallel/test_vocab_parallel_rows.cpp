@@ -15,13 +15,6 @@ using opd::backend::VocabRange;
 
 namespace {
 
-Tensor columns(const Tensor& x, int64_t b, int64_t e) {
-  const int64_t n = x.dim(0), V = x.dim(1);
-  Tensor out = Tensor::empty({n, e - b});
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t j = b; j < e; ++j) out.data<float>()[r * (e - b) + j - b] = x.data<float>()[r * V + j];
-  return out;
-}
 
 // NaN where the whole-row op gives NaN, else within fp tolerance.
 void expect_close(std::vector<double> a, std::vector<double> b, const char* what) {
@@ -40,7 +33,7 @@ void check_rows(Signal mode) {
   const Problem P = make_problem(940, 4, 12, 3);
   const int64_t width = P.V / tp.size(), begin = width * tp.rank(), k = P.k, diag_k = 4;
   const VocabRange range{begin, P.V};
-  const Tensor z = columns(P.zt, begin, begin + width), u = columns(P.ut, begin, begin + width);
+  const Tensor z = opd::testing::column_slice(P.zt, begin, begin + width), u = opd::testing::column_slice(P.ut, begin, begin + width);
   std::vector<int32_t> ids;
   for (int64_t r = 0; r < P.n; ++r) {
     ids.push_back(P.y.data<int32_t>()[r]);

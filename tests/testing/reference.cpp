@@ -81,4 +81,12 @@ std::vector<double> finite_difference(const std::function<double(const std::vect
   return g;
 }
 
+Tensor column_slice(const Tensor& x, int64_t b, int64_t e) {
+  const int64_t n = x.dim(0), V = x.dim(1);
+  Tensor out = Tensor::empty({n, e - b});
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t j = b; j < e; ++j) out.data<float>()[r * (e - b) + j - b] = x.data<float>()[r * V + j];
+  return out;
+}
+
 }  // namespace opd::testing

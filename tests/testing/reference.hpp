@@ -20,6 +20,8 @@ using core::Tensor;
 Tensor random_tensor(const Shape& shape, uint64_t seed, float lo = -1.0f, float hi = 1.0f);
 Tensor random_ids(const Shape& shape, int32_t vocab, uint64_t seed);
 std::vector<double> to_double(const Tensor& t);
+// Columns [begin, end) of a host f32 [n, V] tensor, as a new [n, end - begin] tensor.
+Tensor column_slice(const Tensor& x, int64_t begin, int64_t end);
 Tensor from_double(const std::vector<double>& v, const Shape& shape);
 
 // Max over elements of |a - b| / (atol + rtol * |b|) must be <= 1; reports the worst element.

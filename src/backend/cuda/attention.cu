@@ -7,6 +7,7 @@
 // This is the straightforward form: it keeps the op set's contract (P [B, H, T, S] for the
 // backward) and therefore materialises P when training; the flash-style kernel that never holds
 // the T x S scores needs the op set to pass the log-sum-exp instead (the GPU issue).
+#include "backend/cuda/block_reduce.cuh"
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/cuda_ops.hpp"
 
@@ -15,21 +16,6 @@ namespace opd::backend::cuda {
 namespace {
 
 constexpr int kAttnThreads = 128;
-
-__device__ float block_reduce(float v, float* red, bool is_max) {
-  red[threadIdx.x] = v;
-  __syncthreads();
-  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride) {
-      const float o = red[threadIdx.x + stride];
-      red[threadIdx.x] = is_max ? fmaxf(red[threadIdx.x], o) : red[threadIdx.x] + o;
-    }
-    __syncthreads();
-  }
-  const float r = red[0];
-  __syncthreads();
-  return r;
-}
 
 // Dimensions, and the row (b, t, h) of block `blockIdx.x` in [B, H, T] order.
 struct Dims {
@@ -53,13 +39,13 @@ __global__ void attn_fwd(const float* q, const float* k, const float* v, const i
     sc[j] = s * scale;
     mx = fmaxf(mx, sc[j]);
   }
-  mx = block_reduce(mx, red, true);
+  mx = block_reduce<float>(mx, red, true);
   float sum = 0.0f;
   for (int64_t j = threadIdx.x; j < sv; j += blockDim.x) {
     sc[j] = expf(sc[j] - mx);
     sum += sc[j];
   }
-  sum = block_reduce(sum, red, false);
+  sum = block_reduce<float>(sum, red, false);
   for (int64_t j = threadIdx.x; j < sv; j += blockDim.x) sc[j] /= sum;
   __syncthreads();
   float* orow = out + ((b * d.T + t) * d.H + h) * d.E;
@@ -96,7 +82,7 @@ __global__ void attn_bwd(const float* q, const float* k, const float* v, const f
     ds[j] = dp;
     dot += pr[j] * dp;
   }
-  dot = block_reduce(dot, red, false);
+  dot = block_reduce<float>(dot, red, false);
   for (int64_t j = threadIdx.x; j < d.S; j += blockDim.x) ds[j] = pr[j] * (ds[j] - dot) * scale;
   __syncthreads();
   float* dqr = dq + ((b * d.T + t) * d.H + h) * d.E;

@@ -5,6 +5,7 @@
 //    target logit is picked up in the chunk that holds it (0 when it lies in another shard).
 //  - lm_head_cross_entropy_backward: per chunk, dlogits = d_loss (softmax - onehot) / T for the
 //    rows with a target and a nonzero d_loss, then dh += dlogits w_c and dw_c += dlogits^T h.
+#include "backend/cuda/block_reduce.cuh"
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/cuda_ops.hpp"
 
@@ -14,20 +15,6 @@ namespace {
 
 constexpr int kRowThreads = 256;
 
-__device__ double reduce_d(double v, double* red, bool is_max) {
-  red[threadIdx.x] = v;
-  __syncthreads();
-  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride)
-      red[threadIdx.x] = is_max ? fmax(red[threadIdx.x], red[threadIdx.x + stride])
-                                : red[threadIdx.x] + red[threadIdx.x + stride];
-    __syncthreads();
-  }
-  const double r = red[0];
-  __syncthreads();
-  return r;
-}
-
 // One block per row of the chunk L [N, cn] (columns c0.. of this shard).
 __global__ void stats_chunk(const float* L, int64_t cn, int64_t c0, int64_t v0, const int32_t* targets,
                             float* target_logit, double* M, double* S, double* T, bool want_entropy) {
@@ -36,7 +23,7 @@ __global__ void stats_chunk(const float* L, int64_t cn, int64_t c0, int64_t v0, 
   const float* lr = L + r * cn;
   double cm = -INFINITY;
   for (int64_t j = threadIdx.x; j < cn; j += blockDim.x) cm = fmax(cm, double(lr[j]));
-  cm = reduce_d(cm, red, true);
+  cm = block_reduce<double>(cm, red, true);
   if (targets && target_logit && threadIdx.x == 0) {
     const int64_t t = int64_t(targets[r]) - v0;
     if (t >= c0 && t < c0 + cn) target_logit[r] = lr[t - c0];
@@ -49,8 +36,8 @@ __global__ void stats_chunk(const float* L, int64_t cn, int64_t c0, int64_t v0, 
     s += e;
     if (want_entropy && e > 0.0) t += e * d;
   }
-  s = reduce_d(s, red, false);
-  t = reduce_d(t, red, false);
+  s = block_reduce<double>(s, red, false);
+  t = block_reduce<double>(t, red, false);
   if (threadIdx.x != 0) return;
   if (S[r] > 0.0) {  // rescale what earlier chunks summed relative to m_old
     const double a = exp(m_old - m_new);

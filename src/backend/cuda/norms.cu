@@ -3,6 +3,7 @@
 //    block reductions in double, like the CPU reference; dw adds with atomics across rows.
 //  - RoPE: one thread per rotated pair; the angle pos * theta^(-2i/E) in double.
 //  - SwiGLU: elementwise, silu(g) = g sigmoid(g).
+#include "backend/cuda/block_reduce.cuh"
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/cuda_ops.hpp"
 
@@ -10,26 +11,14 @@ namespace opd::backend::cuda {
 
 namespace {
 
-__device__ double block_sum(double v) {
-  __shared__ double part[kThreads];
-  part[threadIdx.x] = v;
-  __syncthreads();
-  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride) part[threadIdx.x] += part[threadIdx.x + stride];
-    __syncthreads();
-  }
-  const double total = part[0];
-  __syncthreads();  // the array is reused by the next call
-  return total;
-}
-
 __global__ void rmsnorm_fwd(const float* x, const float* w, float eps, float* y, float* rstd,
                             int64_t d) {
+  __shared__ double red[kThreads];
   const float* xr = x + blockIdx.x * d;
   float* yr = y + blockIdx.x * d;
   double s = 0.0;
   for (int64_t j = threadIdx.x; j < d; j += blockDim.x) s += double(xr[j]) * xr[j];
-  const double ms = block_sum(s) / double(d);
+  const double ms = block_reduce<double>(s, red, false) / double(d);
   const float inv = static_cast<float>(1.0 / sqrt(ms + double(eps)));
   for (int64_t j = threadIdx.x; j < d; j += blockDim.x) yr[j] = xr[j] * inv * w[j];
   if (rstd && threadIdx.x == 0) rstd[blockIdx.x] = inv;
@@ -38,6 +27,7 @@ __global__ void rmsnorm_fwd(const float* x, const float* w, float eps, float* y,
 // dx_i = r (w_i dy_i - x_i r^2 (sum_j dy_j w_j x_j) / D); dw_j += dy_j x_j r.
 __global__ void rmsnorm_bwd(const float* x, const float* w, const float* rstd, const float* dy,
                             float* dx, float* dw, int64_t d) {
+  __shared__ double red[kThreads];
   const int64_t r = blockIdx.x;
   const float* xr = x + r * d;
   const float* gr = dy + r * d;
@@ -48,7 +38,7 @@ __global__ void rmsnorm_bwd(const float* x, const float* w, const float* rstd, c
     s += double(gr[j] * w[j]) * xr[j];
     atomicAdd(&dw[j], gr[j] * xr[j] * inv);
   }
-  const double dot = block_sum(s);
+  const double dot = block_reduce<double>(s, red, false);
   const float c = static_cast<float>(dot / double(d)) * inv * inv;
   for (int64_t j = threadIdx.x; j < d; j += blockDim.x) dxr[j] = inv * (w[j] * gr[j] - xr[j] * c);
 }

@@ -2,6 +2,7 @@
 // entropy, top-k), the KV-cache scatter and the column gather. One block per row; row
 // statistics as block reductions in double, like the CPU reference. Top-k: each thread keeps the
 // best k of its strided share (k <= 64), thread 0 merges the lists (ties to the lower id).
+#include "backend/cuda/block_reduce.cuh"
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/cuda_ops.hpp"
 
@@ -12,27 +13,13 @@ namespace {
 constexpr int kRowThreads = 256;
 constexpr int kTopkThreads = 64, kMaxK = 64;
 
-__device__ double reduce_d(double v, double* red, bool is_max) {
-  red[threadIdx.x] = v;
-  __syncthreads();
-  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride)
-      red[threadIdx.x] = is_max ? fmax(red[threadIdx.x], red[threadIdx.x + stride])
-                                : red[threadIdx.x] + red[threadIdx.x + stride];
-    __syncthreads();
-  }
-  const double r = red[0];
-  __syncthreads();
-  return r;
-}
-
 // mode 0: log-softmax into out [N, V]; 1: log-sum-exp into out [N]; 2: entropy into out [N].
 __global__ void softmax_family(const float* x, float* out, int64_t V, int mode) {
   __shared__ double red[kRowThreads];
   const float* xr = x + blockIdx.x * V;
   double m = -INFINITY;
   for (int64_t j = threadIdx.x; j < V; j += blockDim.x) m = fmax(m, double(xr[j]));
-  m = reduce_d(m, red, true);
+  m = block_reduce<double>(m, red, true);
   double s = 0.0, t = 0.0;
   if (isfinite(m)) {
     for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
@@ -43,8 +30,8 @@ __global__ void softmax_family(const float* x, float* out, int64_t V, int mode) 
   } else if (threadIdx.x == 0) {
     s = m == -INFINITY ? 0.0 : 1.0;  // as the CPU reference: no finite shift
   }
-  s = reduce_d(s, red, false);
-  t = reduce_d(t, red, false);
+  s = block_reduce<double>(s, red, false);
+  t = block_reduce<double>(t, red, false);
   const double lse = m + log(s);
   if (mode == 0) {
     float* orow = out + blockIdx.x * V;
