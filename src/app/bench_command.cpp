@@ -49,7 +49,7 @@ double activation_mib(const model::ModelConfig& c, int64_t B, int64_t T) {
   const double N = static_cast<double>(B * T);
   const double per_layer = N * (4.0 * c.d_model + 2 + 2.0 * c.q_size() + 2.0 * c.kv_size() +
                                 3.0 * c.d_ff) +
-                           static_cast<double>(B * c.n_heads * T * T);
+                           static_cast<double>(B * c.n_heads * T);  // attention lse
   const double workspace = N * (3.0 * c.d_model + 2.0 * c.q_size() + 2.0 * c.kv_size() + 3.0 * c.d_ff);
   return 4.0 * (c.n_layers * per_layer + workspace + N * (2.0 * c.d_model + 4)) / (1 << 20);
 }

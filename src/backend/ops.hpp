@@ -95,12 +95,19 @@ void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& d_out, 
 // Query (b, t) attends to keys j with j <= q_pos[b, t] (j < S): training uses q_pos = t, a
 // KV-cache decode step uses q_pos = the sequence's current length. Head h reads kv head
 // h / (H / G). Scores = scale * q k^T, softmax over the visible keys, out = P v.
-// probs [B, H, T, S] (may be null) keeps P for the backward.
+// probs [B, H, T, S] (may be null) keeps P for the backward; lse [B, H, T] (may be null) keeps
+// each query row's log-sum-exp of its visible scaled scores instead (-inf for a row that sees no
+// key), all that attention_backward_from_lse needs besides q, k and v: O(T) values per head
+// rather than the T x S of P.
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& q_pos,
-                       float scale, Tensor& out, Tensor* probs);
+                       float scale, Tensor& out, Tensor* probs, Tensor* lse = nullptr);
 // dq, dk, dv overwrite (dk, dv sum over the query heads sharing a kv head).
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs,
                         const Tensor& d_out, float scale, Tensor& dq, Tensor& dk, Tensor& dv);
+// The same with P recomputed block by block from q, k, the positions and the forward's lse.
+void attention_backward_from_lse(const Tensor& q, const Tensor& k, const Tensor& v,
+                                 const Tensor& q_pos, const Tensor& lse, const Tensor& d_out,
+                                 float scale, Tensor& dq, Tensor& dk, Tensor& dv);
 
 // ---- KV cache ---------------------------------------------------------------------------------
 // dst[b, pos[b, t], :] = src[b, t, :] for src [B, T, R], pos [B, T] I32 (0 <= pos < S), dst [B, S, R].

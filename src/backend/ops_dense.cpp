@@ -107,15 +107,23 @@ void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& d_out, 
 }
 
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& q_pos,
-                       float scale, Tensor& out, Tensor* probs) {
-  OPD_ON_CUDA("attention_forward", q, attention_forward(q, k, v, q_pos, scale, out, probs));
-  cpu::attention_forward(q, k, v, q_pos, scale, out, probs);
+                       float scale, Tensor& out, Tensor* probs, Tensor* lse) {
+  OPD_ON_CUDA("attention_forward", q, attention_forward(q, k, v, q_pos, scale, out, probs, lse));
+  cpu::attention_forward(q, k, v, q_pos, scale, out, probs, lse);
 }
 
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs,
                         const Tensor& d_out, float scale, Tensor& dq, Tensor& dk, Tensor& dv) {
   OPD_ON_CUDA("attention_backward", q, attention_backward(q, k, v, probs, d_out, scale, dq, dk, dv));
   cpu::attention_backward(q, k, v, probs, d_out, scale, dq, dk, dv);
+}
+
+void attention_backward_from_lse(const Tensor& q, const Tensor& k, const Tensor& v,
+                                 const Tensor& q_pos, const Tensor& lse, const Tensor& d_out,
+                                 float scale, Tensor& dq, Tensor& dk, Tensor& dv) {
+  OPD_ON_CUDA("attention_backward_from_lse", q,
+              attention_backward_from_lse(q, k, v, q_pos, lse, d_out, scale, dq, dk, dv));
+  cpu::attention_backward_from_lse(q, k, v, q_pos, lse, d_out, scale, dq, dk, dv);
 }
 
 void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& hp) {

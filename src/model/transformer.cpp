@@ -139,7 +139,7 @@ Transformer::Slot& Transformer::ensure_slot(int slot, int64_t B, int64_t T, bool
     a.q = alloc({N, QS});
     a.k = alloc({N, KS});
     a.v = alloc({N, KS});
-    if (keep) a.probs = alloc({B, H, T, T});
+    if (keep) a.attn_lse = alloc({B, H, T});
     a.attn = alloc({N, QS});
     a.x_mid = alloc({N, D});
     a.xn2 = alloc({N, D});
@@ -255,7 +255,7 @@ const Tensor& Transformer::forward(const Tensor& ids, const Tensor& pos, bool ke
       ops::attention_forward(q4, kc, vc, s.pos, scale, out4, nullptr);
     } else {
       ops::attention_forward(q4, a.k.view({B, T, G, E}), a.v.view({B, T, G, E}), s.pos, scale,
-                             out4, keep ? &a.probs : nullptr);
+                             out4, nullptr, keep ? &a.attn_lse : nullptr);
     }
     ops::gemm(a.attn, false, w(li.o), true, s.tmp);
     reduce(s.tmp);  // row-parallel: sum of the heads' shares
@@ -326,9 +326,9 @@ void Transformer::backward(const Tensor& d_h, int slot, bool last_pass) {
     ops::gemm(s.dx, true, a.attn, false, g(li.o), 1.0f, 1.0f);
     Tensor dq4 = s.dq.view({B, T, H, E}), dk4 = s.dk.view({B, T, G, E}),
            dv4 = s.dv.view({B, T, G, E});
-    ops::attention_backward(a.q.view({B, T, H, E}), a.k.view({B, T, G, E}),
-                            a.v.view({B, T, G, E}), a.probs, s.d_attn.view({B, T, H, E}), scale,
-                            dq4, dk4, dv4);
+    ops::attention_backward_from_lse(a.q.view({B, T, H, E}), a.k.view({B, T, G, E}),
+                                     a.v.view({B, T, G, E}), a_slot.pos, a.attn_lse,
+                                     s.d_attn.view({B, T, H, E}), scale, dq4, dk4, dv4);
     Tensor dq3 = s.dq.view({N, H, E}), dk3 = s.dk.view({N, G, E});
     ops::rope_backward(dq3, flat_pos, theta);
     ops::rope_backward(dk3, flat_pos, theta);

@@ -115,7 +115,9 @@ class Transformer {
                 k_norm = kAbsent;
   };
   struct LayerActs {
-    Tensor xn1, rstd1, q_raw, k_raw, rstd_q, rstd_k, q, k, v, probs, attn, x_mid, xn2, rstd2,
+    // attn_lse: each query row's attention log-sum-exp (the backward recomputes P from it, so
+    // no T x T scores are kept).
+    Tensor xn1, rstd1, q_raw, k_raw, rstd_q, rstd_k, q, k, v, attn_lse, attn, x_mid, xn2, rstd2,
         gate, up, act;
   };
   // One forward's activations, reallocated only when B, T or keep change (first touch of new

@@ -229,6 +229,18 @@ TEST(Attention, BackwardMatchesFiniteDifferences) {
     EXPECT_TRUE(all_close(dq, fd_q, 1e-4, 1e-5));
     EXPECT_TRUE(all_close(dk, fd_k, 1e-4, 1e-5));
     EXPECT_TRUE(all_close(dv, fd_v, 1e-4, 1e-5));
+
+    // Keeping only each row's log-sum-exp: the same forward, and P recomputed in the backward.
+    Tensor out2 = Tensor::empty(out.shape()), lse = filled({c.b, c.h, c.t}, kNaN);
+    ops::attention_forward(q, k, v, pos, static_cast<float>(scale), out2, nullptr, &lse);
+    EXPECT_EQ(out2.to_vector(), out.to_vector());
+    for (int64_t i = 0; i < lse.numel(); ++i) EXPECT_FALSE(std::isnan(lse.data<float>()[i]));
+    Tensor dq2 = filled(q.shape(), kNaN), dk2 = filled(k.shape(), kNaN), dv2 = filled(v.shape(), kNaN);
+    ops::attention_backward_from_lse(q, k, v, pos, lse, proj, static_cast<float>(scale), dq2, dk2,
+                                     dv2);
+    EXPECT_TRUE(all_close(dq2, fd_q, 1e-4, 1e-5));
+    EXPECT_TRUE(all_close(dk2, fd_k, 1e-4, 1e-5));
+    EXPECT_TRUE(all_close(dv2, fd_v, 1e-4, 1e-5));
   }
 }
 

@@ -189,6 +189,17 @@ TEST(CudaOps, AttentionForwardAndBackward) {
   EXPECT_TRUE(same(gdq, dq, 1e-5, 1e-5));
   EXPECT_TRUE(same(gdk, dk, 1e-5, 1e-5));
   EXPECT_TRUE(same(gdv, dv, 1e-5, 1e-5));
+  // Keeping the row log-sum-exp instead of P: the backward recomputes P.
+  Tensor lse = Tensor::empty({B, H, T}), glse = to_gpu(lse), o2 = Tensor::empty(out.shape()), go2 = to_gpu(o2);
+  ops::attention_forward(q, k, v, pos, 0.35f, o2, nullptr, &lse);
+  ops::attention_forward(to_gpu(q), to_gpu(k), to_gpu(v), to_gpu(pos), 0.35f, go2, nullptr, &glse);
+  EXPECT_TRUE(same(glse, lse));
+  ops::attention_backward_from_lse(q, k, v, pos, lse, d, 0.35f, dq, dk, dv);
+  ops::attention_backward_from_lse(to_gpu(q), to_gpu(k), to_gpu(v), to_gpu(pos), glse, to_gpu(d),
+                                   0.35f, gdq, gdk, gdv);
+  EXPECT_TRUE(same(gdq, dq, 1e-5, 1e-5));
+  EXPECT_TRUE(same(gdk, dk, 1e-5, 1e-5));
+  EXPECT_TRUE(same(gdv, dv, 1e-5, 1e-5));
 
   Tensor q1 = random_tensor({B, 1, H, E}, 34), step = Tensor::from_vector(std::vector<int32_t>{5, 8}, {B, 1});
   Tensor o1 = Tensor::empty({B, 1, H, E}), go1 = to_gpu(o1);

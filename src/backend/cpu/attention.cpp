@@ -9,6 +9,7 @@
 #include <Kokkos_Core.hpp>
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <cstdint>
 #include <vector>
 
@@ -70,9 +71,11 @@ int64_t block_keys(const int32_t* pos, int64_t rows, int64_t s) {
   return sv;
 }
 
-// In place: row[0, nv) = softmax(row[0, nv)), row[nv, end) = 0 (nv == 0: all 0). The loops use
-// independent lanes (max, exp, double sum) so they vectorise without reassociating.
-inline void softmax_row(float* row, int64_t nv, int64_t end) {
+// In place: row[0, nv) = softmax(row[0, nv)), row[nv, end) = 0 (nv == 0: all 0); returns the
+// row's log-sum-exp (-inf when nv == 0). The loops use independent lanes (max, exp, double sum)
+// so they vectorise without reassociating.
+inline float softmax_row(float* row, int64_t nv, int64_t end) {
+  float lse = -std::numeric_limits<float>::infinity();
   constexpr int W = 8;
   if (nv > 0) {
     float lane_max[W];
@@ -93,8 +96,10 @@ inline void softmax_row(float* row, int64_t nv, int64_t end) {
     for (int u = 0; u < W; ++u) sum += lane_sum[u];
     const float inv = static_cast<float>(1.0 / sum);
     for (int64_t x = 0; x < nv; ++x) row[x] *= inv;
+    lse = static_cast<float>(static_cast<double>(mx) + std::log(sum));
   }
   for (int64_t x = std::max<int64_t>(nv, 0); x < end; ++x) row[x] = 0.0f;
+  return lse;
 }
 
 // In place: ds = p (ds - sum_j ds_j p_j) over n entries (ds holds dP on entry).
@@ -112,7 +117,7 @@ inline void softmax_row_backward(const float* p, float* ds, int64_t n) {
 }  // namespace
 
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& q_pos,
-                       float scale, Tensor& out, Tensor* probs) {
+                       float scale, Tensor& out, Tensor* probs, Tensor* lse) {
   const char* op = "attention_forward";
   const Dims d = check_qkv(op, q, k, v);
   OPD_CHECK(
@@ -120,6 +125,7 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
       op, ": q_pos must be host i32 [B, T] = [", d.b, ", ", d.t, "], got ", q_pos.describe());
   require_shape(op, "out", out, q.shape());
   if (probs) require_shape(op, "probs", *probs, {d.b, d.h, d.t, d.s});
+  if (lse) require_shape(op, "lse", *lse, {d.b, d.h, d.t});
 
   const int64_t H = d.h, E = d.e, S = d.s, T = d.t, G = d.g, rep = d.h / d.g;
   const int64_t ldq = H * E, ldk = G * E;
@@ -129,6 +135,7 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
   const int32_t* ppos = q_pos.data<int32_t>();
   float* po = out.data<float>();
   float* pp = probs ? probs->data<float>() : nullptr;
+  float* pl = lse ? lse->data<float>() : nullptr;
   thread_local std::vector<float> buf;
   float* work = pp ? nullptr : scratch(buf, std::min(kRowBlock, T) * S);
 
@@ -157,8 +164,10 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
         }
         // Row softmax over the visible keys; masked keys (and keys past sv) get exactly 0.
         const int64_t end = pp ? S : sv;
+        float* lb = pl ? pl + (b * H + h) * T + t0 : nullptr;
         Kokkos::parallel_for("opd_softmax", Policy(0, tb), [=](int64_t i) {
-          softmax_row(pb + i * ldp, visible(pos[i], S), end);
+          const float l = softmax_row(pb + i * ldp, visible(pos[i], S), end);
+          if (lb) lb[i] = l;
         });
         // out = P v
         if (sv == 0) {
@@ -175,23 +184,20 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
   }
 }
 
-// dP = dO v^T; dS = P (dP - rowsum(dP P)); dq = scale dS k; dk += scale dS^T q; dv += P^T dO.
-void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs,
-                        const Tensor& d_out, float scale, Tensor& dq, Tensor& dk, Tensor& dv) {
-  const char* op = "attention_backward";
-  const Dims d = check_qkv(op, q, k, v);
-  require_shape(op, "probs", probs, {d.b, d.h, d.t, d.s});
-  require_shape(op, "d_out", d_out, q.shape());
-  require_shape(op, "dq", dq, q.shape());
-  require_shape(op, "dk", dk, k.shape());
-  require_shape(op, "dv", dv, k.shape());
+namespace {
 
+// dP = dO v^T; dS = P (dP - rowsum(dP P)); dq = scale dS k; dk += scale dS^T q; dv += P^T dO,
+// for every (b, h, block of query rows) with its P block from `probs_of(b, h, t0, tb, sv, ldp)`
+// (which sets the keys the block sees, sv, and P's row stride, ldp).
+template <class ProbsOf>
+void backward_blocks(const Dims& d, const Tensor& q, const Tensor& k, const Tensor& v,
+                     const Tensor& d_out, float scale, Tensor& dq, Tensor& dk, Tensor& dv,
+                     const ProbsOf& probs_of) {
   const int64_t H = d.h, E = d.e, S = d.s, T = d.t, G = d.g, rep = d.h / d.g;
   const int64_t ldq = H * E, ldk = G * E;
   const float* pq = q.data<float>();
   const float* pk = k.data<float>();
   const float* pv = v.data<float>();
-  const float* pp = probs.data<float>();
   const float* pdo = d_out.data<float>();
   float* pdq = dq.data<float>();
   float* pdk = dk.data<float>();
@@ -210,15 +216,8 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
       float* dvb = pdv + b * S * ldk + g * E;
       for (int64_t t0 = 0; t0 < T; t0 += kRowBlock) {
         const int64_t tb = std::min(kRowBlock, T - t0);
-        const float* pb = pp + ((b * H + h) * T + t0) * S;
-        // Keys past the last nonzero column of the block contribute nothing: P is 0 there.
-        int64_t sv = 0;
-        for (int64_t i = 0; i < tb; ++i) {
-          const float* row = pb + i * S;
-          int64_t j = S;
-          while (j > sv && row[j - 1] == 0.0f) --j;
-          sv = std::max(sv, j);
-        }
+        int64_t sv = 0, ldp = S;
+        const float* pb = probs_of(b, h, t0, tb, sv, ldp);
         const float* qb = pq + (b * T + t0) * ldq + h * E;
         const float* dob = pdo + (b * T + t0) * ldq + h * E;
         float* dqb = pdq + (b * T + t0) * ldq + h * E;
@@ -237,7 +236,7 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
         // dS = P (dP - sum_j dP_j P_j), row by row
         float* dsp = ds;
         Kokkos::parallel_for("opd_dsoftmax", Policy(0, tb), [=](int64_t i) {
-          softmax_row_backward(pb + i * S, dsp + i * sv, sv);
+          softmax_row_backward(pb + i * ldp, dsp + i * sv, sv);
         });
         if (tb == 1) {
           // dq = scale dS k; dk += scale dS^T q and dv += P^T dO are rank-1 updates.
@@ -250,12 +249,88 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
                       0.0f, dqb, ldq);
           cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, sv, E, tb, scale, ds, sv, qb, ldq,
                       1.0f, dkb, ldk);
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, sv, E, tb, 1.0f, pb, S, dob, ldq,
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, sv, E, tb, 1.0f, pb, ldp, dob, ldq,
                       1.0f, dvb, ldk);
         }
       }
     }
   }
+}
+
+void require_grads(const char* op, const Dims& d, const Tensor& q, const Tensor& k,
+                   const Tensor& d_out, const Tensor& dq, const Tensor& dk, const Tensor& dv) {
+  require_shape(op, "d_out", d_out, q.shape());
+  require_shape(op, "dq", dq, q.shape());
+  require_shape(op, "dk", dk, k.shape());
+  require_shape(op, "dv", dv, k.shape());
+  (void)d;
+}
+
+}  // namespace
+
+void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs,
+                        const Tensor& d_out, float scale, Tensor& dq, Tensor& dk, Tensor& dv) {
+  const char* op = "attention_backward";
+  const Dims d = check_qkv(op, q, k, v);
+  require_shape(op, "probs", probs, {d.b, d.h, d.t, d.s});
+  require_grads(op, d, q, k, d_out, dq, dk, dv);
+  const float* pp = probs.data<float>();
+  const int64_t H = d.h, T = d.t, S = d.s;
+  backward_blocks(d, q, k, v, d_out, scale, dq, dk, dv,
+                  [&](int64_t b, int64_t h, int64_t t0, int64_t tb, int64_t& sv, int64_t& ldp) {
+                    const float* pb = pp + ((b * H + h) * T + t0) * S;
+                    // Keys past the last nonzero column of the block contribute nothing.
+                    sv = 0;
+                    for (int64_t i = 0; i < tb; ++i) {
+                      const float* row = pb + i * S;
+                      int64_t j = S;
+                      while (j > sv && row[j - 1] == 0.0f) --j;
+                      sv = std::max(sv, j);
+                    }
+                    ldp = S;
+                    return pb;
+                  });
+}
+
+// P recomputed block by block from the scores and the forward's row log-sum-exp, so that only
+// O(T) values were kept per head: P_tj = exp(scale q_t k_j - lse_t) over the visible keys.
+void attention_backward_from_lse(const Tensor& q, const Tensor& k, const Tensor& v,
+                                 const Tensor& q_pos, const Tensor& lse, const Tensor& d_out,
+                                 float scale, Tensor& dq, Tensor& dk, Tensor& dv) {
+  const char* op = "attention_backward_from_lse";
+  const Dims d = check_qkv(op, q, k, v);
+  require_shape(op, "lse", lse, {d.b, d.h, d.t});
+  OPD_CHECK(q_pos.dtype() == DType::I32 && q_pos.is_host() && q_pos.shape() == core::Shape({d.b, d.t}),
+            op, ": q_pos must be host i32 [B, T], got ", q_pos.describe());
+  require_grads(op, d, q, k, d_out, dq, dk, dv);
+  const int64_t H = d.h, E = d.e, S = d.s, T = d.t, G = d.g, rep = d.h / d.g;
+  const int64_t ldq = H * E, ldk = G * E;
+  const float* pq = q.data<float>();
+  const float* pk = k.data<float>();
+  const float* pl = lse.data<float>();
+  const int32_t* ppos = q_pos.data<int32_t>();
+  thread_local std::vector<float> pbuf;
+  float* pblock = scratch(pbuf, std::min(kRowBlock, T) * S);
+  backward_blocks(d, q, k, v, d_out, scale, dq, dk, dv,
+                  [&](int64_t b, int64_t h, int64_t t0, int64_t tb, int64_t& sv, int64_t& ldp) {
+                    const int32_t* pos = ppos + b * T + t0;
+                    sv = block_keys(pos, tb, S);
+                    ldp = sv;
+                    if (sv == 0) return static_cast<const float*>(pblock);
+                    const float* qb = pq + (b * T + t0) * ldq + h * E;
+                    const float* kb = pk + b * S * ldk + (h / rep) * E;
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tb, sv, E, scale, qb, ldq,
+                                kb, ldk, 0.0f, pblock, sv);
+                    const float* lb = pl + (b * H + h) * T + t0;
+                    float* pw = pblock;
+                    Kokkos::parallel_for("opd_attention_recompute", Policy(0, tb), [=](int64_t i) {
+                      float* row = pw + i * sv;
+                      const int64_t nv = visible(pos[i], S);
+                      for (int64_t j = 0; j < sv; ++j)
+                        row[j] = j < nv ? std::exp(row[j] - lb[i]) : 0.0f;
+                    });
+                    return static_cast<const float*>(pblock);
+                  });
 }
 
 }  // namespace opd::backend::cpu

@@ -31,9 +31,12 @@ void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& out);
 void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& d_out, Tensor& d_gate,
                      Tensor& d_up);
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& q_pos,
-                       float scale, Tensor& out, Tensor* probs);
+                       float scale, Tensor& out, Tensor* probs, Tensor* lse);
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs,
                         const Tensor& d_out, float scale, Tensor& dq, Tensor& dk, Tensor& dv);
+void attention_backward_from_lse(const Tensor& q, const Tensor& k, const Tensor& v,
+                                 const Tensor& q_pos, const Tensor& lse, const Tensor& d_out,
+                                 float scale, Tensor& dq, Tensor& dk, Tensor& dv);
 void scatter_rows(const Tensor& src, const Tensor& pos, Tensor& dst);
 void log_softmax_rows(const Tensor& x, Tensor& out);
 void logsumexp_rows(const Tensor& x, Tensor& out);
