@@ -46,6 +46,23 @@ double measure_device_gemm_gflops(int64_t n) {
   return best;
 }
 
+double measure_device_copy_gbs(int64_t mib) {
+  const auto dev = core::Device::Cuda;
+  const int64_t n = mib * (1 << 20) / 4;
+  Tensor a = Tensor::empty({n}, core::DType::F32, dev), b = Tensor::empty({n}, core::DType::F32, dev);
+  ops::fill(a, 1.0f);
+  ops::copy(a, b);
+  ops::synchronize(dev);
+  double best = 0;
+  for (int r = 0; r < 5; ++r) {
+    core::Stopwatch t;
+    ops::copy(a, b);
+    ops::synchronize(dev);
+    best = std::max(best, 2.0 * 4.0 * static_cast<double>(n) / t.seconds() / 1e9);
+  }
+  return best;
+}
+
 namespace {
 // Sum of floats with eight independent vector accumulators, so the loop is bound by memory and
 // not by the add latency. p must be 16-byte aligned. GCC vector extensions compile to whatever

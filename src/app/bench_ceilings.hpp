@@ -11,6 +11,9 @@ namespace opd::app {
 double measure_sgemm_gflops(int64_t n = 2048);
 // The same on the CUDA device (cuBLASLt, fp32), timed between device synchronisations.
 double measure_device_gemm_gflops(int64_t n = 8192);
+// The CUDA device's memory bandwidth in GB/s: bytes read plus written by a device-to-device copy
+// of `mib` MiB, timed between synchronisations.
+double measure_device_copy_gbs(int64_t mib = 1024);
 // GB/s of a streaming read of `bytes` by `threads` threads (best of three, pages touched first).
 double measure_read_bandwidth(int threads, int64_t bytes = int64_t{1} << 30);
 

@@ -120,8 +120,13 @@ nlohmann::json bench_train(const BenchArgs& a, int threads) {
 
 nlohmann::json bench_decode(const BenchArgs& a, int threads) {
   ops::set_blas_threads(threads);
-  const double bw = measure_read_bandwidth(threads);
-  model::Transformer m(a.model);
+  const bool gpu = a.device == "cuda";
+  if (gpu && !ops::use_cuda_device(0))
+    input_error("bench decode --device cuda", "no CUDA device (or opd was built without CUDA)",
+                "run on a GPU machine, or use --device cpu");
+  // The memory bandwidth of the device the weights live on, measured in this run.
+  const double bw = gpu ? measure_device_copy_gbs() : measure_read_bandwidth(threads);
+  model::Transformer m(a.model, {}, {}, gpu ? core::Device::Cuda : core::Device::Host);
   m.init_weights(1);
   const auto& c = m.config();
   nlohmann::json rows = nlohmann::json::array();
@@ -151,14 +156,15 @@ nlohmann::json bench_decode(const BenchArgs& a, int threads) {
     const double kv = 4.0 * 2 * c.n_layers * static_cast<double>(B) * mean_ctx * c.kv_size();
     const double roofline = static_cast<double>(B) * bw * 1e9 / (weights + kv);
     const double tps = static_cast<double>(produced) / secs;
-    std::printf("decode threads %d batch %lld: %.1f tok/s, roofline %.1f tok/s (%.1f GB/s), %.1f%%\n",
-                threads, static_cast<long long>(B), tps, roofline, bw, 100 * tps / roofline);
+    std::printf("decode %s threads %d batch %lld: %.1f tok/s, roofline %.1f tok/s (%.1f GB/s), %.1f%%\n",
+                a.device.c_str(), threads, static_cast<long long>(B), tps, roofline, bw,
+                100 * tps / roofline);
     rows.push_back({{"batch", B},
                     {"tokens_per_second", tps},
                     {"roofline_tokens_per_second", roofline},
                     {"fraction_of_roofline", tps / roofline}});
   }
-  return {{"mode", "decode"}, {"threads", threads}, {"read_bandwidth_gbs", bw},
+  return {{"mode", "decode"}, {"device", a.device}, {"threads", threads}, {"read_bandwidth_gbs", bw},
           {"prompt", a.prompt}, {"new_tokens", a.new_tokens}, {"params", m.params().numel()},
           {"batches", rows}};
 }
@@ -267,9 +273,14 @@ void add_bench_command(CLI::App& app, int& status) {
   decode->add_option("--batch-sizes", a->decode_batches)->capture_default_str();
   decode->add_option("--prompt", a->prompt)->capture_default_str();
   decode->add_option("--new-tokens", a->new_tokens)->capture_default_str();
+  decode->add_option("--device", a->device, "cpu, or cuda (fp32 on the first GPU; sampling on the host)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   decode->callback([a, &status] {
     nlohmann::json runs = nlohmann::json::array();
-    for (int t : a->threads) runs.push_back(bench_decode(*a, t));
+    if (a->device == "cuda") runs.push_back(bench_decode(*a, a->threads.front()));
+    else
+      for (int t : a->threads) runs.push_back(bench_decode(*a, t));
     write_json(a->json, {{"bench", "decode"}, {"runs", runs}});
     status = 0;
   });

@@ -110,7 +110,13 @@ std::vector<Generation> generate(Transformer& model,
     uniforms = Tensor::empty({n});
     next = Tensor::empty({n}, DType::I32);
     logprobs = Tensor::empty({n});
-    model.logits(h, logits);
+    if (model.device() == core::Device::Host) {
+      model.logits(h, logits);
+    } else {  // a model on a GPU: its logits come to the host, where sampling runs so far
+      Tensor on_device = Tensor::empty({n, mc.vocab_size}, DType::F32, model.device());
+      model.logits(h, on_device);
+      ops::copy(on_device, logits);
+    }
     for (int64_t i = 0; i < n; ++i) {
       const auto bi = static_cast<std::size_t>(g.begin + i);
       uniforms.data<float>()[i] = done[bi] ? 0.0f : streams[bi].uniform();
@@ -157,7 +163,12 @@ std::vector<Generation> generate(Transformer& model,
           Tensor last_rows = Tensor::empty({n}, DType::I32);
           for (int64_t i = 0; i < n; ++i)
             last_rows.data<int32_t>()[i] = static_cast<int32_t>(i * longest + length[static_cast<std::size_t>(g.begin + i)] - 1);
-          h_last = Tensor::empty({n, mc.d_model});
+          if (model.device() != core::Device::Host) {
+            Tensor rows_dev = Tensor::empty({n}, DType::I32, model.device());
+            ops::copy(last_rows, rows_dev);
+            last_rows = rows_dev;
+          }
+          h_last = Tensor::empty({n, mc.d_model}, DType::F32, model.device());
           ops::embedding_forward(h_all, last_rows, h_last);  // each sequence's last prompt row
           h = &h_last;
         }

@@ -2,7 +2,8 @@
 # The GPU check, in one call on a lent GPU machine (one H100 or H200; at most 8 minutes), from the
 # repository root with gpu-bundle.tar.xz carried (tools/gpu_bundle): the device, every CUDA op against
 # the CPU backend (backend_test_cuda_ops: fp32 within 1e-5 relative), the device runtime test,
-# a training-step benchmark of a ~0.4B model on the GPU (fp32 for now), and a short table last.
+# training-step and decode benchmarks of a ~0.4B model on the GPU (fp32 for now), and a short
+# table last.
 # Logs go to $OUT when set (the device tool's output folder).
 set -uo pipefail
 root="$(pwd)"
@@ -38,8 +39,13 @@ timeout 180 "$bin/opd" bench train --device cuda --d-model 1024 --layers 24 --he
   --kv-heads 16 --ff 4096 --vocab 32000 --batch 4 --seq 512 --steps 3 \
   --json "$out/bench_train.json" >"$out/bench_train.log" 2>&1
 result[bench_train]="rc=$? $(grep -o 'train  cuda.*' "$out/bench_train.log" | head -1)"
+# Decode at batch 1 and 64 against the HBM roofline (a copy ceiling measured in the same run).
+timeout 120 "$bin/opd" bench decode --device cuda --d-model 1024 --layers 24 --heads 16 \
+  --kv-heads 16 --ff 4096 --vocab 32000 --batch-sizes 1 64 --prompt 64 --new-tokens 32 \
+  --json "$out/bench_decode.json" >"$out/bench_decode.log" 2>&1
+result[bench_decode]="rc=$? $(grep -o 'decode cuda.*' "$out/bench_decode.log" | tr '\n' ' ')"
 
 echo
 echo "== opd GPU check: $gpu"
 printf '%-14s %s\n' "suite" "result"
-for k in cuda_ops cuda_device bench_train; do printf '%-14s %s\n' "$k" "${result[$k]}"; done
+for k in cuda_ops cuda_device bench_train bench_decode; do printf '%-14s %s\n' "$k" "${result[$k]}"; done
