@@ -41,6 +41,9 @@ void synchronize(core::Device device);
 // ---- elementwise and copies ----------------------------------------------------------------
 void fill(Tensor& x, float value);                             // overwrite; F32 or I32
 void copy(const Tensor& src, Tensor& dst);                     // same dtype and numel
+// Converts between F32 and BF16 (either way; same numel and device). To bf16 rounds to nearest,
+// ties to even (core/bf16.hpp), bit-identical on every backend; to f32 is exact.
+void cast(const Tensor& src, Tensor& dst);
 void scale(Tensor& x, float alpha);                            // x *= alpha
 void axpy(float alpha, const Tensor& x, Tensor& y);            // y += alpha * x
 void add(const Tensor& a, const Tensor& b, Tensor& out);       // out = a + b (out may alias a or b)
@@ -50,6 +53,8 @@ double sum_squares(const Tensor& x);                           // sum of x^2 in 
 
 // ---- matrix products (OpenBLAS / cuBLASLt) -------------------------------------------------
 // c = alpha * op(a) @ op(b) + beta * c, with op(x) = x or x^T; a, b, c are 2-d (or viewed so).
+// a and b are both F32 or both BF16 (mixed precision: bf16 products are exact in f32 and are
+// accumulated in f32); c is F32.
 void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
           float alpha = 1.0f, float beta = 0.0f);
 // Batched: a [L, ., .], b [L, ., .], c [L, ., .], the same per-matrix rule for each of L.

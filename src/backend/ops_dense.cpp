@@ -20,6 +20,11 @@ void copy(const Tensor& src, Tensor& dst) {
   cpu::copy(src, dst);
 }
 
+void cast(const Tensor& src, Tensor& dst) {
+  OPD_ON_CUDA("cast", src, cast(src, dst));
+  cpu::cast(src, dst);
+}
+
 void scale(Tensor& x, float alpha) {
   OPD_ON_CUDA("scale", x, scale(x, alpha));
   cpu::scale(x, alpha);

@@ -10,6 +10,16 @@
 
 namespace opd::backend {
 
+namespace {
+// The CPU head works in f32: bf16 operands (mixed precision) are widened first, which is exact.
+Tensor widened(const Tensor& x) {
+  if (x.dtype() != core::DType::BF16) return x;
+  Tensor out = Tensor::empty(x.shape());
+  cpu::cast(x, out);
+  return out;
+}
+}  // namespace
+
 void log_softmax_rows(const Tensor& x, Tensor& out) {
   OPD_ON_CUDA("log_softmax_rows", x, log_softmax_rows(x, out));
   cpu::log_softmax_rows(x, out);
@@ -33,7 +43,7 @@ void topk_rows(const Tensor& x, int k, Tensor& vals, Tensor& ids) {
 void lm_head_stats(const Tensor& h, const Tensor& w, const Tensor* targets, float temperature,
                    int64_t chunk, HeadStats& out, const VocabRange& range) {
   OPD_ON_CUDA("lm_head_stats", h, lm_head_stats(h, w, targets, temperature, chunk, out, range));
-  cpu::lm_head_stats(h, w, targets, temperature, chunk, out, range);
+  cpu::lm_head_stats(widened(h), widened(w), targets, temperature, chunk, out, range);
 }
 
 void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targets,
@@ -42,8 +52,8 @@ void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tens
                                     const VocabRange& range) {
   OPD_ON_CUDA("lm_head_cross_entropy_backward", h, lm_head_cross_entropy_backward(h, w, targets, lse, d_loss, temperature, chunk, dh, dw,
                                       range));
-  cpu::lm_head_cross_entropy_backward(h, w, targets, lse, d_loss, temperature, chunk, dh, dw,
-                                      range);
+  cpu::lm_head_cross_entropy_backward(widened(h), widened(w), targets, lse, d_loss, temperature,
+                                      chunk, dh, dw, range);
 }
 
 void sample_rows(const Tensor& logits, float temperature, int top_k, float top_p,

@@ -47,6 +47,7 @@ double DataParallelOptimizer::step(const model::OptimConfig& cfg, double lr) {
   if (zero_)
     for (std::size_t i = 0; i < params_.size(); ++i)
       dp_.broadcast(params_[i].value.raw(), static_cast<int64_t>(params_[i].value.bytes()), owner_[i]);
+  params_.values_changed();  // (ZeRO: the broadcast wrote the shards other ranks updated)
   return norm;
 }
 

@@ -77,6 +77,7 @@ void verify_shards(io::CheckpointReader& r, const model::ParamSet& params) {
 
 void read_model_weights(io::CheckpointReader& r, model::Transformer& m) {
   for (auto& p : m.params().all()) read_shard(r, "model/" + p.name, p, p.value);
+  m.params().values_changed();
   verify_shards(r, m.params());
 }
 

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <vector>
 
+#include "core/bf16.hpp"
 #include "core/error.hpp"
 #include "io/checkpoint.hpp"
 
@@ -48,13 +49,6 @@ struct Row {
   std::string name, dtype, shape, elements, mean = "-", rms = "-", min = "-", max = "-", note;
 };
 
-float bf16_to_float(uint16_t bits) {
-  uint32_t u = static_cast<uint32_t>(bits) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-
 // Statistics over the finite elements; non-finite ones are counted in the note.
 void fill_stats(const core::Tensor& t, Row& row) {
   int64_t n = t.numel();
@@ -78,7 +72,7 @@ void fill_stats(const core::Tensor& t, Row& row) {
     }
     case core::DType::BF16: {
       const uint16_t* p = t.data<uint16_t>();
-      for (int64_t i = 0; i < n; ++i) add(bf16_to_float(p[i]));
+      for (int64_t i = 0; i < n; ++i) add(core::bf16_to_float(p[i]));
       break;
     }
     case core::DType::I32: {

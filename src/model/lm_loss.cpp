@@ -3,7 +3,6 @@
 #include "backend/ops.hpp"
 #include "core/error.hpp"
 #include "parallel/pipeline_parallel.hpp"
-#include "parallel/vocab_parallel.hpp"
 
 namespace opd::model {
 
@@ -31,7 +30,6 @@ LossSum lm_cross_entropy(Transformer& model, const Tensor& ids, const Tensor& po
   const bool train = grad_per_token != 0.0f;
   const int64_t rows = B / micro_batches, N = rows * T;
   const parallel::PipelineParallel& pp = model.pipeline();
-  const parallel::TensorParallel& tp = model.tensor_parallel();
   // d_h of each micro-batch in flight (last stage), by activation slot.
   std::vector<Tensor> dh(static_cast<std::size_t>(pp.size()));
   LossSum out;
@@ -49,8 +47,7 @@ LossSum lm_cross_entropy(Transformer& model, const Tensor& ids, const Tensor& po
     ops::HeadStats stats;
     stats.lse = Tensor::empty({N}, core::DType::F32, dev);
     stats.target_logit = Tensor::empty({N}, core::DType::F32, dev);
-    parallel::vocab_parallel_head_stats(h, model.lm_head().value, &targets_dev, 1.0f,
-                                        vocab_chunk, tp, stats);
+    model.head_stats(h, &targets_dev, vocab_chunk, stats);
     const Tensor lse_host = on(stats.lse, core::Device::Host);
     const Tensor tl_host = on(stats.target_logit, core::Device::Host);
     const float* lse = lse_host.data<float>();
@@ -68,9 +65,7 @@ LossSum lm_cross_entropy(Transformer& model, const Tensor& ids, const Tensor& po
     Tensor& d = dh[static_cast<std::size_t>(slot)];
     if (d.numel() != N * model.config().d_model)
       d = Tensor::empty({N, model.config().d_model}, core::DType::F32, dev);
-    parallel::vocab_parallel_cross_entropy_backward(h, model.lm_head().value, targets_dev,
-                                                    stats.lse, on(d_loss, dev), 1.0f, vocab_chunk,
-                                                    tp, d, model.lm_head().grad);
+    model.head_cross_entropy_backward(h, targets_dev, stats.lse, on(d_loss, dev), vocab_chunk, d);
   };
   auto backward = [&](int i) {
     model.backward(dh[static_cast<std::size_t>(i % pp.size())], i % pp.size(), i == micro_batches - 1);

@@ -67,6 +67,7 @@ double AdamW::step(ParamSet& params, const OptimConfig& cfg, double lr) {
     hp.grad_scale = grad_scale;
     ops::adamw_step(p.value, p.grad, m_[i], v_[i], hp);
   }
+  params.values_changed();
   return norm;
 }
 

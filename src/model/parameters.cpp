@@ -37,6 +37,24 @@ std::size_t ParamSet::add(const std::string& name, const core::Shape& global_sha
   return params_.size() - 1;
 }
 
+void ParamSet::set_compute_dtype(core::DType dtype) {
+  OPD_CHECK(dtype == core::DType::F32 || dtype == core::DType::BF16,
+            "compute dtype must be f32 or bf16, got ", core::dtype_name(dtype));
+  compute_dtype_ = dtype;
+  for (auto& p : params_)
+    p.compute = dtype == core::DType::BF16 && p.value.ndim() == 2
+                    ? core::Tensor::empty(p.value.shape(), core::DType::BF16, device_)
+                    : core::Tensor();
+  values_changed();
+}
+
+void ParamSet::refresh_compute() {
+  if (compute_dtype_ == core::DType::F32 || compute_generation_ == generation_) return;
+  for (auto& p : params_)
+    if (p.compute.defined()) backend::cast(p.value, p.compute);
+  compute_generation_ = generation_;
+}
+
 Param& ParamSet::get(const std::string& name) {
   for (auto& p : params_)
     if (p.name == name) return p;

@@ -16,6 +16,9 @@ struct Param {
   std::string name;     // e.g. "model.layers.0.self_attn.q_proj.weight"
   core::Tensor value;
   core::Tensor grad;    // same shape; accumulated by backward, zeroed by zero_grad()
+  // Mixed precision: the bf16 copy of a matrix's value that the GEMMs read (ParamSet::
+  // refresh_compute keeps it current); undefined in fp32 and for norm gains and biases.
+  core::Tensor compute;
   bool decay = true;    // weight decay applies (matrices) or not (norm gains, biases)
   // Tensor parallelism: `value` is the slice [shard_begin, shard_begin + value.dim(shard_axis))
   // along shard_axis of a parameter of global_shape; shard_axis -1: whole (replicated).
@@ -57,11 +60,23 @@ class ParamSet {
   std::vector<core::Tensor*> grads();  // every gradient, in parameter order
   void zero_grad();
 
+  // Mixed precision (DESIGN.md §7): with BF16, every matrix also gets a bf16 compute copy; the
+  // f32 values stay the master weights the optimizer updates. F32 (the default): none.
+  void set_compute_dtype(core::DType dtype);
+  core::DType compute_dtype() const { return compute_dtype_; }
+  // Whoever writes values (the optimizer, a checkpoint load, initialisation) says so here; the
+  // compute copies are stale until refresh_compute() recasts them, which the model does before
+  // it reads them.
+  void values_changed() { ++generation_; }
+  void refresh_compute();
+
  private:
   parallel::TensorParallel tp_;
   parallel::PipelineParallel pp_;
   core::Device device_ = core::Device::Host;
   std::vector<Param> params_;
+  core::DType compute_dtype_ = core::DType::F32;
+  uint64_t generation_ = 0, compute_generation_ = 0;
 };
 
 // Copies the shard of `p` out of the whole parameter `global` (host F32, of p.global_shape).

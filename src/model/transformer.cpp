@@ -1,5 +1,6 @@
 #include "model/transformer.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -7,6 +8,7 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "model/param_specs.hpp"
+#include "parallel/vocab_parallel.hpp"
 
 namespace opd::model {
 
@@ -78,6 +80,14 @@ Transformer::Transformer(const ModelConfig& cfg, parallel::TensorParallel tp,
   if (cfg_.tie_embeddings && pipeline().last()) lm_head_ = embed_;  // pp = 1 (checked above)
 }
 
+void Transformer::set_compute_dtype(core::DType dtype) {
+  params_.set_compute_dtype(dtype);
+  // The lookup reads the embedding table in f32; only a tied head needs its bf16 copy.
+  if (embed_ != kNone && embed_ != lm_head_) params_[embed_].compute = Tensor();
+  slots_.clear();  // activation buffers change dtype
+  ws_ = Workspace{};
+}
+
 Param& Transformer::lm_head() {
   OPD_CHECK(lm_head_ != kNone, "the LM head lives on the last pipeline stage");
   return params_[lm_head_];
@@ -117,6 +127,7 @@ void Transformer::init_weights(uint64_t seed) {
       take_shard(whole, p);
     }
   }
+  params_.values_changed();
 }
 
 Transformer::Slot& Transformer::ensure_slot(int slot, int64_t B, int64_t T, bool keep) {
@@ -128,7 +139,7 @@ Transformer::Slot& Transformer::ensure_slot(int slot, int64_t B, int64_t T, bool
   const int64_t QS = heads_ * cfg_.head_size(), KS = kv_heads_ * cfg_.head_size();
   auto make_layer = [&]() {
     LayerActs a;
-    a.xn1 = alloc({N, D});
+    a.xn1 = alloc_compute({N, D});
     a.rstd1 = alloc({N});
     if (cfg_.qk_norm) {
       a.q_raw = alloc({N, QS});
@@ -140,13 +151,13 @@ Transformer::Slot& Transformer::ensure_slot(int slot, int64_t B, int64_t T, bool
     a.k = alloc({N, KS});
     a.v = alloc({N, KS});
     if (keep) a.attn_lse = alloc({B, H, T});
-    a.attn = alloc({N, QS});
+    a.attn = alloc_compute({N, QS});
     a.x_mid = alloc({N, D});
-    a.xn2 = alloc({N, D});
+    a.xn2 = alloc_compute({N, D});
     a.rstd2 = alloc({N});
     a.gate = alloc({N, F});
     a.up = alloc({N, F});
-    a.act = alloc({N, F});
+    a.act = alloc_compute({N, F});
     return a;
   };
   const auto L = static_cast<int64_t>(layers_.size());
@@ -157,6 +168,7 @@ Transformer::Slot& Transformer::ensure_slot(int slot, int64_t B, int64_t T, bool
   s.h = alloc({N, D});
   s.rstd_f = alloc({N});
   s.tmp = alloc({N, D});
+  s.stage = compute_dtype() == core::DType::F32 ? Tensor() : alloc({N * std::max({D, QS, F})});
   s.buf_batch = B;
   s.buf_seq = T;
   s.buf_keep = keep;
@@ -201,6 +213,7 @@ const Tensor& Transformer::forward(const Tensor& ids, const Tensor& pos, bool ke
   const float scale = 1.0f / std::sqrt(static_cast<float>(E));
   if (cache) OPD_CHECK(cache->batch == B, "KV cache batch ", cache->batch, " != ", B);
   Slot& s = ensure_slot(slot, B, T, keep);
+  params_.refresh_compute();
   s.ids = on_device(ids);
   s.pos = on_device(pos);
   s.batch = B;
@@ -222,12 +235,14 @@ const Tensor& Transformer::forward(const Tensor& ids, const Tensor& pos, bool ke
     Tensor& x_in = s.resid[static_cast<std::size_t>(keep ? l : l % 2)];
     Tensor& x_out = s.resid[static_cast<std::size_t>(keep ? l + 1 : (l + 1) % 2)];
 
-    ops::rmsnorm_forward(x_in, w(li.attn_norm), eps, a.xn1, keep ? &a.rstd1 : nullptr);
+    Tensor xn1 = staged(s, a.xn1);
+    ops::rmsnorm_forward(x_in, w(li.attn_norm), eps, xn1, keep ? &a.rstd1 : nullptr);
+    keep_input(xn1, a.xn1);
     Tensor& q_lin = cfg_.qk_norm ? a.q_raw : a.q;
     Tensor& k_lin = cfg_.qk_norm ? a.k_raw : a.k;
-    ops::gemm(a.xn1, false, w(li.q), true, q_lin);
-    ops::gemm(a.xn1, false, w(li.k), true, k_lin);
-    ops::gemm(a.xn1, false, w(li.v), true, a.v);
+    ops::gemm(a.xn1, false, wc(li.q), true, q_lin);
+    ops::gemm(a.xn1, false, wc(li.k), true, k_lin);
+    ops::gemm(a.xn1, false, wc(li.v), true, a.v);
     if (cfg_.qkv_bias) {
       ops::add_bias(q_lin, w(li.q_bias));
       ops::add_bias(k_lin, w(li.k_bias));
@@ -245,7 +260,8 @@ const Tensor& Transformer::forward(const Tensor& ids, const Tensor& pos, bool ke
     ops::rope_forward(k3, flat_pos, theta);
 
     const Tensor q4 = a.q.view({B, T, H, E});
-    Tensor out4 = a.attn.view({B, T, H, E});
+    Tensor attn = staged(s, a.attn);
+    Tensor out4 = attn.view({B, T, H, E});
     if (cache) {
       Tensor& kc = cache->k[static_cast<std::size_t>(l)];
       Tensor& vc = cache->v[static_cast<std::size_t>(l)];
@@ -257,15 +273,20 @@ const Tensor& Transformer::forward(const Tensor& ids, const Tensor& pos, bool ke
       ops::attention_forward(q4, a.k.view({B, T, G, E}), a.v.view({B, T, G, E}), s.pos, scale,
                              out4, nullptr, keep ? &a.attn_lse : nullptr);
     }
-    ops::gemm(a.attn, false, w(li.o), true, s.tmp);
+    keep_input(attn, a.attn);
+    ops::gemm(a.attn, false, wc(li.o), true, s.tmp);
     reduce(s.tmp);  // row-parallel: sum of the heads' shares
     ops::add(x_in, s.tmp, a.x_mid);
 
-    ops::rmsnorm_forward(a.x_mid, w(li.mlp_norm), eps, a.xn2, keep ? &a.rstd2 : nullptr);
-    ops::gemm(a.xn2, false, w(li.gate), true, a.gate);
-    ops::gemm(a.xn2, false, w(li.up), true, a.up);
-    ops::swiglu_forward(a.gate, a.up, a.act);
-    ops::gemm(a.act, false, w(li.down), true, s.tmp);
+    Tensor xn2 = staged(s, a.xn2);
+    ops::rmsnorm_forward(a.x_mid, w(li.mlp_norm), eps, xn2, keep ? &a.rstd2 : nullptr);
+    keep_input(xn2, a.xn2);
+    ops::gemm(a.xn2, false, wc(li.gate), true, a.gate);
+    ops::gemm(a.xn2, false, wc(li.up), true, a.up);
+    Tensor act = staged(s, a.act);
+    ops::swiglu_forward(a.gate, a.up, act);
+    keep_input(act, a.act);
+    ops::gemm(a.act, false, wc(li.down), true, s.tmp);
     reduce(s.tmp);  // row-parallel: sum of the hidden units' shares
     ops::add(a.x_mid, s.tmp, x_out);
   }
@@ -311,19 +332,22 @@ void Transformer::backward(const Tensor& d_h, int slot, bool last_pass) {
     const LayerIndex& li = layers_[static_cast<std::size_t>(l)];
     LayerActs& a = a_slot.acts[static_cast<std::size_t>(l)];
     // MLP block: x_out = x_mid + act W_down^T.
-    ops::gemm(s.dx, false, w(li.down), false, s.d_act);
-    ops::gemm(s.dx, true, a.act, false, g(li.down), 1.0f, 1.0f);
+    Tensor dx = operand(s.dx, s.c_dx);
+    ops::gemm(dx, false, wc(li.down), false, s.d_act);
+    ops::gemm(dx, true, a.act, false, g(li.down), 1.0f, 1.0f);
     ops::swiglu_backward(a.gate, a.up, s.d_act, s.d_gate, s.d_up);
-    ops::gemm(s.d_gate, false, w(li.gate), false, s.d_xn);
-    ops::gemm(s.d_up, false, w(li.up), false, s.d_xn, 1.0f, 1.0f);
-    ops::gemm(s.d_gate, true, a.xn2, false, g(li.gate), 1.0f, 1.0f);
-    ops::gemm(s.d_up, true, a.xn2, false, g(li.up), 1.0f, 1.0f);
+    const Tensor d_gate = operand(s.d_gate, s.c_gate), d_up = operand(s.d_up, s.c_up);
+    ops::gemm(d_gate, false, wc(li.gate), false, s.d_xn);
+    ops::gemm(d_up, false, wc(li.up), false, s.d_xn, 1.0f, 1.0f);
+    ops::gemm(d_gate, true, a.xn2, false, g(li.gate), 1.0f, 1.0f);
+    ops::gemm(d_up, true, a.xn2, false, g(li.up), 1.0f, 1.0f);
     reduce(s.d_xn);  // column-parallel input gradient: sum over the shards
     ops::rmsnorm_backward(a.x_mid, w(li.mlp_norm), a.rstd2, s.d_xn, s.tmp, g(li.mlp_norm));
     ops::axpy(1.0f, s.tmp, s.dx);  // dx is now dL/dx_mid
     // Attention block: x_mid = x_in + attn W_o^T.
-    ops::gemm(s.dx, false, w(li.o), false, s.d_attn);
-    ops::gemm(s.dx, true, a.attn, false, g(li.o), 1.0f, 1.0f);
+    dx = operand(s.dx, s.c_dx);
+    ops::gemm(dx, false, wc(li.o), false, s.d_attn);
+    ops::gemm(dx, true, a.attn, false, g(li.o), 1.0f, 1.0f);
     Tensor dq4 = s.dq.view({B, T, H, E}), dk4 = s.dk.view({B, T, G, E}),
            dv4 = s.dv.view({B, T, G, E});
     ops::attention_backward_from_lse(a.q.view({B, T, H, E}), a.k.view({B, T, G, E}),
@@ -359,12 +383,14 @@ void Transformer::backward(const Tensor& d_h, int slot, bool last_pass) {
       ops::bias_backward(*dk_lin, g(li.k_bias));
       ops::bias_backward(s.dv, g(li.v_bias));
     }
-    ops::gemm(*dq_lin, false, w(li.q), false, s.d_xn);
-    ops::gemm(*dk_lin, false, w(li.k), false, s.d_xn, 1.0f, 1.0f);
-    ops::gemm(s.dv, false, w(li.v), false, s.d_xn, 1.0f, 1.0f);
-    ops::gemm(*dq_lin, true, a.xn1, false, g(li.q), 1.0f, 1.0f);
-    ops::gemm(*dk_lin, true, a.xn1, false, g(li.k), 1.0f, 1.0f);
-    ops::gemm(s.dv, true, a.xn1, false, g(li.v), 1.0f, 1.0f);
+    const Tensor dq = operand(*dq_lin, s.c_q), dk = operand(*dk_lin, s.c_k),
+                 dv = operand(s.dv, s.c_v);
+    ops::gemm(dq, false, wc(li.q), false, s.d_xn);
+    ops::gemm(dk, false, wc(li.k), false, s.d_xn, 1.0f, 1.0f);
+    ops::gemm(dv, false, wc(li.v), false, s.d_xn, 1.0f, 1.0f);
+    ops::gemm(dq, true, a.xn1, false, g(li.q), 1.0f, 1.0f);
+    ops::gemm(dk, true, a.xn1, false, g(li.k), 1.0f, 1.0f);
+    ops::gemm(dv, true, a.xn1, false, g(li.v), 1.0f, 1.0f);
     reduce(s.d_xn);  // column-parallel input gradient: sum over the shards
     ops::rmsnorm_backward(a_slot.resid[static_cast<std::size_t>(l)], w(li.attn_norm), a.rstd1, s.d_xn, s.tmp, g(li.attn_norm));
     ops::axpy(1.0f, s.tmp, s.dx);  // dx is now dL/dx_in
@@ -383,12 +409,14 @@ void Transformer::backward(const Tensor& d_h, int slot, bool last_pass) {
 
 void Transformer::logits(const Tensor& h_rows, Tensor& out) {
   const parallel::TensorParallel& tp = tensor_parallel();
+  params_.refresh_compute();
+  const Tensor h = operand(h_rows, head_h_c_);
   if (tp.size() == 1) {
-    ops::gemm(h_rows, false, w(lm_head_), true, out);
+    ops::gemm(h, false, wc(lm_head_), true, out);
     return;
   }
   Tensor local = logits_scratch(h_rows.dim(0));
-  ops::gemm(h_rows, false, w(lm_head_), true, local);
+  ops::gemm(h, false, wc(lm_head_), true, local);
   tp.gather_columns(local, out);
 }
 
@@ -401,19 +429,51 @@ void Transformer::logits_backward(const Tensor& h_rows, const Tensor& d_logits, 
     tp.take_columns(d_logits, local);
     dz = &local;
   }
-  ops::gemm(*dz, false, w(lm_head_), false, d_h);
-  ops::gemm(*dz, true, h_rows, false, g(lm_head_), 1.0f, 1.0f);
-  reduce(d_h);  // each shard's columns give a part of dL/dh
+  shard_logits_backward(h_rows, *dz, d_h);
 }
 
 void Transformer::shard_logits(const Tensor& h_rows, Tensor& out) {
-  ops::gemm(h_rows, false, w(lm_head_), true, out);
+  params_.refresh_compute();
+  ops::gemm(operand(h_rows, head_h_c_), false, wc(lm_head_), true, out);
 }
 
 void Transformer::shard_logits_backward(const Tensor& h_rows, const Tensor& d_logits, Tensor& d_h) {
-  ops::gemm(d_logits, false, w(lm_head_), false, d_h);
-  ops::gemm(d_logits, true, h_rows, false, g(lm_head_), 1.0f, 1.0f);
+  const Tensor dz = operand(d_logits, head_dz_c_);
+  ops::gemm(dz, false, wc(lm_head_), false, d_h);
+  ops::gemm(dz, true, operand(h_rows, head_h_c_), false, g(lm_head_), 1.0f, 1.0f);
   reduce(d_h);  // each shard's columns give a part of dL/dh
+}
+
+void Transformer::head_stats(const Tensor& h, const Tensor* targets, int64_t chunk,
+                             backend::HeadStats& out) {
+  params_.refresh_compute();
+  parallel::vocab_parallel_head_stats(operand(h, head_h_c_), wc(lm_head_), targets, 1.0f, chunk,
+                                      tensor_parallel(), out);
+}
+
+void Transformer::head_cross_entropy_backward(const Tensor& h, const Tensor& targets,
+                                              const Tensor& lse, const Tensor& d_loss,
+                                              int64_t chunk, Tensor& d_h) {
+  parallel::vocab_parallel_cross_entropy_backward(operand(h, head_h_c_), wc(lm_head_), targets,
+                                                  lse, d_loss, 1.0f, chunk, tensor_parallel(), d_h,
+                                                  lm_head().grad);
+}
+
+Tensor Transformer::staged(Slot& s, const Tensor& kept) const {
+  if (kept.dtype() == core::DType::F32) return kept;
+  return s.stage.slice(0, kept.numel()).view(kept.shape());
+}
+
+void Transformer::keep_input(const Tensor& staged, Tensor& kept) const {
+  if (staged.raw() != kept.raw()) ops::cast(staged, kept);
+}
+
+Tensor Transformer::operand(const Tensor& x, Tensor& buf) const {
+  if (compute_dtype() == core::DType::F32) return x;
+  if (buf.numel() < x.numel()) buf = Tensor::empty({x.numel()}, compute_dtype(), device());
+  Tensor out = buf.slice(0, x.numel()).view(x.shape());
+  ops::cast(x, out);
+  return out;
 }
 
 Tensor Transformer::on_device(const Tensor& x) const {

@@ -13,6 +13,12 @@
 // group: one all-reduce per block forward, one per block backward), and the embedding and LM head
 // vocab-parallel. Norm gains are replicated; hidden states h are whole on every rank.
 //
+// Mixed precision (set_compute_dtype(BF16), DESIGN.md §7): the f32 parameters stay the master
+// weights; every GEMM reads a bf16 copy of its weight and bf16 activations (the normed inputs,
+// attention output and SwiGLU output are kept in bf16 for the backward, the gradients flowing
+// into a GEMM are rounded to bf16 just before it) and accumulates in f32 into an f32 result.
+// Norms, RoPE, attention, softmax statistics, residual streams and gradients stay f32.
+//
 // Pipeline parallelism: with pp stages each rank holds a contiguous range of layers; the first
 // stage also the embedding, the last the final norm and the head. forward() receives its input
 // from the previous stage and sends its output to the next (without waiting), and only the last
@@ -62,6 +68,9 @@ class Transformer {
   core::Device device() const { return params_.device(); }
 
   const ModelConfig& config() const { return cfg_; }
+  // F32 (the default) or BF16 mixed precision (above); set before the first forward.
+  void set_compute_dtype(core::DType dtype);
+  core::DType compute_dtype() const { return params_.compute_dtype(); }
   const parallel::TensorParallel& tensor_parallel() const { return params_.tensor_parallel(); }
   const parallel::PipelineParallel& pipeline() const { return params_.pipeline(); }
   // True on the stage that holds the head (and where forward() returns h).
@@ -104,6 +113,13 @@ class Transformer {
   // logits [M, V/tp] and, back, d_logits [M, V/tp] -> d_h_rows [M, D] summed over the group.
   void shard_logits(const Tensor& h_rows, Tensor& out);
   void shard_logits_backward(const Tensor& h_rows, const Tensor& d_logits, Tensor& d_h_rows);
+  // The head's statistics (log-sum-exp, target logit, entropy) over the whole vocabulary for
+  // h [N, D] at temperature 1, in the model's compute precision (vocab-chunked, summed over the
+  // vocabulary shards), and the backward of the weighted cross-entropy they give: d_h [N, D]
+  // overwritten, the head's gradient accumulated. Last stage only.
+  void head_stats(const Tensor& h, const Tensor* targets, int64_t chunk, backend::HeadStats& out);
+  void head_cross_entropy_backward(const Tensor& h, const Tensor& targets, const Tensor& lse,
+                                   const Tensor& d_loss, int64_t chunk, Tensor& d_h);
   // This rank's rows of the embedding and head (begin 0, total 0 when tp = 1).
   backend::VocabRange vocab_range() const;
 
@@ -116,7 +132,7 @@ class Transformer {
   };
   struct LayerActs {
     // attn_lse: each query row's attention log-sum-exp (the backward recomputes P from it, so
-    // no T x T scores are kept).
+    // no T x T scores are kept). xn1, attn, xn2 and act are GEMM inputs: compute dtype.
     Tensor xn1, rstd1, q_raw, k_raw, rstd_q, rstd_k, q, k, v, attn_lse, attn, x_mid, xn2, rstd2,
         gate, up, act;
   };
@@ -128,6 +144,7 @@ class Transformer {
     std::vector<Tensor> resid;   // keep: L + 1 residual streams [N, D]; else 2, alternating
     std::vector<LayerActs> acts; // keep: one per layer; else one shared
     Tensor h, rstd_f, tmp;
+    Tensor stage;                // bf16: f32 results before their cast to a kept GEMM input
     Tensor ids, pos;             // what the forward saw (for backward)
     int64_t batch = 0, seq = 0;
     bool have_activations = false;
@@ -136,6 +153,7 @@ class Transformer {
     int64_t rows = -1;
     Tensor dx, tmp, d_xn, d_attn, dq, dk, dv, dq_raw, dk_raw, d_act, d_gate, d_up;
     Tensor d_qnorm, d_knorm;  // tp > 1: this rank's part of the shared QK-norm gain gradients
+    Tensor c_dx, c_gate, c_up, c_q, c_k, c_v;  // bf16: gradients rounded for their GEMMs
   };
 
   Slot& ensure_slot(int slot, int64_t batch, int64_t seq, bool keep);
@@ -146,9 +164,23 @@ class Transformer {
   Tensor alloc(const core::Shape& shape) const {  // an activation buffer on the model's device
     return Tensor::empty(shape, core::DType::F32, device());
   }
+  Tensor alloc_compute(const core::Shape& shape) const {  // a GEMM input kept for the backward
+    return Tensor::empty(shape, compute_dtype(), device());
+  }
+  // Where an f32 result destined for the kept GEMM input `kept` is written: `kept` itself in
+  // f32, else the slot's staging buffer; keep_input() then rounds it into `kept` (bf16).
+  Tensor staged(Slot& s, const Tensor& kept) const;
+  void keep_input(const Tensor& staged, Tensor& kept) const;
+  // x as a GEMM operand: x itself in f32, else rounded to bf16 into `buf` (grown as needed).
+  Tensor operand(const Tensor& x, Tensor& buf) const;
   // ids or positions on the model's device (copied when they come from the host).
   Tensor on_device(const Tensor& x) const;
   Tensor& w(std::size_t i) { return params_[i].value; }
+  // The weight a GEMM reads: the bf16 compute copy in mixed precision, else the value.
+  Tensor& wc(std::size_t i) {
+    Param& p = params_[i];
+    return p.compute.defined() ? p.compute : p.value;
+  }
   Tensor& g(std::size_t i) { return params_[i].grad; }
   static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
 
@@ -162,6 +194,7 @@ class Transformer {
   std::vector<Slot> slots_;
   Workspace ws_;
   Tensor head_local_;  // [M, V/tp] logits when tp > 1
+  Tensor head_h_c_, head_dz_c_;  // bf16: the head's operands
   Tensor none_;        // what forward() returns on stages without the head
   std::function<void(std::size_t)> grad_hook_;
 };

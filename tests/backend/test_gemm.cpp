@@ -1,5 +1,6 @@
 // backend gemm / gemm_batched against a float64 triple loop: every transpose combination,
-// alpha/beta, the single-row and single-column (sgemv) paths, batches and misuse.
+// alpha/beta, the single-row and single-column (sgemv) paths, batches and misuse; bf16 operands
+// (mixed precision) and the f32 <-> bf16 cast.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,6 +8,7 @@
 #include <tuple>
 
 #include "backend/ops.hpp"
+#include "core/bf16.hpp"
 #include "core/error.hpp"
 #include "testing/reference.hpp"
 
@@ -142,4 +144,58 @@ TEST(Gemm, MisuseThrows) {
   EXPECT_THROW(ops::gemm_batched(ba, false, bb, false, bc), opd::Error);  // L 2 vs 3
   Tensor sq = random_tensor({4, 4}, 506);
   EXPECT_THROW(ops::gemm(sq, false, sq, false, sq), opd::Error);  // c aliases a
+}
+
+namespace {
+// x rounded to bf16 (the mixed-precision compute copy) and its exact f32 widening.
+std::pair<Tensor, Tensor> rounded(const Tensor& x) {
+  Tensor h = Tensor::empty(x.shape(), DType::BF16), back = Tensor::empty(x.shape());
+  ops::cast(x, h);
+  ops::cast(h, back);
+  return {h, back};
+}
+}  // namespace
+
+TEST(Gemm, Bf16OperandsAccumulateInF32) {
+  // The product of the bf16 operands must be that of their exact f32 values (each bf16 product
+  // is exact in f32), whatever the transposes, through sgemm and sgemv alike.
+  uint64_t seed = 600;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{9, 7, 33}, {1, 17, 8}, {12, 1, 8}}) {
+        SCOPED_TRACE(::testing::Message() << "ta=" << ta << " tb=" << tb << " m=" << m << " n=" << n);
+        auto [a, a32] = rounded(random_tensor(shape_a(m, k, ta), seed += 3));
+        auto [b, b32] = rounded(random_tensor(shape_b(k, n, tb), seed += 3));
+        Tensor c = random_tensor({m, n}, seed += 3);
+        auto want = ref_gemm(to_double(a32), ta, to_double(b32), tb, to_double(c), m, n, k, 0.5, 1.0);
+        ops::gemm(a, ta, b, tb, c, 0.5f, 1.0f);
+        EXPECT_TRUE(all_close(c, want, 1e-5, 1e-6));
+      }
+}
+
+TEST(Gemm, MixedOperandDtypesAreRefused) {
+  auto [a, a32] = rounded(random_tensor({4, 5}, 700));
+  Tensor b = random_tensor({5, 3}, 701), c = Tensor::empty({4, 3});
+  EXPECT_THROW(ops::gemm(a, false, b, false, c), opd::Error);
+  Tensor c16 = Tensor::empty({4, 3}, DType::BF16);
+  auto [b16, b32] = rounded(b);
+  EXPECT_THROW(ops::gemm(a, false, b16, false, c16), opd::Error);  // the result is f32
+}
+
+TEST(Cast, RoundsLikeTheScalarConversionAndWidensExactly) {
+  Tensor x = random_tensor({1000}, 800);
+  x.data<float>()[0] = std::numeric_limits<float>::infinity();
+  x.data<float>()[1] = 1.0f + std::ldexp(1.0f, -8);  // a tie: to even
+  auto [h, back] = rounded(x);
+  const float* xs = x.data<float>();
+  const uint16_t* hs = h.data<uint16_t>();
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    ASSERT_EQ(hs[i], opd::core::float_to_bf16(xs[i])) << i;
+    ASSERT_EQ(back.data<float>()[i], opd::core::bf16_to_float(hs[i])) << i;
+  }
+  EXPECT_EQ(hs[1], 0x3F80);
+  Tensor wrong = Tensor::empty({999}, DType::BF16);
+  EXPECT_THROW(ops::cast(x, wrong), opd::Error);
+  Tensor i32 = Tensor::empty({1000}, DType::I32);
+  EXPECT_THROW(ops::cast(x, i32), opd::Error);
 }

@@ -8,6 +8,7 @@ namespace opd::backend::cpu {
 
 void fill(Tensor& x, float value);
 void copy(const Tensor& src, Tensor& dst);
+void cast(const Tensor& src, Tensor& dst);
 void scale(Tensor& x, float alpha);
 void axpy(float alpha, const Tensor& x, Tensor& y);
 void add(const Tensor& a, const Tensor& b, Tensor& out);

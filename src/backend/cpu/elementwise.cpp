@@ -1,4 +1,4 @@
-// CPU elementwise ops: fill, copy, scale, axpy, add, add_bias, bias_backward, sum_squares.
+// CPU elementwise ops: fill, copy, cast, scale, axpy, add, add_bias, bias_backward, sum_squares.
 #include <Kokkos_Core.hpp>
 #include <algorithm>
 #include <cmath>
@@ -6,6 +6,7 @@
 
 #include "backend/cpu/cpu_ops.hpp"
 #include "backend/cpu/kernel_support.hpp"
+#include "core/bf16.hpp"
 #include "core/error.hpp"
 
 namespace opd::backend::cpu {
@@ -59,6 +60,25 @@ void copy(const Tensor& src, Tensor& dst) {
   ByteView from(static_cast<unsigned char*>(src.raw()), src.bytes());
   ByteView to(static_cast<unsigned char*>(dst.raw()), dst.bytes());
   Kokkos::deep_copy(to, from);
+}
+
+void cast(const Tensor& src, Tensor& dst) {
+  const bool down = src.dtype() == DType::F32 && dst.dtype() == DType::BF16;
+  const bool up = src.dtype() == DType::BF16 && dst.dtype() == DType::F32;
+  OPD_CHECK(src.is_host() && dst.is_host() && (down || up), "cast: needs host f32 -> bf16 or bf16 -> f32, got ",
+            src.describe(), " -> ", dst.describe());
+  require_same_numel("cast", src, dst);
+  if (down) {
+    const float* s = src.data<float>();
+    uint16_t* d = dst.data<uint16_t>();
+    Kokkos::parallel_for("opd::cast_to_bf16", Policy(0, src.numel()),
+                         [=](int64_t i) { d[i] = core::float_to_bf16(s[i]); });
+  } else {
+    const uint16_t* s = src.data<uint16_t>();
+    float* d = dst.data<float>();
+    Kokkos::parallel_for("opd::cast_to_f32", Policy(0, src.numel()),
+                         [=](int64_t i) { d[i] = core::bf16_to_float(s[i]); });
+  }
 }
 
 void scale(Tensor& x, float alpha) {

@@ -1,4 +1,7 @@
 // CPU matrix products: gemm and gemm_batched through OpenBLAS (sgemv when the result is a vector).
+// bf16 operands (mixed precision's compute copies) are widened to f32 first: every bf16 value is
+// exact in f32, so this is the reference product a tensor-core GEMM with f32 accumulation must
+// match up to summation order. It exists for checking and CPU runs of bf16 jobs, not for speed.
 #include <cblas.h>
 
 #include <cstdint>
@@ -19,8 +22,10 @@ struct Mat {
 };
 
 Mat as_matrix(const char* op, const char* name, const Tensor& t, int skip) {
-  OPD_CHECK(t.dtype() == DType::F32 && t.is_host(), op, ": ", name,
-            " must be a host f32 tensor, got ", t.describe());
+  OPD_CHECK((t.dtype() == DType::F32 || (t.dtype() == DType::BF16 && name[0] != 'c')) &&
+                t.is_host(),
+            op, ": ", name, " must be a host f32 tensor", (name[0] != 'c' ? " (or bf16)" : ""),
+            ", got ", t.describe());
   OPD_CHECK(t.ndim() >= 2 + skip, op, ": ", name, " must have at least ", 2 + skip,
             " dimensions, got ", t.describe());
   Mat m;
@@ -51,6 +56,8 @@ Problem plan(const char* op, const Tensor& a, bool ta, const Tensor& b, bool tb,
             (tb ? " (transposed)" : ""), " has ", kb, " rows");
   OPD_CHECK(mc.rows == p.m && mc.cols == p.n, op, ": c ", c.describe(), " is not ", p.m, " x ", p.n,
             " as op(a) ", a.describe(), " times op(b) ", b.describe(), " needs");
+  OPD_CHECK(a.dtype() == b.dtype(), op, ": a and b must share a dtype, got ", a.describe(),
+            " and ", b.describe());
   OPD_CHECK(c.raw() != a.raw() && c.raw() != b.raw(), op,
             ": c must not alias an input: ", c.describe());
   p.lda = ma.cols;
@@ -93,12 +100,21 @@ void matmul(const Problem& p, const float* a, bool ta, const float* b, bool tb, 
   cblas_sgemm(CblasRowMajor, tr(ta), tr(tb), m, n, k, alpha, a, p.lda, b, p.ldb, beta, c, n);
 }
 
+// The f32 values of a (an f32 tensor itself, or bf16 widened into a new one).
+Tensor as_f32(const Tensor& t) {
+  if (t.dtype() == DType::F32) return t;
+  Tensor out = Tensor::empty(t.shape());
+  cast(t, out);
+  return out;
+}
+
 }  // namespace
 
 void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c, float alpha,
           float beta) {
   const Problem p = plan("gemm", a, trans_a, b, trans_b, c, 0);
-  matmul(p, a.data<float>(), trans_a, b.data<float>(), trans_b, c.data<float>(), alpha, beta);
+  const Tensor a32 = as_f32(a), b32 = as_f32(b);
+  matmul(p, a32.data<float>(), trans_a, b32.data<float>(), trans_b, c.data<float>(), alpha, beta);
 }
 
 void gemm_batched(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
@@ -108,8 +124,9 @@ void gemm_batched(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, 
   OPD_CHECK(b.dim(0) == batch && c.dim(0) == batch,
             "gemm_batched: batch sizes differ: ", a.describe(), ", ", b.describe(), ", ",
             c.describe());
-  const float* pa = a.data<float>();
-  const float* pb = b.data<float>();
+  const Tensor a32 = as_f32(a), b32 = as_f32(b);
+  const float* pa = a32.data<float>();
+  const float* pb = b32.data<float>();
   float* pc = c.data<float>();
   const int64_t sa = p.m * p.k, sb = p.k * p.n, sc = p.m * p.n;
   for (int64_t l = 0; l < batch; ++l)

@@ -1,4 +1,4 @@
-// The CUDA implementations of backend/ops.hpp (device tensors; fp32 so far): one op family per
+// The CUDA implementations of backend/ops.hpp (device tensors; fp32, with bf16 GEMM operands and casts for mixed precision): one op family per
 // .cu file. backend/ops_*.cpp dispatch here when a tensor lives on a CUDA device. Semantics,
 // shapes and conventions are ops.hpp's; every op is checked against the CPU backend by
 // tests/backend/test_cuda_ops.cpp on a GPU machine (tests/gpu/run.sh).
@@ -11,6 +11,7 @@ namespace opd::backend::cuda {
 // elementwise.cu
 void fill(Tensor& x, float value);
 void copy(const Tensor& src, Tensor& dst);
+void cast(const Tensor& src, Tensor& dst);
 void scale(Tensor& x, float alpha);
 void axpy(float alpha, const Tensor& x, Tensor& y);
 void add(const Tensor& a, const Tensor& b, Tensor& out);

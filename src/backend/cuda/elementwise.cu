@@ -1,8 +1,9 @@
-// CUDA elementwise ops, bias and the double-precision sum of squares (backend/ops.hpp).
+// CUDA elementwise ops, the f32 <-> bf16 casts (the rounding of core/bf16.hpp), bias and the double-precision sum of squares (backend/ops.hpp).
 // Grid-stride loops over the flat tensor; the column sums (bias_backward) give each thread a
 // column and walk the rows, so that neighbouring threads read neighbouring floats.
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/cuda_ops.hpp"
+#include "core/bf16.hpp"
 
 namespace opd::backend::cuda {
 
@@ -52,6 +53,15 @@ __global__ void sum_squares_f32(const float* x, int64_t n, double* out) {
   if (threadIdx.x == 0) atomicAdd(out, part[0]);
 }
 
+__global__ void cast_to_bf16(const float* src, uint16_t* dst, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    dst[i] = core::float_to_bf16(src[i]);
+}
+__global__ void cast_to_f32(const uint16_t* src, float* dst, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    dst[i] = core::bf16_to_float(src[i]);
+}
+
 void same_numel(const char* op, const Tensor& a, const Tensor& b) {
   OPD_CHECK(a.numel() == b.numel(), op, ": ", a.describe(), " and ", b.describe(), " differ in size");
 }
@@ -75,6 +85,19 @@ void copy(const Tensor& src, Tensor& dst) {
   const cudaMemcpyKind kind = src.is_host() ? (dst.is_host() ? cudaMemcpyHostToHost : cudaMemcpyHostToDevice)
                                             : (dst.is_host() ? cudaMemcpyDeviceToHost : cudaMemcpyDeviceToDevice);
   check(cudaMemcpy(dst.raw(), src.raw(), src.bytes(), kind), "copy");
+}
+
+void cast(const Tensor& src, Tensor& dst) {
+  const bool down = src.dtype() == DType::F32 && dst.dtype() == DType::BF16;
+  const bool up = src.dtype() == DType::BF16 && dst.dtype() == DType::F32;
+  OPD_CHECK(src.device() == core::Device::Cuda && dst.device() == core::Device::Cuda && (down || up),
+            "cast: needs CUDA f32 -> bf16 or bf16 -> f32, got ", src.describe(), " -> ", dst.describe());
+  same_numel("cast", src, dst);
+  if (down)
+    cast_to_bf16<<<blocks_for(src.numel()), kThreads>>>(src.data<float>(), dst.data<uint16_t>(), src.numel());
+  else
+    cast_to_f32<<<blocks_for(src.numel()), kThreads>>>(src.data<uint16_t>(), dst.data<float>(), src.numel());
+  check_launch("cast");
 }
 
 void scale(Tensor& x, float alpha) {

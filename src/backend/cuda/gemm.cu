@@ -1,4 +1,5 @@
-// CUDA GEMM through cuBLASLt (fp32 in, fp32 accumulate). opd's tensors are row-major; cuBLASLt's
+// CUDA GEMM through cuBLASLt: fp32 operands, or bf16 operands (mixed precision: tensor cores,
+// fp32 accumulation), always into an fp32 result. opd's tensors are row-major; cuBLASLt's
 // default layout is column-major, and a row-major X [r, c] is the column-major X^T [c, r] with the
 // same leading dimension, so C = op(A) op(B) is computed as the column-major
 // C^T = op(B)^T op(A)^T: the operands swap and keep their transpose flags.
@@ -35,8 +36,8 @@ Lt& lt() {
 // apart; destroyed with the object.
 struct Layout {
   cublasLtMatrixLayout_t h = nullptr;
-  Layout(int64_t rows, int64_t cols, int64_t ld, int64_t batch, int64_t stride) {
-    check_lt(cublasLtMatrixLayoutCreate(&h, CUDA_R_32F, static_cast<uint64_t>(rows),
+  Layout(cudaDataType_t type, int64_t rows, int64_t cols, int64_t ld, int64_t batch, int64_t stride) {
+    check_lt(cublasLtMatrixLayoutCreate(&h, type, static_cast<uint64_t>(rows),
                                         static_cast<uint64_t>(cols), ld),
              "cublasLtMatrixLayoutCreate");
     if (batch > 1) {
@@ -52,9 +53,10 @@ struct Layout {
 };
 
 // c [M, N] = alpha op(a) op(b) + beta c for `batch` row-major matrices of each operand.
-void matmul(const float* a, int64_t a_rows, int64_t a_cols, bool ta, const float* b, int64_t b_rows,
-            int64_t b_cols, bool tb, float* c, int64_t M, int64_t N, float alpha, float beta,
-            int64_t batch) {
+// a and b hold elements of `in` (fp32 or bf16); c is fp32.
+void matmul(cudaDataType_t in, const void* a, int64_t a_rows, int64_t a_cols, bool ta, const void* b,
+            int64_t b_rows, int64_t b_cols, bool tb, float* c, int64_t M, int64_t N, float alpha,
+            float beta, int64_t batch) {
   cublasLtMatmulDesc_t desc = nullptr;
   check_lt(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul desc");
   // Column-major view: first operand b^T (op flag tb), second a^T (op flag ta).
@@ -65,9 +67,9 @@ void matmul(const float* a, int64_t a_rows, int64_t a_cols, bool ta, const float
   check_lt(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second),
            "transb");
   {
-    Layout la(b_cols, b_rows, b_cols, batch, b_rows * b_cols);
-    Layout lb(a_cols, a_rows, a_cols, batch, a_rows * a_cols);
-    Layout lc(N, M, N, batch, M * N);
+    Layout la(in, b_cols, b_rows, b_cols, batch, b_rows * b_cols);
+    Layout lb(in, a_cols, a_rows, a_cols, batch, a_rows * a_cols);
+    Layout lc(CUDA_R_32F, N, M, N, batch, M * N);
     const cublasStatus_t st =
         cublasLtMatmul(lt().handle, desc, &alpha, b, la.h, a, lb.h, &beta, c, lc.h, c, lc.h,
                        nullptr, lt().workspace, Lt::kWorkspace, nullptr);
@@ -76,13 +78,22 @@ void matmul(const float* a, int64_t a_rows, int64_t a_cols, bool ta, const float
   }
 }
 
+// The cuBLASLt element type of a GEMM's operands, checked: both fp32 or both bf16, on the device.
+cudaDataType_t operand_type(const char* op, const Tensor& a, const Tensor& b, const Tensor& c) {
+  OPD_CHECK(a.device() == core::Device::Cuda && b.device() == core::Device::Cuda &&
+                (a.dtype() == core::DType::F32 || a.dtype() == core::DType::BF16) &&
+                b.dtype() == a.dtype(),
+            op, ": a and b must be CUDA tensors, both f32 or both bf16, got ", a.describe(), " and ",
+            b.describe());
+  require_device(op, "c", c);
+  return a.dtype() == core::DType::BF16 ? CUDA_R_16BF : CUDA_R_32F;
+}
+
 }  // namespace
 
 void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c, float alpha,
           float beta) {
-  require_device("gemm", "a", a);
-  require_device("gemm", "b", b);
-  require_device("gemm", "c", c);
+  const cudaDataType_t in = operand_type("gemm", a, b, c);
   OPD_CHECK(a.ndim() == 2 && b.ndim() == 2 && c.ndim() == 2, "gemm: 2-d operands, got ",
             a.describe(), b.describe(), c.describe());
   const int64_t M = trans_a ? a.dim(1) : a.dim(0), K = trans_a ? a.dim(0) : a.dim(1);
@@ -94,15 +105,13 @@ void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& 
     scale(c, beta);
     return;
   }
-  matmul(a.data<float>(), a.dim(0), a.dim(1), trans_a, b.data<float>(), b.dim(0), b.dim(1),
-         trans_b, c.data<float>(), M, N, alpha, beta, 1);
+  matmul(in, a.raw(), a.dim(0), a.dim(1), trans_a, b.raw(), b.dim(0), b.dim(1), trans_b,
+         c.data<float>(), M, N, alpha, beta, 1);
 }
 
 void gemm_batched(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
                   float alpha, float beta) {
-  require_device("gemm_batched", "a", a);
-  require_device("gemm_batched", "b", b);
-  require_device("gemm_batched", "c", c);
+  const cudaDataType_t in = operand_type("gemm_batched", a, b, c);
   OPD_CHECK(a.ndim() == 3 && b.ndim() == 3 && c.ndim() == 3 && a.dim(0) == b.dim(0) &&
                 a.dim(0) == c.dim(0),
             "gemm_batched: [L, ., .] operands, got ", a.describe(), b.describe(), c.describe());
@@ -115,8 +124,8 @@ void gemm_batched(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, 
     scale(c, beta);
     return;
   }
-  matmul(a.data<float>(), a.dim(1), a.dim(2), trans_a, b.data<float>(), b.dim(1), b.dim(2),
-         trans_b, c.data<float>(), M, N, alpha, beta, L);
+  matmul(in, a.raw(), a.dim(1), a.dim(2), trans_a, b.raw(), b.dim(1), b.dim(2), trans_b,
+         c.data<float>(), M, N, alpha, beta, L);
 }
 
 }  // namespace opd::backend::cuda

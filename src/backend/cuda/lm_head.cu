@@ -5,6 +5,8 @@
 //    target logit is picked up in the chunk that holds it (0 when it lies in another shard).
 //  - lm_head_cross_entropy_backward: per chunk, dlogits = d_loss (softmax - onehot) / T for the
 //    rows with a target and a nonzero d_loss, then dh += dlogits w_c and dw_c += dlogits^T h.
+// h and w may be bf16 (mixed precision): the chunk's logits are still formed in fp32, and the
+// backward rounds each chunk's dlogits to bf16 for its two products (fp32 accumulation).
 #include "backend/cuda/block_reduce.cuh"
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/cuda_ops.hpp"
@@ -86,8 +88,8 @@ struct Head {
 
 Head check_head(const char* op, const Tensor& h, const Tensor& w, float temperature, int64_t chunk,
                 const VocabRange& range) {
-  require_device(op, "h", h);
-  require_device(op, "w", w);
+  require_device(op, "h", h, h.dtype() == core::DType::BF16 ? core::DType::BF16 : core::DType::F32);
+  require_device(op, "w", w, h.dtype());
   OPD_CHECK(h.ndim() == 2 && w.ndim() == 2 && w.dim(1) == h.dim(1) && w.dim(0) >= 1, op, ": h ",
             h.describe(), " w ", w.describe());
   OPD_CHECK(temperature > 0.0f && chunk >= 1, op, ": temperature ", temperature, " chunk ", chunk);
@@ -149,6 +151,8 @@ void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tens
   if (d.N == 0) return;
   const int64_t cn_max = std::min(chunk, d.V);
   Tensor L = Tensor::empty({d.N, cn_max}, core::DType::F32, core::Device::Cuda);
+  const bool bf16 = h.dtype() == core::DType::BF16;
+  Tensor Lb = bf16 ? Tensor::empty({d.N, cn_max}, core::DType::BF16, core::Device::Cuda) : Tensor();
   for (int64_t c0 = 0; c0 < d.V; c0 += cn_max) {
     const int64_t cn = std::min(cn_max, d.V - c0);
     Tensor Lc = L.view({L.numel()}).slice(0, d.N * cn).view({d.N, cn});
@@ -158,8 +162,13 @@ void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tens
         d_loss.data<float>(), 1.0f / temperature);
     check_launch("lm_head backward: dlogits");
     Tensor dw_c = dw.slice(c0, c0 + cn);
-    gemm(Lc, false, w.slice(c0, c0 + cn), false, dh, 1.0f, 1.0f);
-    gemm(Lc, true, h, false, dw_c, 1.0f, 1.0f);
+    Tensor G = Lc;  // the products' left operand, in the dtype of h and w
+    if (bf16) {
+      G = Lb.view({Lb.numel()}).slice(0, d.N * cn).view({d.N, cn});
+      cast(Lc, G);
+    }
+    gemm(G, false, w.slice(c0, c0 + cn), false, dh, 1.0f, 1.0f);
+    gemm(G, true, h, false, dw_c, 1.0f, 1.0f);
   }
 }
 
