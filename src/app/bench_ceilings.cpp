@@ -28,12 +28,19 @@ double measure_sgemm_gflops(int64_t n) {
   return best;
 }
 
-double measure_device_gemm_gflops(int64_t n) {
+double measure_device_gemm_gflops(int64_t n, core::DType operands) {
   const auto dev = core::Device::Cuda;
-  Tensor a = Tensor::empty({n, n}, core::DType::F32, dev), b = Tensor::empty({n, n}, core::DType::F32, dev);
+  Tensor a32 = Tensor::empty({n, n}, core::DType::F32, dev), b32 = Tensor::empty({n, n}, core::DType::F32, dev);
   Tensor c = Tensor::empty({n, n}, core::DType::F32, dev);
-  ops::fill(a, 0.5f);
-  ops::fill(b, 0.25f);
+  ops::fill(a32, 0.5f);
+  ops::fill(b32, 0.25f);
+  Tensor a = a32, b = b32;
+  if (operands == core::DType::BF16) {
+    a = Tensor::empty({n, n}, core::DType::BF16, dev);
+    b = Tensor::empty({n, n}, core::DType::BF16, dev);
+    ops::cast(a32, a);
+    ops::cast(b32, b);
+  }
   ops::gemm(a, false, b, false, c);  // warm-up: handles, workspace, kernel choice
   ops::synchronize(dev);
   double best = 0;
@@ -44,6 +51,18 @@ double measure_device_gemm_gflops(int64_t n) {
     best = std::max(best, 2.0 * static_cast<double>(n * n * n) / t.seconds() / 1e9);
   }
   return best;
+}
+
+double dense_bf16_peak_tflops(const std::string& name) {
+  auto has = [&](const char* s) { return name.find(s) != std::string::npos; };
+  // Datasheet dense (no sparsity) BF16 tensor-core rates; the SXM parts' boost-clock figures.
+  if (has("H200") || has("GH200")) return 989.4;
+  if (has("H100")) return has("PCIe") ? 756.0 : (has("NVL") ? 835.0 : 989.4);
+  if (has("H800")) return 989.4;
+  if (has("A100")) return 312.0;
+  if (has("L40S")) return 362.0;
+  if (has("B200")) return 2250.0;
+  return 0.0;
 }
 
 double measure_device_copy_gbs(int64_t mib) {

@@ -1,4 +1,4 @@
-// `opd bench train|decode`: whole-step throughput of this machine, stated against ceilings
+// `opd bench train|score|decode`: whole-step throughput of this machine, stated against ceilings
 // measured in the same process with the same library settings (sgemm rate, memory bandwidth).
 // Figures are printed and, with --json FILE, written as one JSON object.
 #include <sys/resource.h>
@@ -35,8 +35,20 @@ struct BenchArgs {
   std::vector<int64_t> decode_batches{1, 16};
   int64_t prompt = 16, new_tokens = 32;
   std::string json;
-  std::string device = "cpu";  // train: cpu | cuda
+  std::string device = "cpu";  // cpu | cuda
+  std::string precision = "fp32";  // fp32 | bf16 (mixed precision: bf16 GEMMs, f32 masters)
+  double peak_tflops = 0;  // the MFU denominator; 0: the card's datasheet bf16 figure
 };
+
+core::DType compute_dtype(const BenchArgs& a) {
+  return a.precision == "bf16" ? core::DType::BF16 : core::DType::F32;
+}
+
+// The GPU's name and dense bf16 peak (TFLOP/s; --peak-tflops overrides the table).
+std::pair<std::string, double> gpu_peak(const BenchArgs& a) {
+  const std::string name = ops::cuda_device_name();
+  return {name, a.peak_tflops > 0 ? a.peak_tflops : dense_bf16_peak_tflops(name)};
+}
 
 double peak_rss_mib() {
   rusage u{};
@@ -61,10 +73,12 @@ nlohmann::json bench_train(const BenchArgs& a, int threads) {
     input_error("bench train --device cuda", "no CUDA device (or opd was built without CUDA)",
                 "run on a GPU machine, or use --device cpu");
   const core::Device dev = gpu ? core::Device::Cuda : core::Device::Host;
-  // The GEMM ceiling of the same device, measured in this run.
-  const double sgemm = gpu ? measure_device_gemm_gflops() : measure_sgemm_gflops();
+  // The GEMM ceiling of the same device and operand precision, measured in this run.
+  const core::DType cdt = compute_dtype(a);
+  const double sgemm = gpu ? measure_device_gemm_gflops(8192, cdt) : measure_sgemm_gflops();
   model::Transformer m(a.model, {}, {}, dev);
   m.init_weights(1);
+  m.set_compute_dtype(cdt);
   model::AdamW opt(m.params());
   model::OptimConfig oc;
   std::vector<int32_t> ids(static_cast<std::size_t>(a.batch * a.seq)), tg(ids.size());
@@ -92,9 +106,17 @@ nlohmann::json bench_train(const BenchArgs& a, int threads) {
   const double tokens = static_cast<double>(a.batch * a.seq);
   const double flops = m.config().train_flops_per_token(a.seq) * tokens;
   const double gflops = flops / step_s / 1e9;
-  const double state_mib = 16.0 * static_cast<double>(m.params().numel()) / (1 << 20);
+  // Master weights, gradients and AdamW moments in f32, plus the bf16 compute copies.
+  const double state_mib =
+      (16.0 + (cdt == core::DType::BF16 ? 2.0 : 0.0)) * static_cast<double>(m.params().numel()) / (1 << 20);
+  const auto [gpu_name, peak] = gpu ? gpu_peak(a) : std::pair<std::string, double>{"", 0.0};
+  const double mfu = peak > 0 ? gflops / (peak * 1e3) : 0.0;
   nlohmann::json j = {{"mode", "train"},
                       {"device", a.device},
+                      {"precision", a.precision},
+                      {"gpu", gpu_name},
+                      {"bf16_peak_tflops", peak},
+                      {"mfu", mfu},
                       {"threads", threads},
                       {"params", m.params().numel()},
                       {"batch", a.batch},
@@ -110,11 +132,15 @@ nlohmann::json bench_train(const BenchArgs& a, int threads) {
                        {{"params_grads_adamw", state_mib},
                         {"activations", activation_mib(m.config(), a.batch, a.seq)}}}};
   std::printf(
-      "train  %s threads %d: %.3f s/step, %.0f tok/s, %.1f GFLOP/s = %.1f%% of %s %.1f GFLOP/s; "
+      "train  %s %s threads %d: %.3f s/step, %.0f tok/s, %.1f GFLOP/s = %.1f%% of %s %.1f GFLOP/s; "
       "peak RSS %.0f MiB (params+grads+AdamW %.0f MiB, activations ~%.0f MiB)\n",
-      a.device.c_str(), threads, step_s, tokens / step_s, gflops, 100 * gflops / sgemm,
-      gpu ? "cuBLASLt sgemm" : "sgemm", sgemm, peak_rss_mib(), state_mib,
-      activation_mib(m.config(), a.batch, a.seq));
+      a.device.c_str(), a.precision.c_str(), threads, step_s, tokens / step_s, gflops,
+      100 * gflops / sgemm,
+      gpu ? (cdt == core::DType::BF16 ? "cuBLASLt bf16 GEMM" : "cuBLASLt sgemm") : "sgemm", sgemm,
+      peak_rss_mib(), state_mib, activation_mib(m.config(), a.batch, a.seq));
+  if (gpu)
+    std::printf("train  %s: MFU %.1f%% of the %s dense bf16 peak %.0f TFLOP/s\n", a.device.c_str(),
+                100 * mfu, gpu_name.c_str(), peak);
   return j;
 }
 
@@ -128,6 +154,7 @@ nlohmann::json bench_decode(const BenchArgs& a, int threads) {
   const double bw = gpu ? measure_device_copy_gbs() : measure_read_bandwidth(threads);
   model::Transformer m(a.model, {}, {}, gpu ? core::Device::Cuda : core::Device::Host);
   m.init_weights(1);
+  m.set_compute_dtype(compute_dtype(a));
   const auto& c = m.config();
   nlohmann::json rows = nlohmann::json::array();
   for (int64_t B : a.decode_batches) {
@@ -149,22 +176,25 @@ nlohmann::json bench_decode(const BenchArgs& a, int threads) {
     int64_t produced = 0;
     for (const auto& g : gens) produced += static_cast<int64_t>(g.tokens.size());
     // Bytes one decode step must read: every weight except the embedding table (only B rows of
-    // it are gathered), the LM head, and the KV cache at the mean context length.
-    double weights = 4.0 * static_cast<double>(m.params().numel() - c.vocab_size * c.d_model);
-    if (c.tie_embeddings) weights += 4.0 * static_cast<double>(c.vocab_size * c.d_model);
+    // it are gathered), the LM head, and the KV cache (f32) at the mean context length. The
+    // GEMMs read their weights in the compute precision (2 bytes in bf16).
+    const double wbytes = compute_dtype(a) == core::DType::BF16 ? 2.0 : 4.0;
+    double weights = wbytes * static_cast<double>(m.params().numel() - c.vocab_size * c.d_model);
+    if (c.tie_embeddings) weights += wbytes * static_cast<double>(c.vocab_size * c.d_model);
     const double mean_ctx = static_cast<double>(a.prompt) + static_cast<double>(a.new_tokens) / 2;
     const double kv = 4.0 * 2 * c.n_layers * static_cast<double>(B) * mean_ctx * c.kv_size();
     const double roofline = static_cast<double>(B) * bw * 1e9 / (weights + kv);
     const double tps = static_cast<double>(produced) / secs;
-    std::printf("decode %s threads %d batch %lld: %.1f tok/s, roofline %.1f tok/s (%.1f GB/s), %.1f%%\n",
-                a.device.c_str(), threads, static_cast<long long>(B), tps, roofline, bw,
+    std::printf("decode %s %s threads %d batch %lld: %.1f tok/s, roofline %.1f tok/s (%.1f GB/s), %.1f%%\n",
+                a.device.c_str(), a.precision.c_str(), threads, static_cast<long long>(B), tps, roofline, bw,
                 100 * tps / roofline);
     rows.push_back({{"batch", B},
                     {"tokens_per_second", tps},
                     {"roofline_tokens_per_second", roofline},
                     {"fraction_of_roofline", tps / roofline}});
   }
-  return {{"mode", "decode"}, {"device", a.device}, {"threads", threads}, {"read_bandwidth_gbs", bw},
+  return {{"mode", "decode"}, {"device", a.device}, {"precision", a.precision},
+          {"gpu", ops::cuda_device_name()}, {"threads", threads}, {"read_bandwidth_gbs", bw},
           {"prompt", a.prompt}, {"new_tokens", a.new_tokens}, {"params", m.params().numel()},
           {"batches", rows}};
 }
@@ -176,6 +206,7 @@ nlohmann::json bench_score(const BenchArgs& a, int threads) {
   const double sgemm = measure_sgemm_gflops();
   distill::LocalTeacher teacher(std::make_unique<model::Transformer>(a.model), 1.0f);
   teacher.model().init_weights(1);
+  teacher.model().set_compute_dtype(compute_dtype(a));
   const int64_t N = a.batch * a.seq;
   std::vector<int32_t> ids(static_cast<std::size_t>(N)), rows(ids.size()), tg(ids.size());
   for (int64_t i = 0; i < N; ++i) {
@@ -206,6 +237,65 @@ nlohmann::json bench_score(const BenchArgs& a, int threads) {
   return {{"mode", "score"},         {"threads", threads},       {"batch", a.batch},
           {"seq", a.seq},            {"seconds", secs},          {"tokens_per_second", N / secs},
           {"achieved_gflops", gflops}, {"sgemm_gflops", sgemm},  {"fraction_of_sgemm", gflops / sgemm}};
+}
+
+// Teacher scoring on the GPU: the prefill forward of the whole batch and the vocab-chunked head
+// statistics at every position (log-sum-exp, target logit, entropy), in the compute precision.
+nlohmann::json bench_score_device(const BenchArgs& a) {
+  if (!ops::use_cuda_device(0))
+    input_error("bench score --device cuda", "no CUDA device (or opd was built without CUDA)",
+                "run on a GPU machine, or use --device cpu");
+  const core::Device dev = core::Device::Cuda;
+  const core::DType cdt = compute_dtype(a);
+  const double gemm = measure_device_gemm_gflops(8192, cdt);
+  model::Transformer m(a.model, {}, {}, dev);
+  m.init_weights(1);
+  m.set_compute_dtype(cdt);
+  const int64_t N = a.batch * a.seq;
+  std::vector<int32_t> ids(static_cast<std::size_t>(N)), tg(ids.size());
+  for (int64_t i = 0; i < N; ++i) {
+    ids[static_cast<std::size_t>(i)] = static_cast<int32_t>((i * 7919) % a.model.vocab_size);
+    tg[static_cast<std::size_t>(i)] = static_cast<int32_t>((i * 104729 + 1) % a.model.vocab_size);
+  }
+  const Tensor tid = Tensor::from_vector(ids, {a.batch, a.seq});
+  const Tensor pos = model::causal_positions(a.batch, a.seq);
+  Tensor targets = Tensor::empty({N}, core::DType::I32, dev);
+  ops::copy(Tensor::from_vector(tg, {N}), targets);
+  ops::HeadStats stats;
+  for (Tensor* t : {&stats.lse, &stats.target_logit, &stats.entropy})
+    *t = Tensor::empty({N}, core::DType::F32, dev);
+  double total = 0;
+  for (int64_t s = 0; s < a.warmup + a.steps; ++s) {
+    core::Stopwatch t;
+    const Tensor& h = m.forward(tid, pos, false);
+    m.head_stats(h, &targets, 8192, stats);
+    ops::synchronize(dev);
+    if (s >= a.warmup) total += t.seconds();
+  }
+  const double secs = total / static_cast<double>(a.steps);
+  const double gflops = a.model.train_flops_per_token(a.seq) / 3.0 * static_cast<double>(N) / secs / 1e9;
+  const auto [name, peak] = gpu_peak(a);
+  const double mfu = peak > 0 ? gflops / (peak * 1e3) : 0.0;
+  std::printf("score  cuda %s: %.4f s per %lld-token batch, %.0f tok/s, %.1f GFLOP/s = %.1f%% of the "
+              "%s GEMM %.1f GFLOP/s; MFU %.1f%% of %s %.0f TFLOP/s\n",
+              a.precision.c_str(), secs, static_cast<long long>(N), static_cast<double>(N) / secs,
+              gflops, 100 * gflops / gemm, a.precision.c_str(), gemm, 100 * mfu, name.c_str(), peak);
+  return {{"mode", "score"}, {"device", "cuda"}, {"precision", a.precision}, {"gpu", name},
+          {"batch", a.batch}, {"seq", a.seq}, {"seconds", secs}, {"tokens_per_second", N / secs},
+          {"achieved_gflops", gflops}, {"gemm_gflops", gemm}, {"fraction_of_gemm", gflops / gemm},
+          {"bf16_peak_tflops", peak}, {"mfu", mfu}};
+}
+
+void add_device_options(CLI::App* cmd, BenchArgs& a) {
+  cmd->add_option("--device", a.device, "cpu, or cuda (the first GPU)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  cmd->add_option("--precision", a.precision,
+                  "fp32, or bf16 (mixed precision: bf16 GEMMs with f32 accumulation and masters)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
+  cmd->add_option("--peak-tflops", a.peak_tflops,
+                  "The GPU's dense bf16 peak for MFU (default: the datasheet figure of known cards)");
 }
 
 void add_model_options(CLI::App* cmd, BenchArgs& a) {
@@ -244,9 +334,7 @@ void add_bench_command(CLI::App& app, int& status) {
   train->add_option("--batch", a->batch)->capture_default_str();
   train->add_option("--seq", a->seq)->capture_default_str();
   train->add_option("--steps", a->steps)->capture_default_str();
-  train->add_option("--device", a->device, "cpu, or cuda (fp32 on the first GPU)")
-      ->check(CLI::IsMember({"cpu", "cuda"}))
-      ->capture_default_str();
+  add_device_options(train, *a);
   train->callback([a, &status] {
     a->model.max_seq_len = std::max(a->model.max_seq_len, a->seq);
     nlohmann::json runs = nlohmann::json::array();
@@ -261,10 +349,13 @@ void add_bench_command(CLI::App& app, int& status) {
   score->add_option("--batch", a->batch)->capture_default_str();
   score->add_option("--seq", a->seq)->capture_default_str();
   score->add_option("--steps", a->steps)->capture_default_str();
+  add_device_options(score, *a);
   score->callback([a, &status] {
     a->model.max_seq_len = std::max(a->model.max_seq_len, a->seq);
     nlohmann::json runs = nlohmann::json::array();
-    for (int t : a->threads) runs.push_back(bench_score(*a, t));
+    if (a->device == "cuda") runs.push_back(bench_score_device(*a));
+    else
+      for (int t : a->threads) runs.push_back(bench_score(*a, t));
     write_json(a->json, {{"bench", "score"}, {"runs", runs}});
     status = 0;
   });
@@ -273,9 +364,7 @@ void add_bench_command(CLI::App& app, int& status) {
   decode->add_option("--batch-sizes", a->decode_batches)->capture_default_str();
   decode->add_option("--prompt", a->prompt)->capture_default_str();
   decode->add_option("--new-tokens", a->new_tokens)->capture_default_str();
-  decode->add_option("--device", a->device, "cpu, or cuda (fp32 on the first GPU; sampling on the host)")
-      ->check(CLI::IsMember({"cpu", "cuda"}))
-      ->capture_default_str();
+  add_device_options(decode, *a);
   decode->callback([a, &status] {
     nlohmann::json runs = nlohmann::json::array();
     if (a->device == "cuda") runs.push_back(bench_decode(*a, a->threads.front()));

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "core/tensor.hpp"
@@ -35,6 +36,8 @@ int blas_threads();
 // Makes CUDA device `index` the one device tensors live on; false when there is none (or opd
 // was built without CUDA).
 bool use_cuda_device(int index = 0);
+// The active CUDA device's name (e.g. "NVIDIA H100 80GB HBM3"); "" without one.
+std::string cuda_device_name();
 // Waits for the work queued on `device` (timing); nothing to wait for on the host.
 void synchronize(core::Device device);
 

@@ -45,6 +45,14 @@ bool use_cuda_device(int index) {
 #endif
 }
 
+std::string cuda_device_name() {
+#ifdef OPD_WITH_CUDA
+  return cuda::device_name();
+#else
+  return "";
+#endif
+}
+
 void synchronize(core::Device device) {
 #ifdef OPD_WITH_CUDA
   if (device == core::Device::Cuda) cuda::synchronize();

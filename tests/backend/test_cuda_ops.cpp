@@ -1,8 +1,12 @@
 // The CUDA backend against the CPU backend (DESIGN.md §10): every op with a CUDA kernel runs on
 // the same random inputs on both, fp32 results within 1e-5 relative (sums in other orders), the
-// accumulating outputs checked as accumulations. Runs on a GPU machine (tests/gpu/run.sh); skips
+// accumulating outputs checked as accumulations; bf16 operands (mixed precision) too. Runs on a GPU machine (tests/gpu/run.sh); skips
 // where opd was built without CUDA or no device is present.
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
 
 #include "backend/ops.hpp"
 #include "testing/reference.hpp"
@@ -275,4 +279,72 @@ TEST(CudaOps, ChunkedLmHeadStatsAndBackward) {
     EXPECT_TRUE(same(gdh, dh, 1e-5, 1e-5));
     EXPECT_TRUE(same(gdw, dw, 1e-5, 1e-5));
   }
+}
+
+namespace {
+Tensor to_bf16(const Tensor& x) {
+  Tensor h = Tensor::empty(x.shape(), DType::BF16, x.device());
+  ops::cast(x, h);
+  return h;
+}
+}  // namespace
+
+TEST(CudaOps, CastIsBitIdenticalToTheHost) {
+  REQUIRE_GPU();
+  Tensor x = random_tensor({4099}, 60, -1e3f, 1e3f);
+  x.data<float>()[0] = 1.0f + std::ldexp(1.0f, -8);  // a tie
+  x.data<float>()[1] = std::numeric_limits<float>::infinity();
+  const Tensor h = to_bf16(x), gh = to_bf16(to_gpu(x));
+  const Tensor back = to_cpu(gh);
+  EXPECT_EQ(0, std::memcmp(back.raw(), h.raw(), h.bytes()));
+  Tensor w = Tensor::empty(x.shape()), gw = Tensor::empty(x.shape(), DType::F32, Device::Cuda);
+  ops::cast(h, w);
+  ops::cast(gh, gw);
+  EXPECT_TRUE(same(gw, w, 0.0, 0.0));
+}
+
+TEST(CudaOps, Bf16GemmAccumulatesInF32) {
+  // bf16 operands on tensor cores against the CPU's exact widening: both sum exact f32 products,
+  // so they agree to f32 summation order (the 1e-2 bf16 bound is far looser).
+  REQUIRE_GPU();
+  const int64_t M = 65, K = 130, N = 47;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      const Tensor a = to_bf16(random_tensor(ta ? opd::core::Shape{K, M} : opd::core::Shape{M, K}, 61));
+      const Tensor b = to_bf16(random_tensor(tb ? opd::core::Shape{N, K} : opd::core::Shape{K, N}, 62));
+      Tensor c = random_tensor({M, N}, 63), gc = to_gpu(c);
+      ops::gemm(a, ta, b, tb, c, 0.7f, 1.0f);
+      ops::gemm(to_gpu(a), ta, to_gpu(b), tb, gc, 0.7f, 1.0f);
+      EXPECT_TRUE(same(gc, c, 1e-5, 1e-5)) << "ta " << ta << " tb " << tb;
+    }
+}
+
+TEST(CudaOps, Bf16LmHeadWithinBf16Tolerance) {
+  // The GPU head rounds each chunk's dlogits to bf16 for its products, the CPU keeps them f32:
+  // the statistics agree to f32 order, the gradients within bf16's 1e-2.
+  REQUIRE_GPU();
+  const int64_t N = 19, D = 32, V = 517;
+  const Tensor h = to_bf16(random_tensor({N, D}, 64)), w = to_bf16(random_tensor({V, D}, 65));
+  const Tensor targets = random_ids({N}, V, 66);
+  ops::HeadStats s, gs;
+  for (ops::HeadStats* x : {&s, &gs}) {
+    const Device dev = x == &s ? Device::Host : Device::Cuda;
+    x->lse = Tensor::empty({N}, DType::F32, dev);
+    x->target_logit = Tensor::empty({N}, DType::F32, dev);
+    x->entropy = Tensor::empty({N}, DType::F32, dev);
+  }
+  const Tensor gt = to_gpu(targets);
+  ops::lm_head_stats(h, w, &targets, 1.0f, 100, s, {});
+  ops::lm_head_stats(to_gpu(h), to_gpu(w), &gt, 1.0f, 100, gs, {});
+  EXPECT_TRUE(same(gs.lse, s.lse, 1e-5, 1e-5));
+  EXPECT_TRUE(same(gs.target_logit, s.target_logit, 1e-5, 1e-5));
+  EXPECT_TRUE(same(gs.entropy, s.entropy, 1e-5, 1e-5));
+  const Tensor d_loss = random_tensor({N}, 67);
+  Tensor dh = Tensor::empty({N, D}), dw = Tensor::zeros({V, D});
+  Tensor gdh = to_gpu(dh), gdw = to_gpu(dw);
+  ops::lm_head_cross_entropy_backward(h, w, targets, s.lse, d_loss, 1.0f, 100, dh, dw, {});
+  ops::lm_head_cross_entropy_backward(to_gpu(h), to_gpu(w), gt, gs.lse, to_gpu(d_loss), 1.0f, 100,
+                                      gdh, gdw, {});
+  EXPECT_TRUE(same(gdh, dh, 1e-2, 1e-3));
+  EXPECT_TRUE(same(gdw, dw, 1e-2, 1e-3));
 }

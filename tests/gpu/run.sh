@@ -15,7 +15,7 @@ export OPENBLAS_NUM_THREADS=8
 bin="$root/gpu-bundle/bin"
 gpu="$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -1)"
 echo "device: $gpu"
-missing="$(ldd "$bin/backend_test_cuda_ops" | grep 'not found' || true)"
+missing="$(ldd "$bin/opd" | grep 'not found' || true)"
 [ -n "$missing" ] && echo "missing libraries: $missing"
 
 declare -A result
@@ -32,8 +32,14 @@ run() {  # name timeout command...
   result[$name]="rc=$rc passed=$passed failed=$failed skipped=$skipped ${secs}s"
   tail -5 "$out/$name.log"
 }
-run cuda_ops 240 "$bin/backend_test_cuda_ops" --gtest_color=no
-run cuda_device 60 "$bin/backend_test_cuda_device" --gtest_color=no
+# Every GPU test executable of the bundle (each op, the attention, the distillation ops, the
+# whole model, NCCL), one log each.
+suites=()
+for t in "$bin"/*_test_*; do
+  name="$(basename "$t")"
+  suites+=("$name")
+  run "$name" 150 "$t" --gtest_color=no
+done
 # Training step: 24 layers, d_model 1024, vocab 32000 (about 0.4B parameters), batch 4 x 512.
 timeout 180 "$bin/opd" bench train --device cuda --d-model 1024 --layers 24 --heads 16 \
   --kv-heads 16 --ff 4096 --vocab 32000 --batch 4 --seq 512 --steps 3 \
@@ -48,4 +54,4 @@ result[bench_decode]="rc=$? $(grep -o 'decode cuda.*' "$out/bench_decode.log" | 
 echo
 echo "== opd GPU check: $gpu"
 printf '%-14s %s\n' "suite" "result"
-for k in cuda_ops cuda_device bench_train bench_decode; do printf '%-14s %s\n' "$k" "${result[$k]}"; done
+for k in "${suites[@]}" bench_train bench_decode; do printf '%-14s %s\n' "$k" "${result[$k]}"; done

@@ -1,6 +1,4 @@
 // CUDA device runtime for opd: device discovery and the device allocator that core::Tensor uses.
-// The op set itself has no CUDA kernels yet (the GPU issue adds them): ops on Cuda tensors
-// report that clearly from backend/ops.cpp.
 #include <cuda_runtime.h>
 
 #include <cstddef>
@@ -43,6 +41,13 @@ void copy_to_device(void* dst, const void* src, std::size_t bytes) {
 
 void synchronize() {
   if (cudaDeviceSynchronize() != cudaSuccess) internal_error("cuda", "cudaDeviceSynchronize failed");
+}
+
+std::string device_name() {
+  int d = 0;
+  cudaDeviceProp prop{};
+  if (cudaGetDevice(&d) != cudaSuccess || cudaGetDeviceProperties(&prop, d) != cudaSuccess) return "";
+  return prop.name;
 }
 
 void copy_to_host(void* dst, const void* src, std::size_t bytes) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 
 namespace opd::backend::cuda {
 
@@ -10,5 +11,6 @@ bool activate(int device);       // false when the device is absent
 void copy_to_device(void* dst, const void* src, std::size_t bytes);
 void copy_to_host(void* dst, const void* src, std::size_t bytes);
 void synchronize();
+std::string device_name();     // of the active device ("" when none)
 
 }  // namespace opd::backend::cuda
