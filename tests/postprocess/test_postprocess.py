@@ -10,6 +10,7 @@ Usage: test_postprocess.py OPD_BINARY. Exits 77 (ctest's skip) when matplotlib i
 
 import csv
 import functools
+import importlib.util
 import json
 import math
 import os
@@ -231,9 +232,7 @@ def check_report(out, runs):
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: test_postprocess.py OPD_BINARY")
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("matplotlib") is None:
         print("SKIP: python3-matplotlib is not installed (tools/setup installs it)")
         return SKIP
     opd = str(Path(sys.argv[1]).resolve())
