@@ -44,6 +44,9 @@ void synchronize(core::Device device);
 // ---- elementwise and copies ----------------------------------------------------------------
 void fill(Tensor& x, float value);                             // overwrite; F32 or I32
 void copy(const Tensor& src, Tensor& dst);                     // same dtype and numel
+// x on `device`: x itself when it lives there, else a copy (host <-> GPU staging of small inputs
+// and results; an undefined x stays undefined).
+Tensor on_device(const Tensor& x, core::Device device);
 // Converts between F32 and BF16 (either way; same numel and device). To bf16 rounds to nearest,
 // ties to even (core/bf16.hpp), bit-identical on every backend; to f32 is exact.
 void cast(const Tensor& src, Tensor& dst);

@@ -20,6 +20,13 @@ void copy(const Tensor& src, Tensor& dst) {
   cpu::copy(src, dst);
 }
 
+Tensor on_device(const Tensor& x, core::Device device) {
+  if (!x.defined() || x.device() == device) return x;
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), device);
+  copy(x, out);
+  return out;
+}
+
 void cast(const Tensor& src, Tensor& dst) {
   OPD_ON_CUDA("cast", src, cast(src, dst));
   cpu::cast(src, dst);

@@ -157,7 +157,7 @@ void update_group(model::Transformer& student, const RolloutBatch& rb, ResponseL
 
   // The objective's gradient with respect to the logits, then back through the head.
   Tensor loss = Tensor::empty({M});
-  Tensor dh_r = Tensor::empty({M, D});
+  Tensor dh_r = Tensor::empty({M, D}, DType::F32, student.device());
   for (int64_t a = 0; a < M; a += RB) {
     const int64_t b = std::min(M, a + RB);
     LogitsBlock blk;
@@ -238,7 +238,7 @@ StepMetrics distill_backward(model::Transformer& student, const RolloutBatch& rb
       ResponseLogits logits(student, rb, g, teacher, cfg, true, slot);
       if (!logits.has_rows()) return;
       Tensor& d = d_h[static_cast<std::size_t>(slot)];
-      d = Tensor::empty({(g.b1 - g.b0) * T, D});
+      d = Tensor::empty({(g.b1 - g.b0) * T, D}, DType::F32, student.device());
       update_group(student, rb, logits, teacher, cfg, u, d);
     };
     auto backward = [&](int i) {

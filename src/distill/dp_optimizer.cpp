@@ -91,7 +91,7 @@ void DataParallelOptimizer::write(io::CheckpointWriter* w,
       }
       const model::Param& p = params_[it->second];
       const core::Tensor& t = second ? v_all[it->second] : m_all[it->second];
-      w->write_tensor(name, t, p.global_shape, p.shard_offset());
+      w->write_tensor(name, host_copy(t), p.global_shape, p.shard_offset());
     }
   }
 }

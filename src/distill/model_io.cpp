@@ -1,9 +1,12 @@
 #include "distill/model_io.hpp"
 
+#include "backend/ops.hpp"
 #include "core/error.hpp"
 #include "model/param_specs.hpp"
 
 namespace opd::distill {
+
+core::Tensor host_copy(const core::Tensor& x) { return backend::on_device(x, core::Device::Host); }
 
 void write_model(io::CheckpointWriter& w, const model::Transformer& m,
                  const std::string& tokenizer_id) {
@@ -31,7 +34,7 @@ void write_model(io::CheckpointWriter& w, const model::Transformer& m,
       continue;
     }
     const model::Param& p = m.params().get(sp.name);
-    w.write_tensor("model/" + sp.name, p.value, p.global_shape, p.shard_offset());
+    w.write_tensor("model/" + sp.name, host_copy(p.value), p.global_shape, p.shard_offset());
   }
 }
 
@@ -88,17 +91,20 @@ void read_shard(io::CheckpointReader& r, const std::string& name, const model::P
     input_error(r.path(), name + " has shape " + core::shape_str(info.shape) + ", the model needs " +
                               core::shape_str(p.global_shape),
                 "load the checkpoint into the model it was written for");
-  if (p.sharded()) r.read_tensor_into(name, dst, p.shard_offset());
-  else r.read_tensor_into(name, dst);  // whole: checksum verified
+  core::Tensor into = dst.is_host() ? dst : core::Tensor::empty(dst.shape(), dst.dtype());
+  if (p.sharded()) r.read_tensor_into(name, into, p.shard_offset());
+  else r.read_tensor_into(name, into);  // whole: checksum verified
+  if (!dst.is_host()) backend::copy(into, dst);
 }
 
 
 std::unique_ptr<model::Transformer> load_model(const std::string& path,
                                                const std::string& tokenizer_id,
-                                               const model::ModelParallel& mp) {
+                                               const model::ModelParallel& mp,
+                                               core::Device device) {
   io::CheckpointReader r(path);
   check_tokenizer(r, tokenizer_id);
-  auto m = std::make_unique<model::Transformer>(read_model_config(r), mp);
+  auto m = std::make_unique<model::Transformer>(read_model_config(r), mp.tp, mp.pp, device);
   read_model_weights(r, *m);
   return m;
 }

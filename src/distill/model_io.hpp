@@ -2,7 +2,8 @@
 // AdamW moments under /optimizer are DataParallelOptimizer's), the architecture under /config/model and
 // the tokenizer's identity under /config/tokenizer, so a checkpoint alone rebuilds its model.
 // Parameters are stored at their global shape; a tensor-parallel rank writes and reads its own
-// block, so a checkpoint loads at any tensor-parallel size.
+// block, so a checkpoint loads at any tensor-parallel size. Tensors on a GPU pass through host
+// memory on their way to and from the file (io/ sees host tensors only).
 #pragma once
 
 #include <memory>
@@ -13,6 +14,9 @@
 #include "model/transformer.hpp"
 
 namespace opd::distill {
+
+// x itself when it lives on the host, else a host copy of it.
+core::Tensor host_copy(const core::Tensor& x);
 
 // Collective over the writer's ranks (the tp ranks of one replica): each writes its shards.
 void write_model(io::CheckpointWriter& w, const model::Transformer& m,
@@ -29,8 +33,10 @@ void read_shard(io::CheckpointReader& r, const std::string& name, const model::P
 // over the tensor-parallel group).
 void read_model_weights(io::CheckpointReader& r, model::Transformer& m);
 // A model rebuilt from a checkpoint file (config + weights), sharded as `mp` says.
+// device: where its parameters live (the checkpoint is read on the host and copied there).
 std::unique_ptr<model::Transformer> load_model(const std::string& path,
                                                const std::string& tokenizer_id,
-                                               const model::ModelParallel& mp = {});
+                                               const model::ModelParallel& mp = {},
+                                               core::Device device = core::Device::Host);
 
 }  // namespace opd::distill

@@ -50,17 +50,20 @@ ResponseLogits::ResponseLogits(model::Transformer& student, const RolloutBatch& 
   if (!has_rows()) return;
   std::vector<int32_t> local(rb.rows.begin() + group.r0, rb.rows.begin() + group.r1);
   for (int32_t& r : local) r -= static_cast<int32_t>(group.b0 * T);
-  rows = Tensor::from_vector(local, {n});
+  // The hidden rows and the logits blocks live on the student's device; y and the per-row
+  // results stay on the host (the ops stage them, O(rows)).
+  const core::Device dev = student.device();
+  rows = ops::on_device(Tensor::from_vector(local, {n}), dev);
   y = Tensor::from_vector(
       std::vector<int32_t>(rb.targets.begin() + group.r0, rb.targets.begin() + group.r1), {n});
-  h_r = Tensor::empty({n, student.config().d_model});
+  h_r = Tensor::empty({n, student.config().d_model}, core::DType::F32, dev);
   if (n > 0) ops::embedding_forward(h, rows, h_r);  // gather the response positions
   full_ = teacher.signal.mode == backend::Signal::Full;
   sharded_ = student.tensor_parallel().size() > 1;
   const int64_t columns = sharded_ ? V / student.tensor_parallel().size() : V;
-  z_block_ = Tensor::empty({rows_per_block_, columns});
-  dz_block_ = Tensor::empty({rows_per_block_, columns});
-  if (full_) u_block_ = Tensor::empty({rows_per_block_, columns});
+  z_block_ = Tensor::empty({rows_per_block_, columns}, core::DType::F32, dev);
+  dz_block_ = Tensor::empty({rows_per_block_, columns}, core::DType::F32, dev);
+  if (full_) u_block_ = Tensor::empty({rows_per_block_, columns}, core::DType::F32, dev);
   diag_k_ = cfg.diag_k;
   beta_ = static_cast<float>(cfg.objective.beta);  // as the objective sees it (ObjectiveArgs)
 }

@@ -55,9 +55,9 @@ class ResponseLogits {
   // Scratch for a block's d_z, shaped like its z.
   Tensor dz_scratch(int64_t rows);
 
-  Tensor rows;  // [rows] flat positions within the group's [b1 - b0, T] ids
-  Tensor y;     // [rows] sampled tokens
-  Tensor h_r;   // [rows, D] the student's final hidden states there
+  Tensor rows;  // [rows] flat positions within the group's [b1 - b0, T] ids (student's device)
+  Tensor y;     // [rows] sampled tokens (host)
+  Tensor h_r;   // [rows, D] the student's final hidden states there (student's device)
 
  private:
   const ScoreReply& teacher_;

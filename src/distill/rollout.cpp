@@ -186,9 +186,10 @@ std::vector<int32_t> student_topk(model::Transformer& student, const RolloutBatc
   std::vector<int32_t> out(static_cast<std::size_t>(M * k));
   if (M == 0) return out;
   const parallel::PipelineParallel& pp = student.pipeline();
-  core::Tensor logits = core::Tensor::empty({rows_per_block, V});
-  core::Tensor vals = core::Tensor::empty({rows_per_block, k});
-  core::Tensor ids = core::Tensor::empty({rows_per_block, k}, core::DType::I32);
+  const core::Device dev = student.device();  // the blocks live there; the ids come back
+  core::Tensor logits = core::Tensor::empty({rows_per_block, V}, core::DType::F32, dev);
+  core::Tensor vals = core::Tensor::empty({rows_per_block, k}, core::DType::F32, dev);
+  core::Tensor ids = core::Tensor::empty({rows_per_block, k}, core::DType::I32, dev);
   const std::vector<RowGroup> groups = row_groups(rb, pp.size());  // one per pipeline stage
   for (std::size_t gi = 0; gi < groups.size(); ++gi) {
     const RowGroup& g = groups[gi];
@@ -198,8 +199,8 @@ std::vector<int32_t> student_topk(model::Transformer& student, const RolloutBatc
     if (!student.has_head() || g.rows() == 0) continue;
     std::vector<int32_t> local(rb.rows.begin() + g.r0, rb.rows.begin() + g.r1);
     for (int32_t& r : local) r -= static_cast<int32_t>(g.b0 * T);
-    core::Tensor hr = core::Tensor::empty({g.rows(), student.config().d_model});
-    ops::embedding_forward(h, core::Tensor::from_vector(local, {g.rows()}), hr);
+    core::Tensor hr = core::Tensor::empty({g.rows(), student.config().d_model}, core::DType::F32, dev);
+    ops::embedding_forward(h, ops::on_device(core::Tensor::from_vector(local, {g.rows()}), dev), hr);
     for (int64_t r0 = 0; r0 < g.rows(); r0 += rows_per_block) {
       const int64_t r1 = std::min(g.rows(), r0 + rows_per_block);
       core::Tensor v = vals.slice(0, r1 - r0), i = ids.slice(0, r1 - r0);
@@ -213,7 +214,8 @@ std::vector<int32_t> student_topk(model::Transformer& student, const RolloutBatc
         student.logits(hr.slice(r0, r1), l);
         ops::topk_rows(l, k, v, i);
       }
-      std::copy(i.data<int32_t>(), i.data<int32_t>() + (r1 - r0) * k, out.begin() + (g.r0 + r0) * k);
+      const core::Tensor got = ops::on_device(i, core::Device::Host);
+      std::copy(got.data<int32_t>(), got.data<int32_t>() + (r1 - r0) * k, out.begin() + (g.r0 + r0) * k);
     }
   }
   pp.wait_sends();

@@ -26,7 +26,7 @@ void teacher_logits_block(const ScoreReply& reply, int64_t r0, int64_t r1, Tenso
     ops::gemm(reply.hidden.slice(r0, r1), false, reply.head, true, out, scale);
     return;
   }
-  Tensor local = Tensor::empty({r1 - r0, reply.head.dim(0)});
+  Tensor local = Tensor::empty({r1 - r0, reply.head.dim(0)}, core::DType::F32, reply.head.device());
   ops::gemm(reply.hidden.slice(r0, r1), false, reply.head, true, local, scale);
   reply.head_tp.gather_columns(local, out);
 }
@@ -48,7 +48,8 @@ void LocalTeacher::forward_rows(const ScoreRequest& req, Tensor& hidden) {
     std::vector<int32_t> local(rows + r0, rows + r);
     for (int32_t& x : local) x -= static_cast<int32_t>(b0 * T);
     Tensor dst = hidden.slice(r0, r);
-    ops::embedding_forward(h, Tensor::from_vector(local, {r - r0}), dst);  // gather the rows
+    const Tensor at = ops::on_device(Tensor::from_vector(local, {r - r0}), h.device());
+    ops::embedding_forward(h, at, dst);  // gather the rows
   }
   pp.wait_sends();
 }
@@ -72,7 +73,11 @@ ScoreReply LocalTeacher::score(const ScoreRequest& req) {
   ScoreReply reply;
   reply.temperature = temperature_;
   reply.signal.mode = req.mode;
-  reply.hidden = Tensor::empty({M, model_->config().d_model});
+  // The hidden rows, the head and the [rows, V] blocks stay on the model's device; the per-row
+  // arrays of the reply come back to the host (O(rows x k)).
+  const core::Device dev = model_->device();
+  const core::Device host = core::Device::Host;
+  reply.hidden = Tensor::empty({M, model_->config().d_model}, DType::F32, dev);
   forward_rows(req, reply.hidden);
   if (!model_->has_head()) return reply;  // the other pipeline stages: the scores are the last's
   reply.head = model_->lm_head().value;
@@ -80,13 +85,16 @@ ScoreReply LocalTeacher::score(const ScoreRequest& req) {
 
   // Log-sum-exp, log q(y) and entropy: the vocab-chunked head (every mode uses them).
   ops::HeadStats stats;
-  stats.lse = Tensor::empty({M});
-  stats.target_logit = Tensor::empty({M});
-  stats.entropy = Tensor::empty({M});
-  parallel::vocab_parallel_head_stats(reply.hidden, reply.head, &req.targets, temperature_,
+  stats.lse = Tensor::empty({M}, DType::F32, dev);
+  stats.target_logit = Tensor::empty({M}, DType::F32, dev);
+  stats.entropy = Tensor::empty({M}, DType::F32, dev);
+  const Tensor targets = ops::on_device(req.targets, dev);
+  parallel::vocab_parallel_head_stats(reply.hidden, reply.head, &targets, temperature_,
                                       vocab_chunk_, reply.head_tp, stats);
+  stats.lse = ops::on_device(stats.lse, host);
+  stats.target_logit = ops::on_device(stats.target_logit, host);
   reply.lse = stats.lse;
-  reply.signal.entropy_q = stats.entropy;
+  reply.signal.entropy_q = ops::on_device(stats.entropy, host);
   reply.signal.logq_y = Tensor::empty({M});
   for (int64_t i = 0; i < M; ++i)
     reply.signal.logq_y.data<float>()[i] =
@@ -127,8 +135,16 @@ ScoreReply LocalTeacher::score(const ScoreRequest& req) {
     }
     return reply;
   }
-  Tensor block = Tensor::empty({rows_per_block_, V});
-  Tensor logq = Tensor::empty({rows_per_block_, V});
+  Tensor block = Tensor::empty({rows_per_block_, V}, DType::F32, dev);
+  Tensor logq = Tensor::empty({rows_per_block_, V}, DType::F32, dev);
+  // On a GPU the block's k-wide results are formed there and copied into the host reply.
+  const bool staged = dev != host;
+  Tensor got_d, tv_d, ti_d;
+  if (staged) {
+    got_d = Tensor::empty({rows_per_block_, k}, DType::F32, dev);
+    tv_d = Tensor::empty({rows_per_block_, k}, DType::F32, dev);
+    ti_d = Tensor::empty({rows_per_block_, k}, DType::I32, dev);
+  }
   for (int64_t r0 = 0; r0 < M; r0 += rows_per_block_) {
     const int64_t r1 = std::min(M, r0 + rows_per_block_);
     Tensor b = block.slice(0, r1 - r0);
@@ -136,10 +152,19 @@ ScoreReply LocalTeacher::score(const ScoreRequest& req) {
     teacher_logits_block(reply, r0, r1, b);
     ops::log_softmax_rows(b, lq);
     Tensor got = reply.signal.logq_student_ids.slice(r0, r1);
-    ops::gather_cols(lq, req.student_ids.slice(r0, r1), got);
     Tensor tv = reply.signal.logq_teacher_ids.slice(r0, r1);
     Tensor ti = reply.signal.teacher_ids.slice(r0, r1);
-    ops::topk_rows(lq, static_cast<int>(k), tv, ti);
+    if (!staged) {
+      ops::gather_cols(lq, req.student_ids.slice(r0, r1), got);
+      ops::topk_rows(lq, static_cast<int>(k), tv, ti);
+      continue;
+    }
+    Tensor gd = got_d.slice(0, r1 - r0), vd = tv_d.slice(0, r1 - r0), id = ti_d.slice(0, r1 - r0);
+    ops::gather_cols(lq, ops::on_device(req.student_ids.slice(r0, r1), dev), gd);
+    ops::topk_rows(lq, static_cast<int>(k), vd, id);
+    ops::copy(gd, got);
+    ops::copy(vd, tv);
+    ops::copy(id, ti);
   }
   return reply;
 }

@@ -9,15 +9,7 @@ namespace opd::model {
 namespace ops = opd::backend;
 using core::Tensor;
 
-namespace {
-// x on `device` (x itself when it is there already).
-Tensor on(const Tensor& x, core::Device device) {
-  if (x.device() == device) return x;
-  Tensor out = Tensor::empty(x.shape(), x.dtype(), device);
-  ops::copy(x, out);
-  return out;
-}
-}  // namespace
+using ops::on_device;
 
 LossSum lm_cross_entropy(Transformer& model, const Tensor& ids, const Tensor& pos,
                          const Tensor& targets, float grad_per_token, int64_t vocab_chunk,
@@ -43,13 +35,13 @@ LossSum lm_cross_entropy(Transformer& model, const Tensor& ids, const Tensor& po
     // The head runs where the model lives; the per-row loss bookkeeping on the host.
     const core::Device dev = model.device();
     const Tensor flat_targets = targets.slice(i * rows, (i + 1) * rows).view({N});
-    const Tensor targets_dev = on(flat_targets, dev);
+    const Tensor targets_dev = on_device(flat_targets, dev);
     ops::HeadStats stats;
     stats.lse = Tensor::empty({N}, core::DType::F32, dev);
     stats.target_logit = Tensor::empty({N}, core::DType::F32, dev);
     model.head_stats(h, &targets_dev, vocab_chunk, stats);
-    const Tensor lse_host = on(stats.lse, core::Device::Host);
-    const Tensor tl_host = on(stats.target_logit, core::Device::Host);
+    const Tensor lse_host = on_device(stats.lse, core::Device::Host);
+    const Tensor tl_host = on_device(stats.target_logit, core::Device::Host);
     const float* lse = lse_host.data<float>();
     const float* tl = tl_host.data<float>();
     const int32_t* tg = flat_targets.data<int32_t>();
@@ -65,7 +57,7 @@ LossSum lm_cross_entropy(Transformer& model, const Tensor& ids, const Tensor& po
     Tensor& d = dh[static_cast<std::size_t>(slot)];
     if (d.numel() != N * model.config().d_model)
       d = Tensor::empty({N, model.config().d_model}, core::DType::F32, dev);
-    model.head_cross_entropy_backward(h, targets_dev, stats.lse, on(d_loss, dev), vocab_chunk, d);
+    model.head_cross_entropy_backward(h, targets_dev, stats.lse, on_device(d_loss, dev), vocab_chunk, d);
   };
   auto backward = [&](int i) {
     model.backward(dh[static_cast<std::size_t>(i % pp.size())], i % pp.size(), i == micro_batches - 1);

@@ -476,12 +476,7 @@ Tensor Transformer::operand(const Tensor& x, Tensor& buf) const {
   return out;
 }
 
-Tensor Transformer::on_device(const Tensor& x) const {
-  if (x.device() == device()) return x;
-  Tensor out = Tensor::empty(x.shape(), x.dtype(), device());
-  ops::copy(x, out);
-  return out;
-}
+Tensor Transformer::on_device(const Tensor& x) const { return ops::on_device(x, device()); }
 
 backend::VocabRange Transformer::vocab_range() const {
   return {vocab_ * tensor_parallel().rank(), tensor_parallel().size() > 1 ? cfg_.vocab_size : 0};
