@@ -80,7 +80,27 @@ inline Tensor sampling_rows(int64_t B, int64_t V, uint64_t seed) {
   return x;
 }
 
+// Equal logits: every weight is exactly 1, so the top-p cut and the inverse CDF land exactly on
+// cumulative-mass boundaries (>= for the cut, > for the draw) and must agree with the CPU.
+inline void check_sampling_boundaries(DistillImpl& impl) {
+  const int64_t B = 8, V = 8;
+  const Tensor x = Tensor::from_vector(std::vector<float>(B * V, 0.5f), {B, V});
+  std::vector<float> uv;
+  for (int64_t b = 0; b < B; ++b) uv.push_back(static_cast<float>(b) / B);
+  const Tensor u = Tensor::from_vector(uv, {B});
+  for (int top_k : {0, 3})
+    for (float top_p : {1.0f, 0.5f, 0.25f, 0.75f}) {
+      Tensor ids = Tensor::empty({B}, DType::I32), lp = Tensor::empty({B});
+      Tensor ids_c = Tensor::empty({B}, DType::I32), lp_c = Tensor::empty({B});
+      impl.sample_rows(x, 1.0f, top_k, top_p, u, ids, lp);
+      ops::sample_rows(x, 1.0f, top_k, top_p, u, ids_c, lp_c);
+      EXPECT_EQ(ids.to_vector_i32(), ids_c.to_vector_i32()) << top_k << " " << top_p;
+      EXPECT_TRUE(all_close(lp, to_double(lp_c), 1e-6, 1e-6)) << top_k << " " << top_p;
+    }
+}
+
 inline void check_sampling(DistillImpl& impl) {
+  check_sampling_boundaries(impl);
   const int64_t B = 16;
   uint64_t seed = 100;
   for (int64_t V : {1, 2, 7, 300, 5000}) {
