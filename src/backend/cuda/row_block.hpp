@@ -96,6 +96,17 @@ OPD_ROW bool contains(const int32_t* ids, int64_t k, int64_t v) {
   return false;
 }
 
+// Whether the ascending a[0, n) holds v (binary search).
+OPD_ROW bool sorted_contains(const int32_t* a, int64_t n, int64_t v) {
+  int64_t lo = 0, hi = n;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (a[mid] < v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < n && a[lo] == v;
+}
+
 // The value carried for `id` in a row's (ids, values) list; NaN when it is not carried.
 OPD_ROW double carried(const int32_t* ids, const double* values, int64_t k, int64_t id) {
   for (int64_t c = 0; c < k; ++c)

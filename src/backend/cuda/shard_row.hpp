@@ -25,16 +25,6 @@ struct PartialsParams {
   double* out = nullptr;
 };
 
-OPD_ROW bool sorted_has(const int32_t* a, int64_t n, int64_t v) {
-  int64_t lo = 0, hi = n;
-  while (lo < hi) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    if (a[mid] < v) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo < n && a[lo] == v;
-}
-
 template <class Blk>
 OPD_ROW void partials_row(Blk& b, const PartialsParams& P, int64_t r) {
   const int64_t n = P.n, V = P.V, K = P.K;
@@ -75,7 +65,7 @@ OPD_ROW void partials_row(Blk& b, const PartialsParams& P, int64_t r) {
     const double e = exp(d);
     se += e;
     if (e > 0.0) st += e * d;
-    if (!sorted_has(mine, nm, j)) stail += e;
+    if (!sorted_contains(mine, nm, j)) stail += e;
   }
   se = b.sum(se);
   st = b.sum(st);
