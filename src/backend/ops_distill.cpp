@@ -3,6 +3,7 @@
 #include "backend/cpu/cpu_ops.hpp"
 #include "backend/device_check.hpp"
 #ifdef OPD_WITH_CUDA
+#include "backend/cuda/cuda_distill_ops.hpp"
 #include "backend/cuda/cuda_ops.hpp"
 #endif
 #include "backend/ops.hpp"
@@ -16,7 +17,7 @@ void gather_cols(const Tensor& x, const Tensor& ids, Tensor& out) {
 
 void token_stats(const Tensor& z, const TeacherRows& teacher, const Tensor& y, int diag_k,
                  TokenStats& out, const ShardRows* shard) {
-  require_host("token_stats", z);
+  OPD_ON_CUDA("token_stats", z, token_stats(z, teacher, y, diag_k, out, shard));
   cpu::token_stats(z, teacher, y, diag_k, out, shard);
 }
 
@@ -24,13 +25,14 @@ void objective_rows(const Tensor& z, const TeacherRows& teacher, const Tensor& y
                     const Tensor& logmu, const Tensor& adv, const Tensor& baseline,
                     const Tensor& w, const ObjectiveArgs& args, Tensor& loss, Tensor& dz,
                     const ShardRows* shard) {
-  require_host("objective_rows", z);
+  OPD_ON_CUDA("objective_rows", z,
+              objective_rows(z, teacher, y, logmu, adv, baseline, w, args, loss, dz, shard));
   cpu::objective_rows(z, teacher, y, logmu, adv, baseline, w, args, loss, dz, shard);
 }
 
 void shard_partials(const Tensor& z_local, const VocabRange& range, const Tensor& ids,
                     const Tensor* tail_ids, ShardPartials& out) {
-  require_host("shard_partials", z_local);
+  OPD_ON_CUDA("shard_partials", z_local, shard_partials(z_local, range, ids, tail_ids, out));
   cpu::shard_partials(z_local, range, ids, tail_ids, out);
 }
 
@@ -41,7 +43,7 @@ ShardRows combine_shards(const std::vector<ShardPartials>& shards, const VocabRa
 
 void shard_topk(const Tensor& x_local, const VocabRange& range, int64_t k,
                 std::vector<int32_t>& ids, std::vector<double>& values) {
-  require_host("shard_topk", x_local);
+  OPD_ON_CUDA("shard_topk", x_local, shard_topk(x_local, range, k, ids, values));
   cpu::shard_topk(x_local, range, k, ids, values);
 }
 
@@ -53,12 +55,12 @@ std::vector<int32_t> merge_topk(const std::vector<std::vector<int32_t>>& ids,
 
 void shard_full_sums(const Tensor& z_local, const Tensor& u_local, const std::vector<double>& lse,
                      const std::vector<double>& lse_u, double beta, ShardSums& out) {
-  require_host("shard_full_sums", z_local);
+  OPD_ON_CUDA("shard_full_sums", z_local, shard_full_sums(z_local, u_local, lse, lse_u, beta, out));
   cpu::shard_full_sums(z_local, u_local, lse, lse_u, beta, out);
 }
 
 std::vector<double> shard_values(const Tensor& x_local, const VocabRange& range, const Tensor& ids) {
-  require_host("shard_values", x_local);
+  OPD_ON_CUDA("shard_values", x_local, shard_values(x_local, range, ids));
   return cpu::shard_values(x_local, range, ids);
 }
 

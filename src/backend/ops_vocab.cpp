@@ -5,6 +5,7 @@
 #include "backend/cpu/cpu_ops.hpp"
 #include "backend/device_check.hpp"
 #ifdef OPD_WITH_CUDA
+#include "backend/cuda/cuda_distill_ops.hpp"
 #include "backend/cuda/cuda_ops.hpp"
 #endif
 
@@ -58,7 +59,8 @@ void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tens
 
 void sample_rows(const Tensor& logits, float temperature, int top_k, float top_p,
                  const Tensor& uniforms, Tensor& ids, Tensor& logprobs) {
-  require_host("sample_rows", logits);
+  OPD_ON_CUDA("sample_rows", logits,
+              sample_rows(logits, temperature, top_k, top_p, uniforms, ids, logprobs));
   cpu::sample_rows(logits, temperature, top_k, top_p, uniforms, ids, logprobs);
 }
 
