@@ -24,6 +24,12 @@ inline void require_host(const char* op, const core::Tensor& t) {
   do {                                                    \
     if ((t).device() == ::opd::core::Device::Cuda) return ::opd::backend::cuda::call; \
   } while (0)
+// Within a branch already known to hold CUDA tensors: the CUDA call, or (without the CUDA
+// backend) the clear error.
+#define OPD_ON_CUDA_CALL(op, call) ::opd::backend::cuda::call
 #else
 #define OPD_ON_CUDA(op, t, call) ::opd::backend::require_host(op, t)
+#define OPD_ON_CUDA_CALL(op, call) \
+  throw ::opd::Error(::opd::ErrorKind::Input, std::string("op ") + op + " needs the CUDA backend", \
+                     "backend", "run with device = \"cpu\", or build opd with CUDA")
 #endif

@@ -10,6 +10,30 @@
 
 namespace opd::backend {
 
+namespace {
+// Per-row outputs of a GPU op may live on the host (the distillation loop keeps its per-row
+// arrays there): the kernel writes a device twin of each such tensor, and finish() copies the
+// twins back (O(rows) each, never a [rows, V] block).
+class RowOutputs {
+ public:
+  explicit RowOutputs(core::Device device) : device_(device) {}
+  // t itself when it lives on the device (or is undefined), else a device twin of it.
+  Tensor twin(Tensor& t) {
+    if (!t.defined() || t.device() == device_) return t;
+    Tensor d = Tensor::empty(t.shape(), t.dtype(), device_);
+    pending_.emplace_back(&t, d);
+    return d;
+  }
+  void finish() {
+    for (auto& [host, dev] : pending_) copy(dev, *host);
+  }
+
+ private:
+  core::Device device_;
+  std::vector<std::pair<Tensor*, Tensor>> pending_;
+};
+}  // namespace
+
 void gather_cols(const Tensor& x, const Tensor& ids, Tensor& out) {
   OPD_ON_CUDA("gather_cols", x, gather_cols(x, ids, out));
   cpu::gather_cols(x, ids, out);
@@ -17,7 +41,21 @@ void gather_cols(const Tensor& x, const Tensor& ids, Tensor& out) {
 
 void token_stats(const Tensor& z, const TeacherRows& teacher, const Tensor& y, int diag_k,
                  TokenStats& out, const ShardRows* shard) {
-  OPD_ON_CUDA("token_stats", z, token_stats(z, teacher, y, diag_k, out, shard));
+  if (!z.is_host()) {
+    RowOutputs rows(z.device());
+    TokenStats twins;
+    for (auto [from, to] : {std::pair{&out.logp_y, &twins.logp_y}, {&out.entropy_p, &twins.entropy_p},
+                            {&out.logq_y, &twins.logq_y}, {&out.entropy_q, &twins.entropy_q},
+                            {&out.kl_full, &twins.kl_full}, {&out.kl_topk, &twins.kl_topk},
+                            {&out.overlap_ratio, &twins.overlap_ratio},
+                            {&out.overlap_mass_p, &twins.overlap_mass_p},
+                            {&out.overlap_mass_q, &twins.overlap_mass_q},
+                            {&out.overlap_adv, &twins.overlap_adv}})
+      *to = rows.twin(*from);
+    OPD_ON_CUDA_CALL("token_stats", token_stats(z, teacher, y, diag_k, twins, shard));
+    rows.finish();
+    return;
+  }
   cpu::token_stats(z, teacher, y, diag_k, out, shard);
 }
 
@@ -25,8 +63,14 @@ void objective_rows(const Tensor& z, const TeacherRows& teacher, const Tensor& y
                     const Tensor& logmu, const Tensor& adv, const Tensor& baseline,
                     const Tensor& w, const ObjectiveArgs& args, Tensor& loss, Tensor& dz,
                     const ShardRows* shard) {
-  OPD_ON_CUDA("objective_rows", z,
-              objective_rows(z, teacher, y, logmu, adv, baseline, w, args, loss, dz, shard));
+  if (!z.is_host()) {
+    RowOutputs rows(z.device());
+    Tensor loss_twin = rows.twin(loss);
+    OPD_ON_CUDA_CALL("objective_rows",
+                     objective_rows(z, teacher, y, logmu, adv, baseline, w, args, loss_twin, dz, shard));
+    rows.finish();
+    return;
+  }
   cpu::objective_rows(z, teacher, y, logmu, adv, baseline, w, args, loss, dz, shard);
 }
 

@@ -103,33 +103,34 @@ std::vector<Generation> generate(Transformer& model,
     }
     g.live = g.live && ++g.rounds < cfg.max_new_tokens;
   };
-  // Last stage: samples the group's next tokens from the rows h [n, D].
+  // Last stage: samples the group's next tokens from the rows h [n, D]. Logits, sampling and
+  // top-k run on the model's device; only the uniforms go there and the n (n x K) results
+  // come back.
+  const core::Device dev = model.device();
   auto sample = [&](Group& g, const Tensor& h) {
     const int64_t n = g.size();
-    logits = Tensor::empty({n, mc.vocab_size});
+    logits = Tensor::empty({n, mc.vocab_size}, DType::F32, dev);
     uniforms = Tensor::empty({n});
-    next = Tensor::empty({n}, DType::I32);
-    logprobs = Tensor::empty({n});
-    if (model.device() == core::Device::Host) {
-      model.logits(h, logits);
-    } else {  // a model on a GPU: its logits come to the host, where sampling runs so far
-      Tensor on_device = Tensor::empty({n, mc.vocab_size}, DType::F32, model.device());
-      model.logits(h, on_device);
-      ops::copy(on_device, logits);
-    }
+    next = Tensor::empty({n}, DType::I32, dev);
+    logprobs = Tensor::empty({n}, DType::F32, dev);
+    model.logits(h, logits);
     for (int64_t i = 0; i < n; ++i) {
       const auto bi = static_cast<std::size_t>(g.begin + i);
       uniforms.data<float>()[i] = done[bi] ? 0.0f : streams[bi].uniform();
     }
-    ops::sample_rows(logits, cfg.temperature, cfg.top_k, cfg.top_p, uniforms, next, logprobs);
+    ops::sample_rows(logits, cfg.temperature, cfg.top_k, cfg.top_p, ops::on_device(uniforms, dev),
+                     next, logprobs);
+    const Tensor ids_host = ops::on_device(next, core::Device::Host);
+    const Tensor lp_host = ops::on_device(logprobs, core::Device::Host);
     packet.assign(static_cast<std::size_t>(packet_size(g)), 0);
-    std::copy(next.data<int32_t>(), next.data<int32_t>() + n, packet.begin());
-    std::memcpy(packet.data() + n, logprobs.data<float>(), static_cast<std::size_t>(n) * sizeof(float));
+    std::copy(ids_host.data<int32_t>(), ids_host.data<int32_t>() + n, packet.begin());
+    std::memcpy(packet.data() + n, lp_host.data<float>(), static_cast<std::size_t>(n) * sizeof(float));
     if (K > 0) {
-      topk_vals = Tensor::empty({n, K});
-      topk_ids = Tensor::empty({n, K}, DType::I32);
+      topk_vals = Tensor::empty({n, K}, DType::F32, dev);
+      topk_ids = Tensor::empty({n, K}, DType::I32, dev);
       ops::topk_rows(logits, K, topk_vals, topk_ids);
-      std::copy(topk_ids.data<int32_t>(), topk_ids.data<int32_t>() + n * K, packet.begin() + 2 * n);
+      const Tensor top_host = ops::on_device(topk_ids, core::Device::Host);
+      std::copy(top_host.data<int32_t>(), top_host.data<int32_t>() + n * K, packet.begin() + 2 * n);
     }
   };
 
@@ -163,11 +164,7 @@ std::vector<Generation> generate(Transformer& model,
           Tensor last_rows = Tensor::empty({n}, DType::I32);
           for (int64_t i = 0; i < n; ++i)
             last_rows.data<int32_t>()[i] = static_cast<int32_t>(i * longest + length[static_cast<std::size_t>(g.begin + i)] - 1);
-          if (model.device() != core::Device::Host) {
-            Tensor rows_dev = Tensor::empty({n}, DType::I32, model.device());
-            ops::copy(last_rows, rows_dev);
-            last_rows = rows_dev;
-          }
+          last_rows = ops::on_device(last_rows, dev);
           h_last = Tensor::empty({n, mc.d_model}, DType::F32, model.device());
           ops::embedding_forward(h_all, last_rows, h_last);  // each sequence's last prompt row
           h = &h_last;
