@@ -6,6 +6,15 @@
 // Sends do not wait for the receiver (Communicator::isend copies them), so a stage can go on
 // with the next micro-batch while its neighbour computes: that is what makes micro-batched
 // prefill and decode, and the 1F1B training schedule, pipelined rather than sequential.
+//
+// CUDA activations and gradients travel GPU to GPU through the group's NCCL device group
+// (comm/device_group.hpp; the first device transfer creates it and is collective over the
+// pipeline group, which every stage reaches in its first micro-batch). A device send copies its
+// tensor at once and goes out together with this stage's next receive (one NCCL group, so two
+// stages sending to each other cannot deadlock), or at the next host transfer or wait_sends():
+// a device send is delivered by then, which is all the schedules need. Between two ranks the
+// device messages keep their order, as each direction carries one kind (activations forward,
+// gradients back).
 #pragma once
 
 #include <cstdint>
@@ -44,9 +53,11 @@ class PipelineParallel {
   void recv_from_last(void* data, int64_t bytes) const;
   // The last stage's bytes on every stage (a collective).
   void broadcast_from_last(void* data, int64_t bytes) const;
-  void wait_sends() const { group_.wait_sends(); }
+  // Delivers every send of this stage (device sends included).
+  void wait_sends() const;
 
  private:
+  void flush_device_sends() const;
   comm::Communicator group_;
 };
 
