@@ -60,7 +60,9 @@ class DeviceComm {
   // flush_sends(). Two pipeline stages that send to each other and then receive therefore
   // cannot deadlock, and no NCCL transfer is left waiting on a peer while the host does other
   // work (a device-wide synchronisation, e.g. cudaFree, would wait for it). Messages between
-  // two ranks arrive in the order they were sent.
+  // two ranks arrive in the order they were sent. The first send or receive between two ranks
+  // also waits for the peer's first send to or receive from this rank (a handshake that sets
+  // up NCCL's connections in both directions at once).
   void send(const core::Tensor& x, int peer);
   void recv(core::Tensor& x, int peer);
   void flush_sends();

@@ -47,6 +47,9 @@ struct DeviceComm::Impl {
   std::vector<std::size_t> staging_bytes;
   void* gather = nullptr;  // allgather_columns' [P, M, C] buffer
   std::size_t gather_bytes = 0;
+  std::vector<char> connected;  // per peer: the first-contact handshake is done
+  void* scratch = nullptr;      // the handshake's two bytes
+  std::size_t scratch_bytes = 0;
 
   void check(abi::Result r, const char* call) const {
     if (r != abi::kSuccess)
@@ -91,6 +94,22 @@ struct DeviceComm::Impl {
       have = need;
     }
     return buf;
+  }
+
+  // NCCL sets up a point-to-point connection at its first use, inside ncclGroupEnd, and that
+  // blocks until the peer sets up the matching one. If one side's first group held both
+  // directions and the other's only one, the first would wait for a setup the second makes
+  // only after its data has arrived: a deadlock. So the first contact between two ranks is a
+  // symmetric one-byte exchange that connects both directions at once, on both sides.
+  void connect(int peer) {
+    if (connected[static_cast<std::size_t>(peer)]) return;
+    char* bytes = static_cast<char*>(grow(scratch, scratch_bytes, 2));
+    check(lib->group_start(), "ncclGroupStart");
+    check(lib->send(bytes, 1, abi::kInt8, peer, comm, stream), "ncclSend (handshake)");
+    check(lib->recv(bytes + 1, 1, abi::kInt8, peer, comm, stream), "ncclRecv (handshake)");
+    check(lib->group_end(), "ncclGroupEnd");
+    synchronize();
+    connected[static_cast<std::size_t>(peer)] = 1;
   }
 
   // The queued sends (and the receive, if any) as one NCCL group, then waits for all of them.
@@ -138,6 +157,7 @@ DeviceComm::DeviceComm(int rank, int size, const DeviceCommId& id) : impl_(std::
   m.lib = cuda::nccl();
   m.rank = rank;
   m.size = size;
+  m.connected.assign(static_cast<std::size_t>(size), 0);
   abi::UniqueId uid{};
   std::memcpy(uid.internal, id.data(), kDeviceCommIdBytes);
   const abi::Result r = m.lib->comm_init_rank(&m.comm, size, uid, rank);
@@ -159,6 +179,7 @@ DeviceComm::~DeviceComm() {
   if (m.comm) m.lib->comm_destroy(m.comm);
   for (void* p : m.staging) cudaFree(p);
   if (m.gather) cudaFree(m.gather);
+  if (m.scratch) cudaFree(m.scratch);
   if (m.compute_done) cudaEventDestroy(m.compute_done);
   if (m.stream) cudaStreamDestroy(m.stream);
 }
@@ -256,6 +277,7 @@ void DeviceComm::send(const Tensor& x, int peer) {
   OPD_CHECK(peer >= 0 && peer < m.size && peer != m.rank, "device send to rank ", peer, " from ",
             m.rank, " of ", m.size);
   if (x.bytes() == 0) return;
+  m.connect(peer);
   const std::size_t i = m.queued.size();
   if (m.staging.size() <= i) {
     m.staging.push_back(nullptr);
@@ -273,6 +295,7 @@ void DeviceComm::recv(Tensor& x, int peer) {
   Impl& m = *impl_;
   OPD_CHECK(peer >= 0 && peer < m.size && peer != m.rank, "device recv from rank ", peer, " at ",
             m.rank, " of ", m.size);
+  if (x.bytes() > 0) m.connect(peer);
   m.exchange(x.raw(), x.bytes(), peer);
 }
 
