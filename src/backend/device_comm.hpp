@@ -56,14 +56,18 @@ class DeviceComm {
   void wait();
 
   // Point to point. send() copies x at once (the caller may overwrite it) and queues the
-  // transfer; the queued sends go out together with this rank's next recv(), or at
-  // flush_sends(). Two pipeline stages that send to each other and then receive therefore
-  // cannot deadlock, and no NCCL transfer is left waiting on a peer while the host does other
-  // work (a device-wide synchronisation, e.g. cudaFree, would wait for it). Messages between
-  // two ranks arrive in the order they were sent. The first send or receive between two ranks
-  // also waits for the peer's first send to or receive from this rank (a handshake that sets
-  // up NCCL's connections in both directions at once).
+  // transfer. start_sends() starts the queued sends without waiting for them (they finish when
+  // the peers receive); recv() starts them together with the receive, as one NCCL group, and
+  // waits for both; flush_sends() starts them and waits for every send of this rank.
+  // Two pipeline stages that send to each other and then receive must leave their sends queued
+  // until the receive: NCCL runs a group's operations in issue order, so a started send waiting
+  // for its peer would hold up this rank's receive while the peer's send waits for it, and a
+  // device-wide synchronisation (cudaFree) waits for every started send as well. Messages
+  // between two ranks arrive in the order they were sent. The first send or receive between two
+  // ranks also waits for the peer's first send to or receive from this rank (a handshake that
+  // sets up NCCL's connections in both directions at once).
   void send(const core::Tensor& x, int peer);
+  void start_sends();
   void recv(core::Tensor& x, int peer);
   void flush_sends();
   bool sends_queued() const;

@@ -33,6 +33,7 @@ void DeviceComm::allgather_columns(const core::Tensor&, core::Tensor&) { no_cuda
 void DeviceComm::start_allreduce_sum(core::Tensor&) { no_cuda(); }
 void DeviceComm::wait() {}
 void DeviceComm::send(const core::Tensor&, int) { no_cuda(); }
+void DeviceComm::start_sends() {}
 void DeviceComm::recv(core::Tensor&, int) { no_cuda(); }
 void DeviceComm::flush_sends() {}
 bool DeviceComm::sends_queued() const { return false; }

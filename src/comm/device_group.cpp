@@ -87,6 +87,10 @@ void DeviceGroup::send(const core::Tensor& x, int peer) const {
   const Timed timed;
   comm_->send(x, peer);
 }
+void DeviceGroup::start_sends() const {
+  const Timed timed;
+  comm_->start_sends();
+}
 void DeviceGroup::recv(core::Tensor& x, int peer) const {
   const Timed timed;
   comm_->recv(x, peer);

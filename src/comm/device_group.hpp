@@ -38,6 +38,7 @@ class DeviceGroup {
   void start_allreduce_sum(core::Tensor& x) const;
   void wait() const;
   void send(const core::Tensor& x, int peer) const;
+  void start_sends() const;
   void recv(core::Tensor& x, int peer) const;
   void flush_sends() const;
 

@@ -26,9 +26,15 @@ std::pair<int64_t, int64_t> PipelineParallel::layers(int64_t n_layers, int stage
   return {begin, begin + base + (stage < extra ? 1 : 0)};
 }
 
+void PipelineParallel::send_device(const core::Tensor& x, int peer) const {
+  const comm::DeviceGroup& g = group_.device_group();
+  g.send(x, peer);
+  if (!*paired_) g.start_sends();
+}
+
 void PipelineParallel::send_next(const core::Tensor& x) const {
   if (on_device(x, "send"))
-    group_.device_group().send(x, rank() + 1);
+    send_device(x, rank() + 1);
   else
     group_.isend(x.raw(), static_cast<int64_t>(x.bytes()), rank() + 1, kTagActivation);
 }
@@ -42,7 +48,7 @@ void PipelineParallel::recv_prev(core::Tensor& x) const {
 
 void PipelineParallel::send_prev(const core::Tensor& dx) const {
   if (on_device(dx, "send"))
-    group_.device_group().send(dx, rank() - 1);
+    send_device(dx, rank() - 1);
   else
     group_.isend(dx.raw(), static_cast<int64_t>(dx.bytes()), rank() - 1, kTagGradient);
 }
@@ -81,6 +87,14 @@ void PipelineParallel::wait_sends() const {
 void one_forward_one_backward(const PipelineParallel& pp, int n,
                               const std::function<void(int)>& forward,
                               const std::function<void(int)>& backward) {
+  // Activations and gradients cross in both directions here: device sends wait for this
+  // stage's next receive (PipelineParallel's header says why).
+  struct Paired {
+    bool& flag;
+    bool before;
+    explicit Paired(bool& f) : flag(f), before(f) { flag = true; }
+    ~Paired() { flag = before; }
+  } paired(*pp.paired_);
   const int warmup = std::min(n, pp.size() - pp.rank() - 1);
   for (int i = 0; i < warmup; ++i) forward(i);
   for (int i = 0; i < n - warmup; ++i) {

@@ -144,8 +144,9 @@ TEST(DeviceParallelWorker, Pipeline) {
     }
   };
   opd::parallel::one_forward_one_backward(pp, n, forward, backward);
-  // A forward-only pass ending in a host transfer from the last stage (as in decoding).
-  for (int i = 0; i < 2; ++i) forward(i);
+  // A forward-only pass (its sends start at once, several in flight, the large one among
+  // them) ending in a host transfer from the last stage (as in decoding).
+  for (int i = 1; i < 4; ++i) forward(i);
   int32_t token = pp.last() ? 4242 : 0;
   if (pp.last())
     pp.send_from_last(&token, sizeof token);

@@ -36,15 +36,24 @@ struct DeviceComm::Impl {
   int rank = 0, size = 1;
   cudaStream_t stream = nullptr;  // this group's NCCL work
   cudaEvent_t compute_done = nullptr;  // recorded on the compute stream before each call
-  bool in_flight = false;  // started sums not yet waited for
+  bool in_flight = false;  // work on the stream not yet waited for
 
-  struct Staged {  // a queued send: its bytes copied into a buffer of ours
+  // Sends copy their bytes into staging buffers of ours. A buffer is queued (copied, its send
+  // not yet started), launched (its send on the stream, `done` recorded after it) or idle.
+  enum class State { Idle, Queued, Launched };
+  struct Staging {
+    void* ptr = nullptr;
+    std::size_t bytes = 0;
+    cudaEvent_t done = nullptr;
+    State state = State::Idle;
+  };
+  struct Send {
     int peer = 0;
     std::size_t bytes = 0;
+    std::size_t buffer = 0;  // index into staging
   };
-  std::vector<Staged> queued;
-  std::vector<void*> staging;  // one buffer per queued send, reused
-  std::vector<std::size_t> staging_bytes;
+  std::vector<Staging> staging;
+  std::vector<Send> queued;
   void* gather = nullptr;  // allgather_columns' [P, M, C] buffer
   std::size_t gather_bytes = 0;
   std::vector<char> connected;  // per peer: the first-contact handshake is done
@@ -83,6 +92,31 @@ struct DeviceComm::Impl {
       std::this_thread::yield();
     }
     in_flight = false;
+    for (Staging& b : staging)  // the stream is idle: every send has gone out
+      if (b.state == State::Launched) b.state = State::Idle;
+  }
+
+  // A staging buffer of at least `need` bytes that no queued or running send uses.
+  std::size_t take_staging(std::size_t need) {
+    for (Staging& b : staging)
+      if (b.state == State::Launched) {
+        const cudaError_t st = cudaEventQuery(b.done);
+        if (st == cudaSuccess) b.state = State::Idle;
+        else if (st != cudaErrorNotReady) cuda::check(st, "nccl: staging event");
+      }
+    std::size_t pick = staging.size();
+    for (std::size_t i = 0; i < staging.size(); ++i)
+      if (staging[i].state == State::Idle && (pick == staging.size() || staging[i].bytes >= need))
+        pick = i;  // an idle buffer, preferably one large enough
+    if (pick == staging.size()) {
+      staging.emplace_back();
+      cuda::check(cudaEventCreateWithFlags(&staging.back().done, cudaEventDisableTiming),
+                  "nccl: staging event");
+    }
+    Staging& b = staging[pick];
+    grow(b.ptr, b.bytes, need);
+    b.state = State::Queued;
+    return pick;
   }
 
   void* grow(void*& buf, std::size_t& have, std::size_t need) {
@@ -112,19 +146,24 @@ struct DeviceComm::Impl {
     connected[static_cast<std::size_t>(peer)] = 1;
   }
 
-  // The queued sends (and the receive, if any) as one NCCL group, then waits for all of them.
-  void exchange(void* recv_data, std::size_t recv_bytes, int recv_peer) {
+  // Starts the queued sends, and the receive if any, as one NCCL group (so that they progress
+  // together), without waiting for them.
+  void launch(void* recv_data, std::size_t recv_bytes, int recv_peer) {
     if (queued.empty() && recv_bytes == 0) return;
     after_compute();  // covers the staging copies, queued on the compute stream
     check(lib->group_start(), "ncclGroupStart");
-    for (std::size_t i = 0; i < queued.size(); ++i)
-      check(lib->send(staging[i], queued[i].bytes, abi::kInt8, queued[i].peer, comm, stream),
-            "ncclSend");
+    for (const Send& q : queued)
+      check(lib->send(staging[q.buffer].ptr, q.bytes, abi::kInt8, q.peer, comm, stream), "ncclSend");
     if (recv_bytes > 0)
       check(lib->recv(recv_data, recv_bytes, abi::kInt8, recv_peer, comm, stream), "ncclRecv");
     check(lib->group_end(), "ncclGroupEnd");
+    for (const Send& q : queued) {
+      Staging& b = staging[q.buffer];
+      cuda::check(cudaEventRecord(b.done, stream), "nccl: staging event");
+      b.state = State::Launched;
+    }
     queued.clear();
-    synchronize();
+    in_flight = true;
   }
 };
 
@@ -177,7 +216,10 @@ DeviceComm::~DeviceComm() {
   // No throwing here: at worst a resource stays allocated until the process ends.
   if (m.stream) cudaStreamSynchronize(m.stream);
   if (m.comm) m.lib->comm_destroy(m.comm);
-  for (void* p : m.staging) cudaFree(p);
+  for (const Impl::Staging& b : m.staging) {
+    if (b.ptr) cudaFree(b.ptr);
+    if (b.done) cudaEventDestroy(b.done);
+  }
   if (m.gather) cudaFree(m.gather);
   if (m.scratch) cudaFree(m.scratch);
   if (m.compute_done) cudaEventDestroy(m.compute_done);
@@ -278,17 +320,15 @@ void DeviceComm::send(const Tensor& x, int peer) {
             m.rank, " of ", m.size);
   if (x.bytes() == 0) return;
   m.connect(peer);
-  const std::size_t i = m.queued.size();
-  if (m.staging.size() <= i) {
-    m.staging.push_back(nullptr);
-    m.staging_bytes.push_back(0);
-  }
-  void* buf = m.grow(m.staging[i], m.staging_bytes[i], x.bytes());
+  const std::size_t i = m.take_staging(x.bytes());
   // On the compute stream: ordered after the ops that wrote x and before any that overwrite it.
-  cuda::check(cudaMemcpyAsync(buf, x.raw(), x.bytes(), cudaMemcpyDeviceToDevice, cudaStreamLegacy),
+  cuda::check(cudaMemcpyAsync(m.staging[i].ptr, x.raw(), x.bytes(), cudaMemcpyDeviceToDevice,
+                              cudaStreamLegacy),
               "device send: staging copy");
-  m.queued.push_back({peer, x.bytes()});
+  m.queued.push_back({peer, x.bytes(), i});
 }
+
+void DeviceComm::start_sends() { impl_->launch(nullptr, 0, 0); }
 
 void DeviceComm::recv(Tensor& x, int peer) {
   require_cuda("recv", "x", x);
@@ -296,10 +336,14 @@ void DeviceComm::recv(Tensor& x, int peer) {
   OPD_CHECK(peer >= 0 && peer < m.size && peer != m.rank, "device recv from rank ", peer, " at ",
             m.rank, " of ", m.size);
   if (x.bytes() > 0) m.connect(peer);
-  m.exchange(x.raw(), x.bytes(), peer);
+  m.launch(x.raw(), x.bytes(), peer);
+  if (m.in_flight) m.synchronize();
 }
 
-void DeviceComm::flush_sends() { impl_->exchange(nullptr, 0, 0); }
+void DeviceComm::flush_sends() {
+  impl_->launch(nullptr, 0, 0);
+  if (impl_->in_flight) impl_->synchronize();
+}
 
 bool DeviceComm::sends_queued() const { return !impl_->queued.empty(); }
 
