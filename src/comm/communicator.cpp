@@ -6,6 +6,7 @@
 #include <cstring>
 #include <list>
 
+#include "comm/device_group.hpp"
 #include "core/error.hpp"
 
 namespace opd::comm {
@@ -32,6 +33,7 @@ struct Timed {
 }  // namespace
 
 double mpi_seconds() { return g_mpi_seconds; }
+void add_communication_seconds(double seconds) { g_mpi_seconds += seconds; }
 
 struct Communicator::Handle {
   MPI_Comm comm = MPI_COMM_NULL;
@@ -42,7 +44,9 @@ struct Communicator::Handle {
   };
   std::list<Pending> pending;  // isends in flight (a list: the copies must not move)
   std::vector<MPI_Request> reductions;  // iallreduces in flight
+  std::unique_ptr<DeviceGroup> device;  // created by the first device collective
   ~Handle() {
+    device.reset();  // NCCL first: its communicator may still be finishing work
     if (!mpi_running()) return;
     for (auto& p : pending) MPI_Wait(&p.request, MPI_STATUS_IGNORE);
     for (auto& r : reductions) MPI_Wait(&r, MPI_STATUS_IGNORE);
@@ -140,6 +144,19 @@ std::vector<std::string> Communicator::gather(const std::string& mine, int root)
 }
 
 const void* Communicator::native_handle() const { return handle_ ? &handle_->comm : nullptr; }
+
+const DeviceGroup& Communicator::device_group() const {
+  if (!handle_) {
+    // The one-rank communicator without MPI: one process-wide group. Never destroyed, because
+    // tearing NCCL down at exit races the CUDA runtime's own teardown.
+    static const DeviceGroup* self = new DeviceGroup(Communicator());
+    return *self;
+  }
+  if (!handle_->device) handle_->device = std::make_unique<DeviceGroup>(*this);
+  return *handle_->device;
+}
+
+bool Communicator::has_device_group() const { return handle_ && handle_->device; }
 
 void Communicator::broadcast(void* data, int64_t bytes, int root) const {
   const Timed timed;

@@ -1,6 +1,6 @@
 // A communicator over host buffers (MPI). Without MPI running it is the one-rank communicator,
-// whose collectives are identities, so single-process code needs no special case. The same
-// interface will carry NCCL communicators for device buffers (the GPU issue).
+// whose collectives are identities, so single-process code needs no special case. Its
+// device_group() carries the same ranks' collectives on CUDA tensors (NCCL, comm/device_group.hpp).
 #pragma once
 
 #include <cstdint>
@@ -13,6 +13,10 @@ namespace opd::comm {
 // Seconds this process has spent in Communicator calls so far (transfers and waiting for the
 // other ranks): the difference over a step is its communication time.
 double mpi_seconds();
+// Adds to mpi_seconds() (the device collectives count as communication too).
+void add_communication_seconds(double seconds);
+
+class DeviceGroup;
 
 class Communicator {
  public:
@@ -52,6 +56,11 @@ class Communicator {
   // The MPI_Comm behind this communicator (as a pointer to it; null for the one-rank
   // communicator without MPI). Read it through comm/mpi_native.hpp.
   const void* native_handle() const;
+  // The NCCL group of these ranks, shared by every copy of this communicator. The first call
+  // creates it and is collective (every rank of the communicator calls it; see DeviceGroup).
+  const DeviceGroup& device_group() const;
+  // Whether device_group() has been created (no NCCL is touched before a device collective).
+  bool has_device_group() const;
 
  private:
   struct Handle;                   // holds the MPI_Comm, so this header needs no mpi.h

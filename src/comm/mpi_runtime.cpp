@@ -36,6 +36,33 @@ int world_size() {
   return size;
 }
 
+namespace {
+struct NodeRanks {
+  int rank = 0, size = 1;
+};
+NodeRanks node_ranks() {
+  static NodeRanks cached = [] {
+    NodeRanks r;
+    int initialized = 0, finalized = 0;
+    MPI_Initialized(&initialized);
+    MPI_Finalized(&finalized);
+    if (!initialized || finalized) return r;
+    MPI_Comm node = MPI_COMM_NULL;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) !=
+        MPI_SUCCESS)
+      return r;
+    MPI_Comm_rank(node, &r.rank);
+    MPI_Comm_size(node, &r.size);
+    MPI_Comm_free(&node);
+    return r;
+  }();
+  return cached;
+}
+}  // namespace
+
+int local_rank() { return node_ranks().rank; }
+int local_size() { return node_ranks().size; }
+
 void abort_all(int status) {
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);

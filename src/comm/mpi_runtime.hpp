@@ -22,6 +22,11 @@ class MpiRuntime {
 
 // Ranks in MPI_COMM_WORLD (1 when MPI was not started).
 int world_size();
+// This rank's index among the ranks on its node (MPI_Comm_split_type SHARED), and their
+// number; 0 and 1 without MPI. Call it after MpiRuntime has started MPI: the first call is
+// collective over the world (every rank calls it, e.g. at start-up to pick its GPU) and cached.
+int local_rank();
+int local_size();
 // True when the environment shows an MPI launcher started this process.
 bool launched_by_mpi();
 // Ends every rank with `status` (MPI_Abort when MPI is active, else exit).

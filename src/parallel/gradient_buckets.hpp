@@ -5,6 +5,11 @@
 // later layers overlaps the backward of the earlier ones. Buckets start in the same order on
 // every rank (a bucket ready early waits for the ones before it): non-blocking collectives must
 // be issued in the same order everywhere.
+//
+// CUDA gradients are summed by the data-parallel group's NCCL device group instead of MPI: a
+// bucket is packed on the device and its sum runs on NCCL's stream, overlapping the rest of the
+// backward just the same; finish() waits for them. The first device bucket creates the device
+// group, collectively over the data-parallel ranks (every rank reaches finish()).
 #pragma once
 
 #include <cstdint>
@@ -17,7 +22,8 @@ namespace opd::parallel {
 
 class GradientBuckets {
  public:
-  // grads: host F32 tensors in parameter order (they stay owned by the caller).
+  // grads: F32 tensors in parameter order, all on the host or all on the CUDA device (they
+  // stay owned by the caller).
   GradientBuckets(std::vector<core::Tensor*> grads, comm::Communicator dp,
                   int64_t bucket_bytes = 16 << 20);
 
@@ -34,8 +40,10 @@ class GradientBuckets {
     int64_t floats = 0;
     int waiting = 0;  // parameters not yet ready this update
     std::vector<float> flat;
+    core::Tensor device_flat;  // [floats] on the device, allocated at the first device update
   };
   void start_ready_buckets();
+  void start_on_device(Bucket& b);
 
   std::vector<core::Tensor*> grads_;
   comm::Communicator dp_;
@@ -43,6 +51,7 @@ class GradientBuckets {
   std::vector<int> bucket_of_;   // per parameter
   std::vector<bool> reported_;   // per parameter, this update
   int started_ = 0;              // buckets [0, started_) are in flight
+  bool on_device_ = false;       // CUDA gradients: NCCL instead of MPI
 };
 
 }  // namespace opd::parallel

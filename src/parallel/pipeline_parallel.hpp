@@ -6,10 +6,23 @@
 // Sends do not wait for the receiver (Communicator::isend copies them), so a stage can go on
 // with the next micro-batch while its neighbour computes: that is what makes micro-batched
 // prefill and decode, and the 1F1B training schedule, pipelined rather than sequential.
+//
+// CUDA activations and gradients travel GPU to GPU through the group's NCCL device group
+// (comm/device_group.hpp; the first device transfer creates it and is collective over the
+// pipeline group, which every stage reaches in its first micro-batch). A device send copies its
+// tensor at once, so the caller may reuse it, as with MPI. Where the traffic goes one way
+// (forward-only passes: prefill, decode, scoring) it starts at once and the next stage can
+// begin. Inside one_forward_one_backward, where activations go forward while gradients come
+// back, it waits and goes out together with this stage's next receive (one NCCL group): NCCL
+// runs one group's transfers in issue order, so two stages each with a started send to the
+// other ahead of their receives would wait for each other forever. Every device send is
+// delivered by the next host transfer or wait_sends(). Between two ranks the device messages
+// keep their order, as each direction carries one kind (activations forward, gradients back).
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <utility>
 
 #include "comm/communicator.hpp"
@@ -44,10 +57,17 @@ class PipelineParallel {
   void recv_from_last(void* data, int64_t bytes) const;
   // The last stage's bytes on every stage (a collective).
   void broadcast_from_last(void* data, int64_t bytes) const;
-  void wait_sends() const { group_.wait_sends(); }
+  // Delivers every send of this stage (device sends included).
+  void wait_sends() const;
 
  private:
+  friend void one_forward_one_backward(const PipelineParallel&, int, const std::function<void(int)>&,
+                                       const std::function<void(int)>&);
+  void send_device(const core::Tensor& x, int peer) const;
+  void flush_device_sends() const;
   comm::Communicator group_;
+  // Inside one_forward_one_backward: device sends wait for the next receive. Shared by copies.
+  std::shared_ptr<bool> paired_ = std::make_shared<bool>(false);
 };
 
 // Runs n micro-batches through this stage in the one-forward-one-backward order: warm-up
