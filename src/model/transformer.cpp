@@ -29,8 +29,12 @@ Transformer::Transformer(const ModelConfig& cfg, parallel::TensorParallel tp,
                          parallel::PipelineParallel pp, core::Device device)
     : cfg_(cfg), params_(std::move(tp), std::move(pp), device) {
   cfg_.validate("model");
-  OPD_CHECK(device == core::Device::Host || (tensor_parallel().size() == 1 && pipeline().size() == 1),
-            "a model on a CUDA device runs on one rank so far (tp = pp = 1)");
+  // On GPUs the pipeline and data-parallel traffic goes through NCCL; the vocabulary-parallel
+  // head still combines its row statistics in host memory, so tensor parallelism is host-only.
+  if (device != core::Device::Host && tensor_parallel().size() > 1)
+    input_error("parallel", "tensor parallelism (tp = " + std::to_string(tensor_parallel().size()) +
+                                ") is not available on GPUs yet",
+                "use tp = 1 with pipeline (pp) or data (dp) parallelism on GPUs, or run on CPUs");
   const int P = tensor_parallel().size();
   cfg_.check_layout(P, pipeline().size(), "model", "parallel");
   heads_ = cfg_.n_heads / P;

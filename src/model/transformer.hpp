@@ -60,8 +60,7 @@ class Transformer {
  public:
   // tp: the tensor-parallel group this rank's shards belong to; pp: the pipeline group whose
   // stage this rank is (defaults: one rank, the whole model).
-  // device: where parameters, activations and caches live (a CUDA device: one rank so far, no
-  // tensor or pipeline parallelism there yet).
+  // device: where parameters, activations and caches live (a CUDA device: tp = 1 so far).
   explicit Transformer(const ModelConfig& cfg, parallel::TensorParallel tp = {},
                        parallel::PipelineParallel pp = {}, core::Device device = core::Device::Host);
   Transformer(const ModelConfig& cfg, const ModelParallel& mp) : Transformer(cfg, mp.tp, mp.pp) {}
