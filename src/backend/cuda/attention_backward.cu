@@ -1,0 +1,340 @@
+// CUDA attention backward (backend/ops.hpp contract). From the lse, FlashAttention-2 style and
+// deterministic (no atomics), P recomputed tile by tile as exp(scale q.k - lse):
+//   1. D_i = dO_i . O_i with O_i = sum_j P_ij v_j (the forward kernel's delta form), since the op
+//      is not given the forward's output;
+//   2. a block per (key tile, batch and kv head) keeps its K and V tiles in shared memory and
+//      accumulates dK and dV in registers over every query tile of all heads of the GQA group:
+//      dV_j = sum_i P_ij dO_i, dK_j = scale sum_i dS_ij q_i, dS_ij = P_ij (dO_i . v_j - D_i);
+//      query tiles whose rows see none of the block's keys are skipped;
+//   3. a block per (query tile, batch and kv head) walks its visible key tiles for
+//      dQ_i = scale sum_j dS_ij k_j.
+// From P (the probs variant): the simple kernel of attention_probs.cu.
+#include "backend/cuda/attention_common.cuh"
+#include "backend/cuda/cuda_ops.hpp"
+
+namespace opd::backend::cuda {
+
+namespace attn {
+
+namespace {
+
+struct BwdArgs {
+  const Elem *q, *k, *v, *d_out;
+  const int32_t* q_pos;
+  const float *lse, *delta;
+  float scale;
+  float *dq, *dk, *dv;
+  Shape s;
+};
+
+// Per query row of a tile: keys seen (0 past the last row), lse and D; returns whether the row
+// sees key j0. Called by threads < kBr.
+__device__ __forceinline__ bool load_row_stats(const BwdArgs& a, int b, int g, int n0, int rows,
+                                               int i, int* vis_s, float* lse_s, float* d_s,
+                                               int j0) {
+  int vis = 0;
+  float l = 0.0f, d = 0.0f;
+  if (i < rows) {
+    const Row r = row_of(a.s, g, n0 + i);
+    vis = visible_keys(a.q_pos[static_cast<int64_t>(b) * a.s.T + r.t], a.s.S);
+    l = a.lse[lse_offset(a.s, b, r.h, r.t)];
+    d = a.delta[lse_offset(a.s, b, r.h, r.t)];
+  }
+  vis_s[i] = vis;
+  lse_s[i] = l;
+  d_s[i] = d;
+  return vis > j0;
+}
+
+// S = Q K^T and dP = dO V^T for the thread's rows ty + 16 i and keys tx + 16 c of a tile, then
+// dS (and P) with the row's visibility, lse and D; masked entries are exactly 0.
+template <int kA, int kC, int kE>
+__device__ __forceinline__ void scores_to_ds(const float* qs, const float* dos, const float* ks,
+                                             const float* vs, const int* vis_s,
+                                             const float* lse_s, const float* d_s, int j0,
+                                             float scale, int ty, int tx, float (&p)[kA][kC],
+                                             float (&ds)[kA][kC]) {
+  constexpr int kPitch = kE + 1;
+#pragma unroll
+  for (int i = 0; i < kA; ++i)
+#pragma unroll
+    for (int c = 0; c < kC; ++c) p[i][c] = ds[i][c] = 0.0f;
+  mma_nt<kA, kC, kE, kPitch, kPitch>(p, qs, ks, ty, tx);    // q . k
+  mma_nt<kA, kC, kE, kPitch, kPitch>(ds, dos, vs, ty, tx);  // dO . v
+#pragma unroll
+  for (int i = 0; i < kA; ++i) {
+    const int row = ty + 16 * i;
+    const int vis = vis_s[row];
+    const float l = lse_s[row], d = d_s[row];
+#pragma unroll
+    for (int c = 0; c < kC; ++c) {
+      const float pr = j0 + tx + 16 * c < vis ? prob_from_lse(p[i][c] * scale, l) : 0.0f;
+      p[i][c] = pr;
+      ds[i][c] = pr * (ds[i][c] - d);
+    }
+  }
+}
+
+// Shared memory of the dK/dV kernel, in floats: K, V tiles [kBc], Q, dO tiles [kBr] (pitch
+// kE + 1), P^T and dS^T [kBc][kBr + 1], per-row visibility, lse, D.
+template <int kE, int kBr, int kBc>
+struct DkdvSmem {
+  static constexpr int kK = 0;
+  static constexpr int kV = kK + kBc * (kE + 1);
+  static constexpr int kQ = kV + kBc * (kE + 1);
+  static constexpr int kDO = kQ + kBr * (kE + 1);
+  static constexpr int kPT = kDO + kBr * (kE + 1);
+  static constexpr int kDST = kPT + kBc * (kBr + 1);
+  static constexpr int kVis = kDST + kBc * (kBr + 1);
+  static constexpr int kLse = kVis + kBr;
+  static constexpr int kD = kLse + kBr;
+  static constexpr std::size_t kBytes = static_cast<std::size_t>(kD + kBr) * sizeof(float);
+};
+
+template <int kE, int kBr, int kBc>
+__global__ void __launch_bounds__(kThreads) flash_dkdv(BwdArgs a) {
+  using L = DkdvSmem<kE, kBr, kBc>;
+  constexpr int kA = kBr / 16, kC = kBc / 16, kKA = kBc / 16, kCE = kE / 16;
+  constexpr int kPitch = kE + 1, kTPitch = kBr + 1;
+  extern __shared__ float smem[];
+  float* ks = smem + L::kK;
+  float* vs = smem + L::kV;
+  float* qs = smem + L::kQ;
+  float* dos = smem + L::kDO;
+  float* pt = smem + L::kPT;
+  float* dst = smem + L::kDST;
+  int* vis_s = reinterpret_cast<int*>(smem + L::kVis);
+  float* lse_s = smem + L::kLse;
+  float* d_s = smem + L::kD;
+
+  const Shape& s = a.s;
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  const int b = blockIdx.y / s.G, g = blockIdx.y % s.G;
+  const int j0 = blockIdx.x * kBc;
+  const int keys = min(kBc, s.S - j0);
+  load_tile<kBc, kE>(ks, keys, s.E, [&](int i) { return a.k + kv_offset(s, b, j0 + i, g); });
+  load_tile<kBc, kE>(vs, keys, s.E, [&](int i) { return a.v + kv_offset(s, b, j0 + i, g); });
+
+  // The thread's keys ty + 16 i, columns tx + 16 c.
+  float dk[kKA][kCE], dv[kKA][kCE];
+#pragma unroll
+  for (int i = 0; i < kKA; ++i)
+#pragma unroll
+    for (int c = 0; c < kCE; ++c) dk[i][c] = dv[i][c] = 0.0f;
+
+  const int total_rows = s.rows();
+  for (int n0 = 0; n0 < total_rows; n0 += kBr) {
+    const int rows = min(kBr, total_rows - n0);
+    __syncthreads();  // the previous tile's reads of the row stats, qs, dos, pt, dst are done
+    bool sees = false;
+    if (threadIdx.x < kBr)
+      sees = load_row_stats(a, b, g, n0, rows, threadIdx.x, vis_s, lse_s, d_s, j0);
+    if (!__syncthreads_or(sees)) continue;  // no row of this tile sees a key of this block
+    load_tile<kBr, kE>(qs, rows, s.E, [&](int i) {
+      const Row r = row_of(s, g, n0 + i);
+      return a.q + q_offset(s, b, r.t, r.h);
+    });
+    load_tile<kBr, kE>(dos, rows, s.E, [&](int i) {
+      const Row r = row_of(s, g, n0 + i);
+      return a.d_out + q_offset(s, b, r.t, r.h);
+    });
+    __syncthreads();
+    float p[kA][kC], ds[kA][kC];
+    scores_to_ds<kA, kC, kE>(qs, dos, ks, vs, vis_s, lse_s, d_s, j0, a.scale, ty, tx, p, ds);
+#pragma unroll
+    for (int i = 0; i < kA; ++i)
+#pragma unroll
+      for (int c = 0; c < kC; ++c) {
+        pt[(tx + 16 * c) * kTPitch + ty + 16 * i] = p[i][c];
+        dst[(tx + 16 * c) * kTPitch + ty + 16 * i] = ds[i][c];
+      }
+    __syncthreads();
+    mma_nn<kKA, kCE, kBr, kTPitch, kPitch>(dv, pt, dos, ty, tx);  // P^T dO
+    mma_nn<kKA, kCE, kBr, kTPitch, kPitch>(dk, dst, qs, ty, tx);  // dS^T Q
+  }
+
+  // Every key of [0, S) belongs to one block: dk and dv are overwritten, 0 for unseen keys.
+#pragma unroll
+  for (int i = 0; i < kKA; ++i) {
+    const int jj = ty + 16 * i;
+    if (jj >= keys) continue;
+    const int64_t at = kv_offset(s, b, j0 + jj, g);
+#pragma unroll
+    for (int c = 0; c < kCE; ++c) {
+      const int e = tx + 16 * c;
+      if (e < s.E) {
+        a.dk[at + e] = dk[i][c] * a.scale;
+        a.dv[at + e] = dv[i][c];
+      }
+    }
+  }
+}
+
+// Shared memory of the dQ kernel, in floats: Q, dO tiles [kBr], K, V tiles [kBc] (pitch kE + 1),
+// dS [kBr][kBc + 1], per-row visibility, lse, D.
+template <int kE, int kBr, int kBc>
+struct DqSmem {
+  static constexpr int kQ = 0;
+  static constexpr int kDO = kQ + kBr * (kE + 1);
+  static constexpr int kK = kDO + kBr * (kE + 1);
+  static constexpr int kV = kK + kBc * (kE + 1);
+  static constexpr int kDS = kV + kBc * (kE + 1);
+  static constexpr int kVis = kDS + kBr * (kBc + 1);
+  static constexpr int kLse = kVis + kBr;
+  static constexpr int kD = kLse + kBr;
+  static constexpr std::size_t kBytes = static_cast<std::size_t>(kD + kBr) * sizeof(float);
+};
+
+template <int kE, int kBr, int kBc>
+__global__ void __launch_bounds__(kThreads) flash_dq(BwdArgs a) {
+  using L = DqSmem<kE, kBr, kBc>;
+  constexpr int kA = kBr / 16, kC = kBc / 16, kCE = kE / 16;
+  constexpr int kPitch = kE + 1, kSPitch = kBc + 1;
+  extern __shared__ float smem[];
+  float* qs = smem + L::kQ;
+  float* dos = smem + L::kDO;
+  float* ks = smem + L::kK;
+  float* vs = smem + L::kV;
+  float* dss = smem + L::kDS;
+  int* vis_s = reinterpret_cast<int*>(smem + L::kVis);
+  float* lse_s = smem + L::kLse;
+  float* d_s = smem + L::kD;
+  __shared__ int kv_end_s;
+
+  const Shape& s = a.s;
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  const int b = blockIdx.y / s.G, g = blockIdx.y % s.G;
+  const int n0 = blockIdx.x * kBr;
+  const int rows = min(kBr, s.rows() - n0);
+  if (threadIdx.x == 0) kv_end_s = 0;
+  __syncthreads();
+  if (threadIdx.x < kBr) {
+    load_row_stats(a, b, g, n0, rows, threadIdx.x, vis_s, lse_s, d_s, 0);
+    atomicMax(&kv_end_s, vis_s[threadIdx.x]);
+  }
+  load_tile<kBr, kE>(qs, rows, s.E, [&](int i) {
+    const Row r = row_of(s, g, n0 + i);
+    return a.q + q_offset(s, b, r.t, r.h);
+  });
+  load_tile<kBr, kE>(dos, rows, s.E, [&](int i) {
+    const Row r = row_of(s, g, n0 + i);
+    return a.d_out + q_offset(s, b, r.t, r.h);
+  });
+  __syncthreads();
+  const int tiles = ceil_div(kv_end_s, kBc);
+
+  float acc[kA][kCE];
+#pragma unroll
+  for (int i = 0; i < kA; ++i)
+#pragma unroll
+    for (int c = 0; c < kCE; ++c) acc[i][c] = 0.0f;
+
+  for (int kt = 0; kt < tiles; ++kt) {
+    const int j0 = kt * kBc;
+    const int keys = min(kBc, s.S - j0);
+    __syncthreads();  // the previous tile's reads of ks, vs, dss are done
+    load_tile<kBc, kE>(ks, keys, s.E, [&](int i) { return a.k + kv_offset(s, b, j0 + i, g); });
+    load_tile<kBc, kE>(vs, keys, s.E, [&](int i) { return a.v + kv_offset(s, b, j0 + i, g); });
+    __syncthreads();
+    float p[kA][kC], ds[kA][kC];
+    scores_to_ds<kA, kC, kE>(qs, dos, ks, vs, vis_s, lse_s, d_s, j0, a.scale, ty, tx, p, ds);
+#pragma unroll
+    for (int i = 0; i < kA; ++i)
+#pragma unroll
+      for (int c = 0; c < kC; ++c) dss[(ty + 16 * i) * kSPitch + tx + 16 * c] = ds[i][c];
+    __syncthreads();
+    mma_nn<kA, kCE, kBc, kSPitch, kPitch>(acc, dss, ks, ty, tx);  // dS K
+  }
+
+#pragma unroll
+  for (int i = 0; i < kA; ++i) {
+    const int row = ty + 16 * i;
+    if (row >= rows) continue;
+    const Row r = row_of(s, g, n0 + row);
+    float* o = a.dq + q_offset(s, b, r.t, r.h);
+#pragma unroll
+    for (int c = 0; c < kCE; ++c)
+      if (tx + 16 * c < s.E) o[tx + 16 * c] = acc[i][c] * a.scale;
+  }
+}
+
+template <int kE>
+void backward_kernels(const BwdArgs& a) {
+  using C = Config<kE>;
+  const unsigned groups = static_cast<unsigned>(a.s.B * a.s.G);
+  if (a.s.S > 0) {
+    auto kernel = flash_dkdv<kE, C::kBwdBr, C::kBwdBc>;
+    constexpr std::size_t bytes = DkdvSmem<kE, C::kBwdBr, C::kBwdBc>::kBytes;
+    allow_shared(kernel, bytes, "attention backward (flash dK dV)");
+    kernel<<<dim3(static_cast<unsigned>(ceil_div(a.s.S, C::kBwdBc)), groups), kThreads, bytes>>>(a);
+    check_launch("attention backward (flash dK dV)");
+  }
+  if (a.s.rows() > 0) {
+    auto kernel = flash_dq<kE, C::kDqBr, C::kDqBc>;
+    constexpr std::size_t bytes = DqSmem<kE, C::kDqBr, C::kDqBc>::kBytes;
+    allow_shared(kernel, bytes, "attention backward (flash dQ)");
+    kernel<<<dim3(static_cast<unsigned>(ceil_div(a.s.rows(), C::kDqBr)), groups), kThreads,
+             bytes>>>(a);
+    check_launch("attention backward (flash dQ)");
+  }
+}
+
+void check_grads(const char* op, const Tensor& q, const Tensor& k, const Tensor& d_out,
+                 const Tensor& dq, const Tensor& dk, const Tensor& dv) {
+  require_device(op, "d_out", d_out, kElemType);
+  require_device(op, "dq", dq);
+  require_device(op, "dk", dk);
+  require_device(op, "dv", dv);
+  OPD_CHECK(d_out.shape() == q.shape() && dq.shape() == q.shape() && dk.shape() == k.shape() &&
+                dv.shape() == k.shape(),
+            op, ": d_out ", d_out.describe(), " dq ", dq.describe(), " dk ", dk.describe(), " dv ",
+            dv.describe());
+}
+
+}  // namespace
+
+}  // namespace attn
+
+void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs,
+                        const Tensor& d_out, float scale, Tensor& dq, Tensor& dk, Tensor& dv) {
+  const char* op = "attention_backward";
+  const attn::Shape s = attn::check_shapes(op, q, k, v);
+  require_device(op, "probs", probs);
+  OPD_CHECK(probs.shape() == core::Shape({s.B, s.H, s.T, s.S}), op, ": probs ", probs.describe());
+  attn::check_grads(op, q, k, d_out, dq, dk, dv);
+  attn::probs_backward(s, q, k, v, probs, d_out, scale, dq, dk, dv);
+}
+
+void attention_backward_from_lse(const Tensor& q, const Tensor& k, const Tensor& v,
+                                 const Tensor& q_pos, const Tensor& lse, const Tensor& d_out,
+                                 float scale, Tensor& dq, Tensor& dk, Tensor& dv) {
+  const char* op = "attention_backward_from_lse";
+  const attn::Shape s = attn::check_shapes(op, q, k, v);
+  require_device(op, "q_pos", q_pos, core::DType::I32);
+  require_device(op, "lse", lse);
+  OPD_CHECK(q_pos.numel() == int64_t(s.B) * s.T && lse.shape() == core::Shape({s.B, s.H, s.T}),
+            op, ": q_pos ", q_pos.describe(), " lse ", lse.describe());
+  attn::check_grads(op, q, k, d_out, dq, dk, dv);
+  if (s.B == 0) return;
+  float* delta = nullptr;
+  if (s.rows() > 0) {  // D = dO . O per query row
+    delta = attn::workspace(static_cast<std::size_t>(int64_t(s.B) * s.H * s.T));
+    attn::FwdArgs f{};
+    f.q = q.data<attn::Elem>();
+    f.k = k.data<attn::Elem>();
+    f.v = v.data<attn::Elem>();
+    f.q_pos = q_pos.data<int32_t>();
+    f.lse_in = lse.data<float>();
+    f.d_out = d_out.data<attn::Elem>();
+    f.scale = scale;
+    f.delta = delta;
+    f.s = s;
+    attn::flash_delta_run(f);
+  }
+  const attn::BwdArgs a{q.data<attn::Elem>(), k.data<attn::Elem>(), v.data<attn::Elem>(),
+                        d_out.data<attn::Elem>(), q_pos.data<int32_t>(), lse.data<float>(),
+                        delta, scale, dq.data<float>(), dk.data<float>(), dv.data<float>(), s};
+  attn::with_head_dim(s.E, [&](auto bound) { attn::backward_kernels<decltype(bound)::value>(a); });
+}
+
+}  // namespace opd::backend::cuda
