@@ -28,44 +28,16 @@ constexpr core::DType kElemType = core::DType::F32;
 __device__ __forceinline__ float load(const Elem* p) { return *p; }
 
 constexpr int kThreads = 256;
-constexpr int kMaxHeadDim = 256;
 
-// Tiles per head-dimension bound kE (E <= kE, padded with zeros): forward rows x keys, the dK/dV
-// kernel's query rows x keys, the dQ kernel's rows x keys. Chosen so that accumulators stay at
-// <= 64 registers a thread and shared memory at most ~150 KB (two blocks a multiprocessor
-// where it fits). All multiples of 16.
-template <int kE>
-struct Config;
-template <>
-struct Config<32> {
-  static constexpr int kFwdBr = 64, kFwdBc = 64, kBwdBr = 32, kBwdBc = 64, kDqBr = 64, kDqBc = 64;
-};
-template <>
-struct Config<64> {
-  static constexpr int kFwdBr = 64, kFwdBc = 64, kBwdBr = 32, kBwdBc = 64, kDqBr = 64, kDqBc = 64;
-};
-template <>
-struct Config<128> {
-  static constexpr int kFwdBr = 64, kFwdBc = 64, kBwdBr = 16, kBwdBc = 64, kDqBr = 64, kDqBc = 32;
-};
-template <>
-struct Config<256> {
-  static constexpr int kFwdBr = 64, kFwdBc = 32, kBwdBr = 16, kBwdBc = 32, kDqBr = 32, kDqBc = 32;
-};
-// Row tile of a forward with few rows (a decode step: T * rep <= 16).
-constexpr int kDecodeBr = 16;
-
-// f(std::integral_constant<int, kE>) for the smallest bound kE >= E.
+// f(std::integral_constant<int, kE>) for kE = head_dim_bound(E).
 template <class F>
 void with_head_dim(int E, F&& f) {
-  if (E <= 32)
-    f(std::integral_constant<int, 32>{});
-  else if (E <= 64)
-    f(std::integral_constant<int, 64>{});
-  else if (E <= 128)
-    f(std::integral_constant<int, 128>{});
-  else
-    f(std::integral_constant<int, 256>{});
+  switch (head_dim_bound(E)) {
+    case 32: f(std::integral_constant<int, 32>{}); break;
+    case 64: f(std::integral_constant<int, 64>{}); break;
+    case 128: f(std::integral_constant<int, 128>{}); break;
+    default: f(std::integral_constant<int, 256>{}); break;
+  }
 }
 
 // dst[i][e] (pitch kE + 1) = row_ptr(i)[e] for i < rows, e < E, and 0 elsewhere: padding must be

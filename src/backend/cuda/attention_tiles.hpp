@@ -28,6 +28,35 @@ struct Shape {
   OPD_HD int rows() const { return T * (H / G); }  // query rows of one (b, g)
 };
 
+// Tiles per head-dimension bound kE (E <= kE, padded with zeros): forward rows x keys, the dK/dV
+// kernel's query rows x keys, the dQ kernel's rows x keys. Chosen so that accumulators stay at
+// <= 64 registers a thread and shared memory at most ~150 KB (two blocks a multiprocessor
+// where it fits). All multiples of 16 (the kernels' 16 x 16 thread grid).
+template <int kE>
+struct Config;
+template <>
+struct Config<32> {
+  static constexpr int kFwdBr = 64, kFwdBc = 64, kBwdBr = 32, kBwdBc = 64, kDqBr = 64, kDqBc = 64;
+};
+template <>
+struct Config<64> {
+  static constexpr int kFwdBr = 64, kFwdBc = 64, kBwdBr = 32, kBwdBc = 64, kDqBr = 64, kDqBc = 64;
+};
+template <>
+struct Config<128> {
+  static constexpr int kFwdBr = 64, kFwdBc = 64, kBwdBr = 16, kBwdBc = 64, kDqBr = 64, kDqBc = 32;
+};
+template <>
+struct Config<256> {
+  static constexpr int kFwdBr = 64, kFwdBc = 32, kBwdBr = 16, kBwdBc = 32, kDqBr = 32, kDqBc = 32;
+};
+// Row tile of a forward with few rows (a decode step: T * rep <= 16).
+constexpr int kDecodeBr = 16;
+constexpr int kMaxHeadDim = 256;
+
+// The instantiated bound for head dimension E (1 <= E <= kMaxHeadDim).
+inline int head_dim_bound(int E) { return E <= 32 ? 32 : E <= 64 ? 64 : E <= 128 ? 128 : 256; }
+
 // Keys 0 .. visible - 1 are seen by a query at position pos.
 OPD_HD inline int visible_keys(int32_t pos, int S) {
   const int64_t v = static_cast<int64_t>(pos) + 1;
