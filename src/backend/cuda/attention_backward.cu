@@ -54,7 +54,7 @@ __device__ __forceinline__ void scores_to_ds(const float* qs, const float* dos, 
                                              const float* lse_s, const float* d_s, int j0,
                                              float scale, int ty, int tx, float (&p)[kA][kC],
                                              float (&ds)[kA][kC]) {
-  constexpr int kPitch = kE + 1;
+  constexpr int kPitch = row_pitch(kE);
 #pragma unroll
   for (int i = 0; i < kA; ++i)
 #pragma unroll
@@ -76,14 +76,15 @@ __device__ __forceinline__ void scores_to_ds(const float* qs, const float* dos, 
 }
 
 // Shared memory of the dK/dV kernel, in floats: K, V tiles [kBc], Q, dO tiles [kBr] (pitch
-// kE + 1), P^T and dS^T [kBc][kBr + 1], per-row visibility, lse, D.
+// row_pitch(kE)), P^T and dS^T [kBc][kBr + 1], per-row visibility, lse, D.
 template <int kE, int kBr, int kBc>
 struct DkdvSmem {
   static constexpr int kK = 0;
-  static constexpr int kV = kK + kBc * (kE + 1);
-  static constexpr int kQ = kV + kBc * (kE + 1);
-  static constexpr int kDO = kQ + kBr * (kE + 1);
-  static constexpr int kPT = kDO + kBr * (kE + 1);
+  static constexpr int kV = kK + kBc * row_pitch(kE);
+  static constexpr int kQ = kV + kBc * row_pitch(kE);
+  static constexpr int kDO = kQ + kBr * row_pitch(kE);
+  static constexpr int kPT = kDO + kBr * row_pitch(kE);
+  static_assert(kPT % 4 == 0, "float4 tiles start 16-byte aligned");
   static constexpr int kDST = kPT + kBc * (kBr + 1);
   static constexpr int kVis = kDST + kBc * (kBr + 1);
   static constexpr int kLse = kVis + kBr;
@@ -95,8 +96,9 @@ template <int kE, int kBr, int kBc>
 __global__ void __launch_bounds__(kThreads) flash_dkdv(BwdArgs a) {
   using L = DkdvSmem<kE, kBr, kBc>;
   constexpr int kA = kBr / 16, kC = kBc / 16, kKA = kBc / 16, kCE = kE / 16;
-  constexpr int kPitch = kE + 1, kTPitch = kBr + 1;
-  extern __shared__ float smem[];
+  constexpr int kPitch = row_pitch(kE), kTPitch = kBr + 1;
+  extern __shared__ float4 smem_words[];  // float4: 16-byte aligned after the static shared data
+  float* smem = reinterpret_cast<float*>(smem_words);
   float* ks = smem + L::kK;
   float* vs = smem + L::kV;
   float* qs = smem + L::kQ;
@@ -170,15 +172,16 @@ __global__ void __launch_bounds__(kThreads) flash_dkdv(BwdArgs a) {
   }
 }
 
-// Shared memory of the dQ kernel, in floats: Q, dO tiles [kBr], K, V tiles [kBc] (pitch kE + 1),
-// dS [kBr][kBc + 1], per-row visibility, lse, D.
+// Shared memory of the dQ kernel, in floats: Q, dO tiles [kBr], K, V tiles [kBc] (pitch
+// row_pitch(kE)), dS [kBr][kBc + 1], per-row visibility, lse, D.
 template <int kE, int kBr, int kBc>
 struct DqSmem {
   static constexpr int kQ = 0;
-  static constexpr int kDO = kQ + kBr * (kE + 1);
-  static constexpr int kK = kDO + kBr * (kE + 1);
-  static constexpr int kV = kK + kBc * (kE + 1);
-  static constexpr int kDS = kV + kBc * (kE + 1);
+  static constexpr int kDO = kQ + kBr * row_pitch(kE);
+  static constexpr int kK = kDO + kBr * row_pitch(kE);
+  static constexpr int kV = kK + kBc * row_pitch(kE);
+  static constexpr int kDS = kV + kBc * row_pitch(kE);
+  static_assert(kDS % 4 == 0, "float4 tiles start 16-byte aligned");
   static constexpr int kVis = kDS + kBr * (kBc + 1);
   static constexpr int kLse = kVis + kBr;
   static constexpr int kD = kLse + kBr;
@@ -189,8 +192,9 @@ template <int kE, int kBr, int kBc>
 __global__ void __launch_bounds__(kThreads) flash_dq(BwdArgs a) {
   using L = DqSmem<kE, kBr, kBc>;
   constexpr int kA = kBr / 16, kC = kBc / 16, kCE = kE / 16;
-  constexpr int kPitch = kE + 1, kSPitch = kBc + 1;
-  extern __shared__ float smem[];
+  constexpr int kPitch = row_pitch(kE), kSPitch = kBc + 1;
+  extern __shared__ float4 smem_words[];  // float4: 16-byte aligned after the static shared data
+  float* smem = reinterpret_cast<float*>(smem_words);
   float* qs = smem + L::kQ;
   float* dos = smem + L::kDO;
   float* ks = smem + L::kK;

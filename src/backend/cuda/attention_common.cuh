@@ -4,8 +4,7 @@
 //
 // Thread layout of every flash kernel: 256 threads as 16 x 16, tx = threadIdx.x % 16 (columns),
 // ty = threadIdx.x / 16 (rows). A thread owns rows ty + 16 a and columns tx + 16 c of a tile, so
-// the 16 threads of a row are one half-warp (row reductions are shuffles) and 16 threads reading
-// one column of 16 consecutive tile rows hit 16 banks (row pitches are odd).
+// the 16 threads of a row are one half-warp (row reductions are shuffles).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -40,33 +39,49 @@ void with_head_dim(int E, F&& f) {
   }
 }
 
-// dst[i][e] (pitch kE + 1) = row_ptr(i)[e] for i < rows, e < E, and 0 elsewhere: padding must be
-// 0, since a padded v row times p = 0 must not give NaN and a padded column adds 0 to a dot.
+// Row pitch (floats) of a shared [rows][kE] tile: a multiple of 4, so that mma_nt reads rows as
+// float4, and 4 more than a multiple of 32 banks, so that the 8 rows a quarter-warp reads at one
+// column (one float4 each) fall in 8 distinct 16-byte bank groups. Every such tile starts a
+// layout (offsets multiples of 4; the dynamic shared-memory base is 16-byte aligned).
+__host__ __device__ constexpr int row_pitch(int kE) { return kE + 4; }
+
+// dst[i][e] (pitch row_pitch(kE)) = row_ptr(i)[e] for i < rows, e < E, and 0 elsewhere: padding
+// must be 0, since a padded v row times p = 0 must not give NaN and a padded column adds 0 to a dot.
 template <int kRows, int kE, class RowPtr>
 __device__ __forceinline__ void load_tile(float* dst, int rows, int E, RowPtr row_ptr) {
   for (int idx = threadIdx.x; idx < kRows * kE; idx += kThreads) {
     const int i = idx / kE, e = idx % kE;
     float x = 0.0f;
     if (i < rows && e < E) x = load(row_ptr(i) + e);
-    dst[i * (kE + 1) + e] = x;
+    dst[i * row_pitch(kE) + e] = x;
   }
 }
 
 // acc[a][c] += sum_{x < kK} A[(ty + 16 a) kLda + x] B[(tx + 16 c) kLdb + x]   (A B^T)
+// Rows are read 4 floats at a time (A and B 16-byte aligned, kLda, kLdb, kK multiples of 4); the
+// sum still runs over x in order.
 template <int kA, int kC, int kK, int kLda, int kLdb>
 __device__ __forceinline__ void mma_nt(float (&acc)[kA][kC], const float* A, const float* B,
                                        int ty, int tx) {
-#pragma unroll 4
-  for (int x = 0; x < kK; ++x) {
-    float av[kA], bv[kC];
+  static_assert(kK % 4 == 0 && kLda % 4 == 0 && kLdb % 4 == 0, "float4 rows");
+#pragma unroll 1
+  for (int x = 0; x < kK; x += 4) {
+    float4 av[kA], bv[kC];
 #pragma unroll
-    for (int i = 0; i < kA; ++i) av[i] = A[(ty + 16 * i) * kLda + x];
+    for (int i = 0; i < kA; ++i)
+      av[i] = *reinterpret_cast<const float4*>(A + (ty + 16 * i) * kLda + x);
 #pragma unroll
-    for (int j = 0; j < kC; ++j) bv[j] = B[(tx + 16 * j) * kLdb + x];
+    for (int j = 0; j < kC; ++j)
+      bv[j] = *reinterpret_cast<const float4*>(B + (tx + 16 * j) * kLdb + x);
 #pragma unroll
     for (int i = 0; i < kA; ++i)
 #pragma unroll
-      for (int j = 0; j < kC; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+      for (int j = 0; j < kC; ++j) {
+        float r = fmaf(av[i].x, bv[j].x, acc[i][j]);
+        r = fmaf(av[i].y, bv[j].y, r);
+        r = fmaf(av[i].z, bv[j].z, r);
+        acc[i][j] = fmaf(av[i].w, bv[j].w, r);
+      }
   }
 }
 

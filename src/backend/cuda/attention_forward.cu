@@ -23,19 +23,21 @@ namespace {
 template <int kE, int kBr, int kBc>
 struct FwdSmem {
   static constexpr int kQ = 0;
-  static constexpr int kKV = kQ + kBr * (kE + 1);
-  static constexpr int kP = kKV + kBc * (kE + 1);
+  static constexpr int kKV = kQ + kBr * row_pitch(kE);
+  static constexpr int kP = kKV + kBc * row_pitch(kE);
   static constexpr int kVis = kP + kBr * (kBc + 1);
   static constexpr int kLse = kVis + kBr;
   static constexpr std::size_t kBytes = static_cast<std::size_t>(kLse + kBr) * sizeof(float);
+  static_assert(kKV % 4 == 0 && kP % 4 == 0, "float4 tiles start 16-byte aligned");
 };
 
 template <int kE, int kBr, int kBc, bool kDelta>
 __global__ void __launch_bounds__(kThreads) flash_forward(FwdArgs a) {
   using L = FwdSmem<kE, kBr, kBc>;
   constexpr int kA = kBr / 16, kC = kBc / 16, kCE = kE / 16;
-  constexpr int kPitch = kE + 1, kPPitch = kBc + 1;
-  extern __shared__ float smem[];
+  constexpr int kPitch = row_pitch(kE), kPPitch = kBc + 1;
+  extern __shared__ float4 smem_words[];  // float4: 16-byte aligned after the static shared data
+  float* smem = reinterpret_cast<float*>(smem_words);
   float* qs = smem + L::kQ;
   float* kvs = smem + L::kKV;
   float* ps = smem + L::kP;
