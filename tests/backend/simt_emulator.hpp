@@ -32,7 +32,7 @@
 #define __global__
 #define __device__
 #define __host__
-#define __forceinline__
+#define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __shared__ static
 #define OPD_DYNAMIC_SMEM(name) float4* name = ::simt::dynamic_shared()

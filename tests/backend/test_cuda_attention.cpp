@@ -3,10 +3,11 @@
 // H / G = 1, 2, 4 and E from 16 to 256: forward out and lse, and dq, dk, dv of the backward
 // from the lse.
 //
-// Two checks: (1) on any machine, a plain C++ emulation of the kernels' tile loops, driven by the
-// kernels' own bookkeeping (backend/cuda/attention_tiles.hpp: row numbering, key-tile ranges,
+// Two checks here: (1) on any machine, a plain C++ emulation of the kernels' tile loops, driven by
+// the kernels' own bookkeeping (backend/cuda/attention_tiles.hpp: row numbering, key-tile ranges,
 // causal skips, key splits and their combination, online softmax), against the CPU backend;
-// (2) on a GPU, the kernels themselves (skipped without a device).
+// (2) on a GPU, the kernels themselves (skipped without a device). The kernels' own code also
+// runs on CPU threads in test_cuda_attention_emulated.cpp.
 //
 // Tolerances: 1e-5 relative for out and lse. The gradients are held to 1e-5 relative with an
 // absolute floor of 1e-5 (as tests/backend/test_cuda_ops.cpp): dS = P (dP - D) subtracts two
@@ -16,7 +17,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -421,4 +424,49 @@ TEST(CudaAttention, ProbsPathMatchesTheCpuBackend) {
   EXPECT_TRUE(all_close(to_cpu(gdq), to_double(g.dq), 1e-5, 1e-5));
   EXPECT_TRUE(all_close(to_cpu(gdk), to_double(g.dk), 1e-5, 1e-5));
   EXPECT_TRUE(all_close(to_cpu(gdv), to_double(g.dv), 1e-5, 1e-5));
+}
+
+// Not a check: times the flash kernels at a training shape and a decode step and prints their
+// throughput (causal FLOPs: 4 B H E per visible query-key pair forward, 2.5x that backward with
+// the recomputation), for the GPU check's log.
+TEST(CudaAttention, ReportsThroughput) {
+  REQUIRE_GPU();
+#ifdef OPD_WITH_CUDA
+  struct Shape {
+    int B, T, S, H, G, E;
+  };
+  for (const Shape& sh : {Shape{4, 1024, 1024, 16, 4, 128}, Shape{2, 2048, 2048, 8, 8, 64},
+                          Shape{1, 1, 8192, 16, 4, 128}, Shape{32, 1, 2048, 16, 4, 128}}) {
+    const Case c{sh.B, sh.T, sh.S, sh.H, sh.G, sh.E, sh.T == 1 ? Pos::Decode : Pos::Train};
+    const Inputs in = inputs(c, 3);
+    Tensor gq = to_gpu(in.q), gk = to_gpu(in.k), gv = to_gpu(in.v), gd = to_gpu(in.d_out);
+    Tensor gpos = to_gpu(in.pos);
+    Tensor gout = Tensor::empty(in.q.shape(), opd::core::DType::F32, Device::Cuda);
+    Tensor glse = Tensor::empty({c.B, c.H, c.T}, opd::core::DType::F32, Device::Cuda);
+    Tensor gdq = Tensor::empty(in.q.shape(), opd::core::DType::F32, Device::Cuda);
+    Tensor gdk = Tensor::empty(in.k.shape(), opd::core::DType::F32, Device::Cuda);
+    Tensor gdv = Tensor::empty(in.k.shape(), opd::core::DType::F32, Device::Cuda);
+    double pairs = 0.0;  // visible (query, key) pairs per head
+    for (int32_t p : in.pos.to_vector_i32()) pairs += attn::visible_keys(p, c.S);
+    const double fwd_flop = 4.0 * c.H * c.E * pairs;
+    auto time = [&](auto&& f) {
+      f();
+      opd::backend::cuda::synchronize();
+      const int reps = 5;
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < reps; ++i) f();
+      opd::backend::cuda::synchronize();
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
+    };
+    const double tf = time([&] {
+      ops::attention_forward(gq, gk, gv, gpos, in.scale, gout, nullptr, &glse);
+    });
+    const double tb = time([&] {
+      ops::attention_backward_from_lse(gq, gk, gv, gpos, glse, gd, in.scale, gdq, gdk, gdv);
+    });
+    std::printf("attention %s: forward %.3f ms (%.1f TFLOP/s), backward %.3f ms (%.1f TFLOP/s)\n",
+                c.name().c_str(), tf * 1e3, fwd_flop / tf * 1e-12, tb * 1e3,
+                2.5 * fwd_flop / tb * 1e-12);
+  }
+#endif
 }
