@@ -41,9 +41,15 @@ inline std::vector<int32_t> positions(const Case& c) {
   for (int b = 0; b < c.B; ++b)
     for (int t = 0; t < c.T; ++t) {
       switch (c.pos) {
-        case Pos::Train: p.push_back(t); break;
-        case Pos::Continue: p.push_back(c.S - c.T + t); break;
-        case Pos::Decode: p.push_back(b == 0 ? c.S - 1 : c.S / 2); break;
+        case Pos::Train:
+          p.push_back(t);
+          break;
+        case Pos::Continue:
+          p.push_back(c.S - c.T + t);
+          break;
+        case Pos::Decode:
+          p.push_back(b == 0 ? c.S - 1 : c.S / 2);
+          break;
         case Pos::Ragged:
           // b 0: 3 rows that see nothing, then t - 3 (with a repeat); b 1: positions past S.
           p.push_back(b == 0 ? (t < 3 ? -1 - t : (t == 5 ? 1 : t - 3)) : (t * 7) % (c.S + 9));
@@ -55,16 +61,24 @@ inline std::vector<int32_t> positions(const Case& c) {
 
 inline const std::vector<Case>& cases() {
   static const std::vector<Case> all = {
-      {2, 1, 300, 4, 1, 64, Pos::Decode},    {2, 1, 130, 2, 2, 128, Pos::Decode},
-      {2, 1, 500, 4, 2, 256, Pos::Decode},   {2, 7, 7, 2, 1, 16, Pos::Train},
-      {2, 7, 20, 4, 2, 64, Pos::Continue},   {2, 64, 64, 4, 4, 64, Pos::Train},
-      {2, 64, 100, 4, 2, 128, Pos::Continue}, {2, 130, 130, 4, 1, 16, Pos::Train},
-      {2, 130, 130, 2, 1, 64, Pos::Ragged},  {2, 300, 300, 4, 2, 128, Pos::Train},
-      {2, 300, 340, 2, 1, 64, Pos::Continue}, {2, 40, 40, 2, 1, 256, Pos::Train},
-      {2, 50, 61, 4, 2, 33, Pos::Ragged},    {2, 70, 90, 2, 2, 200, Pos::Continue},
+      {2, 1, 300, 4, 1, 64, Pos::Decode},
+      {2, 1, 130, 2, 2, 128, Pos::Decode},
+      {2, 1, 500, 4, 2, 256, Pos::Decode},
+      {2, 7, 7, 2, 1, 16, Pos::Train},
+      {2, 7, 20, 4, 2, 64, Pos::Continue},
+      {2, 64, 64, 4, 4, 64, Pos::Train},
+      {2, 64, 100, 4, 2, 128, Pos::Continue},
+      {2, 130, 130, 4, 1, 16, Pos::Train},
+      {2, 130, 130, 2, 1, 64, Pos::Ragged},
+      {2, 300, 300, 4, 2, 128, Pos::Train},
+      {2, 300, 340, 2, 1, 64, Pos::Continue},
+      {2, 40, 40, 2, 1, 256, Pos::Train},
+      {2, 50, 61, 4, 2, 33, Pos::Ragged},
+      {2, 70, 90, 2, 2, 200, Pos::Continue},
       // Tiles whose largest visible count is their first key plus one (j0 + 1): the causal
       // skip and the tile counts at their boundary.
-      {2, 1, 129, 4, 2, 64, Pos::Decode},    {2, 65, 65, 2, 2, 64, Pos::Train},
+      {2, 1, 129, 4, 2, 64, Pos::Decode},
+      {2, 65, 65, 2, 2, 64, Pos::Train},
   };
   return all;
 }
@@ -80,7 +94,8 @@ inline Inputs inputs(const Case& c, uint64_t seed) {
           random_tensor({c.B, c.S, c.G, c.E}, seed + 1, -2.0f, 2.0f),
           random_tensor({c.B, c.S, c.G, c.E}, seed + 2),
           random_tensor({c.B, c.T, c.H, c.E}, seed + 3),
-          Tensor::from_vector(positions(c), {c.B, c.T}), 1.0f / std::sqrt(float(c.E))};
+          Tensor::from_vector(positions(c), {c.B, c.T}),
+          1.0f / std::sqrt(float(c.E))};
 }
 
 struct Grads {
@@ -104,7 +119,8 @@ inline ::testing::AssertionResult same_lse(const std::vector<float>& got, const 
   for (std::size_t i = 0; i < w.size(); ++i) {
     if (std::isinf(w[i]) || std::isinf(got[i])) {
       if (!(std::isinf(w[i]) && w[i] < 0 && got[i] == w[i]))
-        return ::testing::AssertionFailure() << "lse[" << i << "] = " << got[i] << ", want " << w[i];
+        return ::testing::AssertionFailure()
+               << "lse[" << i << "] = " << got[i] << ", want " << w[i];
       continue;
     }
     a.push_back(got[i]);

@@ -53,8 +53,8 @@ bool have_gpu() {
 #endif
 }
 
-#define REQUIRE_GPU()                                                            \
-  do {                                                                           \
+#define REQUIRE_GPU()                                                          \
+  do {                                                                         \
     if (!have_gpu()) GTEST_SKIP() << "no CUDA device (or built without CUDA)"; \
   } while (0)
 
@@ -87,8 +87,9 @@ struct Host {
 };
 
 Host host(const Case& c, const Inputs& in) {
-  return {c.shape(), in.q.to_vector(), in.k.to_vector(), in.v.to_vector(), in.d_out.to_vector(),
-          in.pos.to_vector_i32(), in.scale};
+  return {c.shape(),        in.q.to_vector(),     in.k.to_vector(),
+          in.v.to_vector(), in.d_out.to_vector(), in.pos.to_vector_i32(),
+          in.scale};
 }
 
 float dot(const float* a, const float* b, int n) {
@@ -114,7 +115,8 @@ void emulate_forward(const Host& h, int br, int bc, int splits, std::vector<floa
   const attn::Shape& s = h.s;
   const int64_t out_n = int64_t(s.B) * s.T * s.H * s.E, lse_n = int64_t(s.B) * s.H * s.T;
   const int max_tiles = attn::ceil_div(s.S, bc);
-  std::vector<float> part_out(splits * out_n, std::nanf("")), part_lse(splits * lse_n, std::nanf(""));
+  std::vector<float> part_out(splits * out_n, std::nanf("")),
+      part_lse(splits * lse_n, std::nanf(""));
   std::vector<int> vis;
   std::vector<float> acc(s.E), sc(bc);
   for (int b = 0; b < s.B; ++b)
@@ -266,10 +268,14 @@ void emulate_backward(const Host& h, const std::vector<float>& lse, std::vector<
 void emulate_backward(const Host& h, const std::vector<float>& lse, std::vector<float>& dq,
                       std::vector<float>& dk, std::vector<float>& dv, int64_t& skipped) {
   switch (attn::head_dim_bound(h.s.E)) {
-    case 32: return emulate_backward<32>(h, lse, dq, dk, dv, skipped);
-    case 64: return emulate_backward<64>(h, lse, dq, dk, dv, skipped);
-    case 128: return emulate_backward<128>(h, lse, dq, dk, dv, skipped);
-    default: return emulate_backward<256>(h, lse, dq, dk, dv, skipped);
+    case 32:
+      return emulate_backward<32>(h, lse, dq, dk, dv, skipped);
+    case 64:
+      return emulate_backward<64>(h, lse, dq, dk, dv, skipped);
+    case 128:
+      return emulate_backward<128>(h, lse, dq, dk, dv, skipped);
+    default:
+      return emulate_backward<256>(h, lse, dq, dk, dv, skipped);
   }
 }
 
@@ -281,10 +287,18 @@ void forward_tiles(const attn::Shape& s, int& br, int& bc) {
     bc = C::kFwdBc;
   };
   switch (attn::head_dim_bound(s.E)) {
-    case 32: pick(attn::Config<32>{}); break;
-    case 64: pick(attn::Config<64>{}); break;
-    case 128: pick(attn::Config<128>{}); break;
-    default: pick(attn::Config<256>{}); break;
+    case 32:
+      pick(attn::Config<32>{});
+      break;
+    case 64:
+      pick(attn::Config<64>{});
+      break;
+    case 128:
+      pick(attn::Config<128>{});
+      break;
+    default:
+      pick(attn::Config<256>{});
+      break;
   }
 }
 
@@ -311,7 +325,8 @@ TEST(CudaAttentionTiles, SplitsPartitionTheVisibleKeyTiles) {
             EXPECT_EQ(r.begin, next);
             next = r.end;
           }
-          if (max_tiles > 0 && kv_end == 64 * max_tiles) EXPECT_GT(r.end, r.begin) << "empty split " << k;
+          if (max_tiles > 0 && kv_end == 64 * max_tiles)
+            EXPECT_GT(r.end, r.begin) << "empty split " << k;
         }
         EXPECT_EQ(next, attn::ceil_div(kv_end, 64));
       }
@@ -341,8 +356,9 @@ TEST(CudaAttentionTiles, EmulatedKernelsMatchTheCpuBackend) {
     struct Run {
       int br, bc, splits;
     };
-    for (const Run& run : {Run{br, bc, planned}, Run{br, bc, 1}, Run{br, bc, std::min(3, max_tiles)},
-                           Run{16, 32, attn::ceil_div(c.S, 32)}, Run{32, 16, 2}}) {
+    for (const Run& run :
+         {Run{br, bc, planned}, Run{br, bc, 1}, Run{br, bc, std::min(3, max_tiles)},
+          Run{16, 32, attn::ceil_div(c.S, 32)}, Run{32, 16, 2}}) {
       if (run.splits < 1) continue;
       SCOPED_TRACE("tiles " + std::to_string(run.br) + " x " + std::to_string(run.bc) + ", " +
                    std::to_string(run.splits) + " splits");
@@ -372,12 +388,12 @@ TEST(CudaAttention, FlashKernelsMatchTheCpuBackend) {
     Tensor out, lse;
     Grads g;
     cpu_reference(c, in, out, lse, g);
-    const Tensor nan_q = Tensor::from_vector(
-        std::vector<float>(in.q.numel(), std::nanf("")), in.q.shape());
-    const Tensor nan_k = Tensor::from_vector(
-        std::vector<float>(in.k.numel(), std::nanf("")), in.k.shape());
-    const Tensor nan_l = Tensor::from_vector(
-        std::vector<float>(lse.numel(), std::nanf("")), lse.shape());
+    const Tensor nan_q =
+        Tensor::from_vector(std::vector<float>(in.q.numel(), std::nanf("")), in.q.shape());
+    const Tensor nan_k =
+        Tensor::from_vector(std::vector<float>(in.k.numel(), std::nanf("")), in.k.shape());
+    const Tensor nan_l =
+        Tensor::from_vector(std::vector<float>(lse.numel(), std::nanf("")), lse.shape());
     Tensor gq = to_gpu(in.q), gk = to_gpu(in.k), gv = to_gpu(in.v), gd = to_gpu(in.d_out);
     Tensor gpos = to_gpu(in.pos);
     Tensor gout = to_gpu(nan_q), glse = to_gpu(nan_l);
@@ -458,9 +474,8 @@ TEST(CudaAttention, ReportsThroughput) {
       opd::backend::cuda::synchronize();
       return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
     };
-    const double tf = time([&] {
-      ops::attention_forward(gq, gk, gv, gpos, in.scale, gout, nullptr, &glse);
-    });
+    const double tf =
+        time([&] { ops::attention_forward(gq, gk, gv, gpos, in.scale, gout, nullptr, &glse); });
     const double tb = time([&] {
       ops::attention_backward_from_lse(gq, gk, gv, gpos, glse, gd, in.scale, gdq, gdk, gdv);
     });

@@ -1,10 +1,11 @@
 // The flash attention kernels themselves (backend/cuda/attention_forward_kernel.cuh,
 // attention_backward_kernels.cuh), compiled as C++ and run on the CPU by the SIMT emulator
-// (simt_emulator.hpp: a block's 256 threads as real threads, barriers, shuffles, atomics, NaN-filled
-// shared memory with a guard), launched as attention_forward.cu and attention_backward.cu launch
-// them, against the CPU backend. This runs the kernels' thread mapping, shared-memory layout,
-// reductions and synchronisation on any machine; test_cuda_attention.cpp runs them on a GPU.
-// Outputs start as NaN with a guard after them: every element must be written, none past the end.
+// (simt_emulator.hpp: a block's 256 threads as real threads, barriers, shuffles, atomics,
+// NaN-filled shared memory with a guard), launched as attention_forward.cu and
+// attention_backward.cu launch them, against the CPU backend. This runs the kernels' thread
+// mapping, shared-memory layout, reductions and synchronisation on any machine;
+// test_cuda_attention.cpp runs them on a GPU. Outputs start as NaN with a guard after them: every
+// element must be written, none past the end.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,10 +15,14 @@
 
 #include "backend/attention_cases.hpp"
 #include "testing/reference.hpp"
-// The emulator last: it defines CUDA's keywords and builtins as macros for the kernel headers.
+
+// The emulator before the kernel headers and after everything else: it defines CUDA's keywords
+// and builtins as macros for the kernels.
+// clang-format off
 #include "backend/simt_emulator.hpp"
 #include "backend/cuda/attention_backward_kernels.cuh"
 #include "backend/cuda/attention_forward_kernel.cuh"
+// clang-format on
 
 using namespace opd::testing::attention_cases;
 using opd::testing::all_close;
@@ -118,8 +123,9 @@ void backward(Device& d, Buffer& lse, Buffer& dq, Buffer& dk, Buffer& dv) {
                [&] { attn::flash_forward<kE, C::kFwdBr, C::kFwdBc, true>(f); });
   EXPECT_TRUE(delta.guard_intact());
   for (float x : delta.values()) ASSERT_FALSE(std::isnan(x)) << "a row's D was not written";
-  const attn::BwdArgs a{d.q.data(), d.k.data(), d.v.data(), d.d_out.data(), d.pos.data(),
-                        lse.data(), delta.data(), d.scale, dq.data(), dk.data(), dv.data(), s};
+  const attn::BwdArgs a{d.q.data(),   d.k.data(), d.v.data(),   d.d_out.data(),
+                        d.pos.data(), lse.data(), delta.data(), d.scale,
+                        dq.data(),    dk.data(),  dv.data(),    s};
   simt::launch(grid3(attn::ceil_div(s.S, C::kBwdBc), s.B * s.G), attn::kThreads,
                attn::DkdvSmem<kE, C::kBwdBr, C::kBwdBc>::kBytes,
                [&] { attn::flash_dkdv<kE, C::kBwdBr, C::kBwdBc>(a); });
@@ -135,8 +141,13 @@ void check_case(const Case& c, uint64_t seed) {
   Tensor out, lse;
   Grads g;
   cpu_reference(c, in, out, lse, g);
-  Device d{Buffer(in.q.to_vector()), Buffer(in.k.to_vector()), Buffer(in.v.to_vector()),
-           Buffer(in.d_out.to_vector()), in.pos.to_vector_i32(), c.shape(), in.scale};
+  Device d{Buffer(in.q.to_vector()),
+           Buffer(in.k.to_vector()),
+           Buffer(in.v.to_vector()),
+           Buffer(in.d_out.to_vector()),
+           in.pos.to_vector_i32(),
+           c.shape(),
+           in.scale};
   const std::size_t out_n = in.q.numel(), lse_n = lse.numel();
   // On an H200 (132 multiprocessors: keys split when the launch is small) and on a device the
   // launch always fills (no split).
@@ -167,19 +178,27 @@ void check_case(const Case& c, uint64_t seed) {
 // decode row tile, split keys, GQA groups of 1, 2 and 4, rows past the last tile, ragged rows.
 TEST(CudaAttentionEmulated, KernelsMatchTheCpuBackend) {
   const std::vector<Case> small = {
-      {2, 1, 129, 4, 2, 64, Pos::Decode},   {2, 7, 20, 4, 2, 16, Pos::Continue},
-      {2, 65, 65, 2, 2, 64, Pos::Train},    {2, 50, 61, 4, 2, 33, Pos::Ragged},
+      {2, 1, 129, 4, 2, 64, Pos::Decode},    {2, 7, 20, 4, 2, 16, Pos::Continue},
+      {2, 65, 65, 2, 2, 64, Pos::Train},     {2, 50, 61, 4, 2, 33, Pos::Ragged},
       {1, 40, 70, 2, 1, 128, Pos::Continue}, {1, 20, 40, 2, 1, 200, Pos::Train},
-      {1, 1, 100, 2, 1, 256, Pos::Decode},  {1, 30, 30, 4, 1, 32, Pos::Train},
+      {1, 1, 100, 2, 1, 256, Pos::Decode},   {1, 30, 30, 4, 1, 32, Pos::Train},
   };
   uint64_t seed = 500;
   for (const Case& c : small) {
     SCOPED_TRACE(c.name());
     switch (attn::head_dim_bound(c.E)) {
-      case 32: check_case<32>(c, seed += 10); break;
-      case 64: check_case<64>(c, seed += 10); break;
-      case 128: check_case<128>(c, seed += 10); break;
-      default: check_case<256>(c, seed += 10); break;
+      case 32:
+        check_case<32>(c, seed += 10);
+        break;
+      case 64:
+        check_case<64>(c, seed += 10);
+        break;
+      case 128:
+        check_case<128>(c, seed += 10);
+        break;
+      default:
+        check_case<256>(c, seed += 10);
+        break;
     }
   }
 }

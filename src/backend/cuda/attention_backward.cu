@@ -73,8 +73,8 @@ void attention_backward_from_lse(const Tensor& q, const Tensor& k, const Tensor&
   const attn::Shape s = attn::check_shapes(op, q, k, v);
   require_device(op, "q_pos", q_pos, core::DType::I32);
   require_device(op, "lse", lse);
-  OPD_CHECK(q_pos.numel() == int64_t(s.B) * s.T && lse.shape() == core::Shape({s.B, s.H, s.T}),
-            op, ": q_pos ", q_pos.describe(), " lse ", lse.describe());
+  OPD_CHECK(q_pos.numel() == int64_t(s.B) * s.T && lse.shape() == core::Shape({s.B, s.H, s.T}), op,
+            ": q_pos ", q_pos.describe(), " lse ", lse.describe());
   attn::check_grads(op, q, k, d_out, dq, dk, dv);
   if (s.B == 0) return;
   float* delta = nullptr;
@@ -92,9 +92,18 @@ void attention_backward_from_lse(const Tensor& q, const Tensor& k, const Tensor&
     f.s = s;
     attn::flash_delta_run(f);
   }
-  const attn::BwdArgs a{q.data<attn::Elem>(), k.data<attn::Elem>(), v.data<attn::Elem>(),
-                        d_out.data<attn::Elem>(), q_pos.data<int32_t>(), lse.data<float>(),
-                        delta, scale, dq.data<float>(), dk.data<float>(), dv.data<float>(), s};
+  const attn::BwdArgs a{q.data<attn::Elem>(),
+                        k.data<attn::Elem>(),
+                        v.data<attn::Elem>(),
+                        d_out.data<attn::Elem>(),
+                        q_pos.data<int32_t>(),
+                        lse.data<float>(),
+                        delta,
+                        scale,
+                        dq.data<float>(),
+                        dk.data<float>(),
+                        dv.data<float>(),
+                        s};
   attn::with_head_dim(s.E, [&](auto bound) { attn::backward_kernels<decltype(bound)::value>(a); });
 }
 

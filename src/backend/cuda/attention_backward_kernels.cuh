@@ -31,10 +31,9 @@ __device__ __forceinline__ bool load_row_stats(const BwdArgs& a, int b, int g, i
 // dS (and P) with the row's visibility, lse and D; masked entries are exactly 0.
 template <int kA, int kC, int kE>
 __device__ __forceinline__ void scores_to_ds(const float* qs, const float* dos, const float* ks,
-                                             const float* vs, const int* vis_s,
-                                             const float* lse_s, const float* d_s, int j0,
-                                             float scale, int ty, int tx, float (&p)[kA][kC],
-                                             float (&ds)[kA][kC]) {
+                                             const float* vs, const int* vis_s, const float* lse_s,
+                                             const float* d_s, int j0, float scale, int ty, int tx,
+                                             float (&p)[kA][kC], float (&ds)[kA][kC]) {
   constexpr int kPitch = row_pitch(kE);
 #pragma unroll
   for (int i = 0; i < kA; ++i)

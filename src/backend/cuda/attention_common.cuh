@@ -23,10 +23,18 @@ constexpr core::DType kElemType = core::DType::F32;
 template <class F>
 void with_head_dim(int E, F&& f) {
   switch (head_dim_bound(E)) {
-    case 32: f(std::integral_constant<int, 32>{}); break;
-    case 64: f(std::integral_constant<int, 64>{}); break;
-    case 128: f(std::integral_constant<int, 128>{}); break;
-    default: f(std::integral_constant<int, 256>{}); break;
+    case 32:
+      f(std::integral_constant<int, 32>{});
+      break;
+    case 64:
+      f(std::integral_constant<int, 64>{});
+      break;
+    case 128:
+      f(std::integral_constant<int, 128>{});
+      break;
+    default:
+      f(std::integral_constant<int, 256>{});
+      break;
   }
 }
 
@@ -77,8 +85,8 @@ inline Shape check_shapes(const char* op, const Tensor& q, const Tensor& k, cons
             op, ": q ", q.describe(), " k ", k.describe(), " v ", v.describe());
   OPD_CHECK(q.dim(3) <= kMaxHeadDim, op, ": head dimension ", q.dim(3), " above ", kMaxHeadDim);
   constexpr int64_t kMax = int64_t{1} << 30;
-  OPD_CHECK(q.dim(0) * q.dim(1) < kMax && q.dim(1) * q.dim(2) < kMax && k.dim(0) * k.dim(1) < kMax &&
-                k.dim(0) * k.dim(2) <= 65535,
+  OPD_CHECK(q.dim(0) * q.dim(1) < kMax && q.dim(1) * q.dim(2) < kMax &&
+                k.dim(0) * k.dim(1) < kMax && k.dim(0) * k.dim(2) <= 65535,
             op, ": sizes beyond this kernel's int indexing: q ", q.describe(), " k ", k.describe());
   return Shape{static_cast<int>(q.dim(0)), static_cast<int>(q.dim(1)), static_cast<int>(q.dim(2)),
                static_cast<int>(k.dim(2)), static_cast<int>(q.dim(3)), static_cast<int>(k.dim(1))};

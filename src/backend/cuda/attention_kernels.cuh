@@ -41,7 +41,8 @@ constexpr int kThreads = 256;
 OPD_HD constexpr int row_pitch(int kE) { return kE + 4; }
 
 // dst[i][e] (pitch row_pitch(kE)) = row_ptr(i)[e] for i < rows, e < E, and 0 elsewhere: padding
-// must be 0, since a padded v row times p = 0 must not give NaN and a padded column adds 0 to a dot.
+// must be 0, since a padded v row times p = 0 must not give NaN and a padded column adds 0 to a
+// dot.
 template <int kRows, int kE, class RowPtr>
 __device__ __forceinline__ void load_tile(float* dst, int rows, int E, RowPtr row_ptr) {
   for (int idx = threadIdx.x; idx < kRows * kE; idx += kThreads) {
@@ -56,8 +57,8 @@ __device__ __forceinline__ void load_tile(float* dst, int rows, int E, RowPtr ro
 // Rows are read 4 floats at a time (A and B 16-byte aligned, kLda, kLdb, kK multiples of 4); the
 // sum still runs over x in order.
 template <int kA, int kC, int kK, int kLda, int kLdb>
-__device__ __forceinline__ void mma_nt(float (&acc)[kA][kC], const float* A, const float* B,
-                                       int ty, int tx) {
+__device__ __forceinline__ void mma_nt(float (&acc)[kA][kC], const float* A, const float* B, int ty,
+                                       int tx) {
   static_assert(kK % 4 == 0 && kLda % 4 == 0 && kLdb % 4 == 0, "float4 rows");
 #pragma unroll 1
   for (int x = 0; x < kK; x += 4) {
@@ -82,8 +83,8 @@ __device__ __forceinline__ void mma_nt(float (&acc)[kA][kC], const float* A, con
 
 // acc[a][c] += sum_{x < kK} A[(ty + 16 a) kLda + x] B[x kLdb + tx + 16 c]   (A B)
 template <int kA, int kC, int kK, int kLda, int kLdb>
-__device__ __forceinline__ void mma_nn(float (&acc)[kA][kC], const float* A, const float* B,
-                                       int ty, int tx) {
+__device__ __forceinline__ void mma_nn(float (&acc)[kA][kC], const float* A, const float* B, int ty,
+                                       int tx) {
 #pragma unroll 4
   for (int x = 0; x < kK; ++x) {
     float av[kA], bv[kC];
