@@ -41,6 +41,9 @@
 struct alignas(16) float4 {
   float x, y, z, w;
 };
+struct alignas(8) float2 {
+  float x, y;
+};
 struct uint3 {
   unsigned x = 0, y = 0, z = 0;
 };

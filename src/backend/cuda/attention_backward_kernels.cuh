@@ -56,7 +56,7 @@ __device__ __forceinline__ void scores_to_ds(const float* qs, const float* dos, 
 }
 
 // Shared memory of the dK/dV kernel, in floats: K, V tiles [kBc], Q, dO tiles [kBr] (pitch
-// row_pitch(kE)), P^T and dS^T [kBc][kBr + 1], per-row visibility, lse, D.
+// row_pitch(kE)), P^T and dS^T [kBc][kBr + 4], per-row visibility, lse, D.
 template <int kE, int kBr, int kBc>
 struct DkdvSmem {
   static constexpr int kK = 0;
@@ -64,9 +64,9 @@ struct DkdvSmem {
   static constexpr int kQ = kV + kBc * row_pitch(kE);
   static constexpr int kDO = kQ + kBr * row_pitch(kE);
   static constexpr int kPT = kDO + kBr * row_pitch(kE);
-  static_assert(kPT % 4 == 0, "float4 tiles start 16-byte aligned");
-  static constexpr int kDST = kPT + kBc * (kBr + 1);
-  static constexpr int kVis = kDST + kBc * (kBr + 1);
+  static constexpr int kDST = kPT + kBc * (kBr + 4);
+  static constexpr int kVis = kDST + kBc * (kBr + 4);
+  static_assert(kPT % 4 == 0 && kDST % 4 == 0, "float4 tiles start 16-byte aligned");
   static constexpr int kLse = kVis + kBr;
   static constexpr int kD = kLse + kBr;
   static constexpr std::size_t kBytes = static_cast<std::size_t>(kD + kBr) * sizeof(float);
@@ -76,7 +76,7 @@ template <int kE, int kBr, int kBc>
 __global__ void __launch_bounds__(kThreads) flash_dkdv(BwdArgs a) {
   using L = DkdvSmem<kE, kBr, kBc>;
   constexpr int kA = kBr / 16, kC = kBc / 16, kKA = kBc / 16, kCE = kE / 16;
-  constexpr int kPitch = row_pitch(kE), kTPitch = kBr + 1;
+  constexpr int kPitch = row_pitch(kE), kTPitch = kBr + 4;  // float4 rows for mma_nn
   OPD_DYNAMIC_SMEM(smem_words);
   float* smem = reinterpret_cast<float*>(smem_words);
   float* ks = smem + L::kK;
@@ -143,7 +143,7 @@ __global__ void __launch_bounds__(kThreads) flash_dkdv(BwdArgs a) {
     const int64_t at = kv_offset(s, b, j0 + jj, g);
 #pragma unroll
     for (int c = 0; c < kCE; ++c) {
-      const int e = tx + 16 * c;
+      const int e = acc_col<kCE>(c, tx);
       if (e < s.E) {
         a.dk[at + e] = dk[i][c] * a.scale;
         a.dv[at + e] = dv[i][c];
@@ -153,7 +153,7 @@ __global__ void __launch_bounds__(kThreads) flash_dkdv(BwdArgs a) {
 }
 
 // Shared memory of the dQ kernel, in floats: Q, dO tiles [kBr], K, V tiles [kBc] (pitch
-// row_pitch(kE)), dS [kBr][kBc + 1], per-row visibility, lse, D.
+// row_pitch(kE)), dS [kBr][kBc + 4], per-row visibility, lse, D.
 template <int kE, int kBr, int kBc>
 struct DqSmem {
   static constexpr int kQ = 0;
@@ -162,7 +162,7 @@ struct DqSmem {
   static constexpr int kV = kK + kBc * row_pitch(kE);
   static constexpr int kDS = kV + kBc * row_pitch(kE);
   static_assert(kDS % 4 == 0, "float4 tiles start 16-byte aligned");
-  static constexpr int kVis = kDS + kBr * (kBc + 1);
+  static constexpr int kVis = kDS + kBr * (kBc + 4);
   static constexpr int kLse = kVis + kBr;
   static constexpr int kD = kLse + kBr;
   static constexpr std::size_t kBytes = static_cast<std::size_t>(kD + kBr) * sizeof(float);
@@ -172,7 +172,7 @@ template <int kE, int kBr, int kBc>
 __global__ void __launch_bounds__(kThreads) flash_dq(BwdArgs a) {
   using L = DqSmem<kE, kBr, kBc>;
   constexpr int kA = kBr / 16, kC = kBc / 16, kCE = kE / 16;
-  constexpr int kPitch = row_pitch(kE), kSPitch = kBc + 1;
+  constexpr int kPitch = row_pitch(kE), kSPitch = kBc + 4;  // float4 rows for mma_nn
   OPD_DYNAMIC_SMEM(smem_words);
   float* smem = reinterpret_cast<float*>(smem_words);
   float* qs = smem + L::kQ;
@@ -238,7 +238,7 @@ __global__ void __launch_bounds__(kThreads) flash_dq(BwdArgs a) {
     float* o = a.dq + q_offset(s, b, r.t, r.h);
 #pragma unroll
     for (int c = 0; c < kCE; ++c)
-      if (tx + 16 * c < s.E) o[tx + 16 * c] = acc[i][c] * a.scale;
+      if (acc_col<kCE>(c, tx) < s.E) o[acc_col<kCE>(c, tx)] = acc[i][c] * a.scale;
   }
 }
 

@@ -16,7 +16,7 @@ struct FwdSmem {
   static constexpr int kQ = 0;
   static constexpr int kKV = kQ + kBr * row_pitch(kE);
   static constexpr int kP = kKV + kBc * row_pitch(kE);
-  static constexpr int kVis = kP + kBr * (kBc + 1);
+  static constexpr int kVis = kP + kBr * (kBc + 4);
   static constexpr int kLse = kVis + kBr;
   static constexpr std::size_t kBytes = static_cast<std::size_t>(kLse + kBr) * sizeof(float);
   static_assert(kKV % 4 == 0 && kP % 4 == 0, "float4 tiles start 16-byte aligned");
@@ -26,7 +26,7 @@ template <int kE, int kBr, int kBc, bool kDelta>
 __global__ void __launch_bounds__(kThreads) flash_forward(FwdArgs a) {
   using L = FwdSmem<kE, kBr, kBc>;
   constexpr int kA = kBr / 16, kC = kBc / 16, kCE = kE / 16;
-  constexpr int kPitch = row_pitch(kE), kPPitch = kBc + 1;
+  constexpr int kPitch = row_pitch(kE), kPPitch = kBc + 4;  // float4 rows for mma_nn
   OPD_DYNAMIC_SMEM(smem_words);
   float* smem = reinterpret_cast<float*>(smem_words);
   float* qs = smem + L::kQ;
@@ -133,7 +133,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward(FwdArgs a) {
         const Elem* go = a.d_out + q_offset(s, b, r.t, r.h);
 #pragma unroll
         for (int c = 0; c < kCE; ++c)
-          if (tx + 16 * c < s.E) part += acc[i][c] * load(go + tx + 16 * c);
+          if (acc_col<kCE>(c, tx) < s.E) part += acc[i][c] * load(go + acc_col<kCE>(c, tx));
       }
       const float d = row_sum16(part);
       if (valid && tx == 0) a.delta[lse_offset(s, b, r.h, r.t)] = d;
@@ -144,7 +144,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward(FwdArgs a) {
         float* o = a.out + blockIdx.z * a.out_split_stride + q_offset(s, b, r.t, r.h);
 #pragma unroll
         for (int c = 0; c < kCE; ++c)
-          if (tx + 16 * c < s.E) o[tx + 16 * c] = acc[i][c] * inv;
+          if (acc_col<kCE>(c, tx) < s.E) o[acc_col<kCE>(c, tx)] = acc[i][c] * inv;
         if (a.lse && tx == 0)
           a.lse[blockIdx.z * a.lse_split_stride + lse_offset(s, b, r.h, r.t)] = sm[i].lse(l);
       }

@@ -5,8 +5,9 @@
 // it as C++ and run the kernels on CPU threads.
 //
 // Thread layout of every flash kernel: 256 threads as 16 x 16, tx = threadIdx.x % 16 (columns),
-// ty = threadIdx.x / 16 (rows). A thread owns rows ty + 16 a and columns tx + 16 c of a tile, so
-// the 16 threads of a row are one half-warp (row reductions are shuffles).
+// ty = threadIdx.x / 16 (rows). A thread owns rows ty + 16 a of a tile, and of a score tile the
+// key columns tx + 16 c, of an accumulator the head-dimension columns acc_col(c, tx). The 16
+// threads of a row are one half-warp (row reductions are shuffles).
 #pragma once
 
 #include <cstdint>
@@ -81,21 +82,56 @@ __device__ __forceinline__ void mma_nt(float (&acc)[kA][kC], const float* A, con
   }
 }
 
-// acc[a][c] += sum_{x < kK} A[(ty + 16 a) kLda + x] B[x kLdb + tx + 16 c]   (A B)
+// The head-dimension column of a thread's accumulator entry c (0 <= c < kC = kE / 16): a thread
+// owns kW = min(kC, 4) adjacent columns of every 16 kW, so that mma_nn reads them as one vector.
+template <int kC>
+OPD_HD constexpr int acc_col(int c, int tx) {
+  constexpr int kW = kC < 4 ? kC : 4;
+  return (c / kW) * (16 * kW) + tx * kW + c % kW;
+}
+
+__device__ __forceinline__ float component(const float4& v, int u) {
+  return u == 0 ? v.x : u == 1 ? v.y : u == 2 ? v.z : v.w;
+}
+
+// acc[a][c] += sum_{x < kK} A[(ty + 16 a) kLda + x] B[x kLdb + acc_col<kC>(c, tx)]   (A B)
+// A rows are read as float4, B rows as float4 (float2 for kC = 2); A, B 16-byte aligned, kLda,
+// kLdb, kK multiples of 4. The sum runs over x in order.
 template <int kA, int kC, int kK, int kLda, int kLdb>
 __device__ __forceinline__ void mma_nn(float (&acc)[kA][kC], const float* A, const float* B, int ty,
                                        int tx) {
-#pragma unroll 4
-  for (int x = 0; x < kK; ++x) {
-    float av[kA], bv[kC];
-#pragma unroll
-    for (int i = 0; i < kA; ++i) av[i] = A[(ty + 16 * i) * kLda + x];
-#pragma unroll
-    for (int j = 0; j < kC; ++j) bv[j] = B[x * kLdb + tx + 16 * j];
+  constexpr int kW = kC < 4 ? kC : 4;
+  static_assert((kW == 2 || kW == 4) && kC % kW == 0, "2, 4 or a multiple of 4 columns");
+  static_assert(kK % 4 == 0 && kLda % 4 == 0 && kLdb % 4 == 0, "float4 rows");
+#pragma unroll 1
+  for (int x = 0; x < kK; x += 4) {
+    float4 av[kA];
 #pragma unroll
     for (int i = 0; i < kA; ++i)
+      av[i] = *reinterpret_cast<const float4*>(A + (ty + 16 * i) * kLda + x);
 #pragma unroll
-      for (int j = 0; j < kC; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+    for (int u = 0; u < 4; ++u) {
+      const float* row = B + (x + u) * kLdb + tx * kW;
+      float bv[kC];
+#pragma unroll
+      for (int g = 0; g < kC / kW; ++g) {
+        if constexpr (kW == 4) {
+          const float4 t = *reinterpret_cast<const float4*>(row + g * 16 * kW);
+          bv[4 * g] = t.x;
+          bv[4 * g + 1] = t.y;
+          bv[4 * g + 2] = t.z;
+          bv[4 * g + 3] = t.w;
+        } else {
+          const float2 t = *reinterpret_cast<const float2*>(row + g * 16 * kW);
+          bv[2 * g] = t.x;
+          bv[2 * g + 1] = t.y;
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < kA; ++i)
+#pragma unroll
+        for (int j = 0; j < kC; ++j) acc[i][j] = fmaf(component(av[i], u), bv[j], acc[i][j]);
+    }
   }
 }
 
