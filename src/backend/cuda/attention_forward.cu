@@ -1,0 +1,116 @@
+// CUDA attention forward (backend/ops.hpp contract), FlashAttention-2 style: a block per
+// (tile of query rows, batch and kv head, key split) walks the key tiles its rows can see with an
+// online softmax, K and V tiles in shared memory and fp32 accumulators in registers, so the
+// T x S scores never exist. The rows of a tile are the query rows of all heads of a GQA group
+// (attention_tiles.hpp), so a K/V tile serves the whole group.
+//
+// Decode steps and other launches too small to fill the device split the keys over blocks
+// (flash-decoding): each split writes its normalised output and log-sum-exp, and a combine kernel
+// weighs them by exp(lse_k - lse). The same kernel, in its "delta" form, is the backward's first
+// pass (attention_backward.cu): P from the forward's lse, O = P V, D = dO . O per row.
+// A forward that keeps P runs the simple kernel of attention_probs.cu.
+#include "backend/cuda/attention_common.cuh"
+#include "backend/cuda/attention_forward_kernel.cuh"
+#include "backend/cuda/cuda_ops.hpp"
+
+namespace opd::backend::cuda {
+
+namespace attn {
+
+namespace {
+
+template <int kE, int kBr, int kBc, bool kDelta>
+void launch(FwdArgs a, int row_tiles, const char* what) {
+  auto kernel = flash_forward<kE, kBr, kBc, kDelta>;
+  constexpr std::size_t bytes = FwdSmem<kE, kBr, kBc>::kBytes;
+  allow_shared(kernel, bytes, what);
+  const dim3 grid(static_cast<unsigned>(row_tiles), static_cast<unsigned>(a.s.B * a.s.G),
+                  static_cast<unsigned>(a.splits));
+  kernel<<<grid, kThreads, bytes>>>(a);
+  check_launch(what);
+}
+
+template <int kE, int kBr, int kBc>
+void forward_tiles(FwdArgs a, float* out, float* lse) {
+  const Shape& s = a.s;
+  const int row_tiles = ceil_div(s.rows(), kBr);
+  a.max_tiles = ceil_div(s.S, kBc);
+  a.splits = plan_splits(int64_t(row_tiles) * s.B * s.G, a.max_tiles, sm_count());
+  if (a.splits == 1) {
+    a.out = out;
+    a.lse = lse;
+    launch<kE, kBr, kBc, false>(a, row_tiles, "attention_forward (flash)");
+    return;
+  }
+  const int64_t out_n = int64_t(s.B) * s.T * s.H * s.E, lse_n = int64_t(s.B) * s.H * s.T;
+  float* ws = workspace(static_cast<std::size_t>(a.splits * (out_n + lse_n)));
+  a.out = ws;
+  a.lse = ws + a.splits * out_n;
+  a.out_split_stride = out_n;
+  a.lse_split_stride = lse_n;
+  launch<kE, kBr, kBc, false>(a, row_tiles, "attention_forward (flash, split keys)");
+  combine_splits<<<blocks_for(out_n), cuda::kThreads>>>(a.out, a.lse, a.splits, out_n, lse_n, s,
+                                                        out, lse);
+  check_launch("attention_forward (combine splits)");
+}
+
+}  // namespace
+
+void flash_forward_run(const FwdArgs& args, float* out, float* lse) {
+  with_head_dim(args.s.E, [&](auto bound) {
+    constexpr int kE = decltype(bound)::value;
+    using C = Config<kE>;
+    if (args.s.rows() <= kDecodeBr)
+      forward_tiles<kE, kDecodeBr, C::kFwdBc>(args, out, lse);
+    else
+      forward_tiles<kE, C::kFwdBr, C::kFwdBc>(args, out, lse);
+  });
+}
+
+void flash_delta_run(const FwdArgs& args) {
+  with_head_dim(args.s.E, [&](auto bound) {
+    constexpr int kE = decltype(bound)::value;
+    using C = Config<kE>;
+    FwdArgs a = args;
+    a.max_tiles = ceil_div(a.s.S, C::kFwdBc);
+    a.splits = 1;
+    launch<kE, C::kFwdBr, C::kFwdBc, true>(a, ceil_div(a.s.rows(), C::kFwdBr),
+                                           "attention backward (flash D pass)");
+  });
+}
+
+}  // namespace attn
+
+void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& q_pos,
+                       float scale, Tensor& out, Tensor* probs, Tensor* lse) {
+  const char* op = "attention_forward";
+  const attn::Shape s = attn::check_shapes(op, q, k, v);
+  require_device(op, "q_pos", q_pos, core::DType::I32);
+  require_device(op, "out", out);
+  OPD_CHECK(q_pos.numel() == int64_t(s.B) * s.T && out.shape() == q.shape(), op, ": q_pos ",
+            q_pos.describe(), " out ", out.describe());
+  if (probs) {
+    require_device(op, "probs", *probs);
+    OPD_CHECK(probs->shape() == core::Shape({s.B, s.H, s.T, s.S}), op, ": probs ",
+              probs->describe());
+  }
+  if (lse) {
+    require_device(op, "lse", *lse);
+    OPD_CHECK(lse->shape() == core::Shape({s.B, s.H, s.T}), op, ": lse ", lse->describe());
+  }
+  if (int64_t(s.B) * s.T * s.H == 0) return;
+  if (probs) {
+    attn::probs_forward(s, q, k, v, q_pos, scale, out, *probs, lse);
+    return;
+  }
+  attn::FwdArgs a{};
+  a.q = q.data<attn::Elem>();
+  a.k = k.data<attn::Elem>();
+  a.v = v.data<attn::Elem>();
+  a.q_pos = q_pos.data<int32_t>();
+  a.scale = scale;
+  a.s = s;
+  attn::flash_forward_run(a, out.data<float>(), lse ? lse->data<float>() : nullptr);
+}
+
+}  // namespace opd::backend::cuda
