@@ -13,6 +13,7 @@
 #include "app/bench_ceilings.hpp"
 #include "core/error.hpp"
 #include "app/commands.hpp"
+#include "comm/device_group.hpp"
 #include "backend/ops.hpp"
 #include "core/timer.hpp"
 #include "distill/teacher.hpp"
@@ -69,7 +70,7 @@ double activation_mib(const model::ModelConfig& c, int64_t B, int64_t T) {
 nlohmann::json bench_train(const BenchArgs& a, int threads) {
   ops::set_blas_threads(threads);
   const bool gpu = a.device == "cuda";
-  if (gpu && !ops::use_cuda_device(0))
+  if (gpu && comm::use_local_cuda_device() < 0)
     input_error("bench train --device cuda", "no CUDA device (or opd was built without CUDA)",
                 "run on a GPU machine, or use --device cpu");
   const core::Device dev = gpu ? core::Device::Cuda : core::Device::Host;
@@ -147,7 +148,7 @@ nlohmann::json bench_train(const BenchArgs& a, int threads) {
 nlohmann::json bench_decode(const BenchArgs& a, int threads) {
   ops::set_blas_threads(threads);
   const bool gpu = a.device == "cuda";
-  if (gpu && !ops::use_cuda_device(0))
+  if (gpu && comm::use_local_cuda_device() < 0)
     input_error("bench decode --device cuda", "no CUDA device (or opd was built without CUDA)",
                 "run on a GPU machine, or use --device cpu");
   // The memory bandwidth of the device the weights live on, measured in this run.
@@ -242,7 +243,7 @@ nlohmann::json bench_score(const BenchArgs& a, int threads) {
 // Teacher scoring on the GPU: the prefill forward of the whole batch and the vocab-chunked head
 // statistics at every position (log-sum-exp, target logit, entropy), in the compute precision.
 nlohmann::json bench_score_device(const BenchArgs& a) {
-  if (!ops::use_cuda_device(0))
+  if (comm::use_local_cuda_device() < 0)
     input_error("bench score --device cuda", "no CUDA device (or opd was built without CUDA)",
                 "run on a GPU machine, or use --device cpu");
   const core::Device dev = core::Device::Cuda;

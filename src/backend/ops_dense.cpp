@@ -1,5 +1,5 @@
 // Dispatch on device (DESIGN.md §2) for the dense ops: elementwise, GEMM, embedding, norms,
-// RoPE, SwiGLU, attention, AdamW. CUDA tensors go to backend/cuda (attention not yet).
+// RoPE, SwiGLU, attention, AdamW. CUDA tensors go to backend/cuda.
 #include "backend/ops.hpp"
 
 #include "backend/cpu/cpu_ops.hpp"

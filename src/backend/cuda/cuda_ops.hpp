@@ -37,7 +37,7 @@ void rope_backward(Tensor& dx, const Tensor& pos, float theta);
 void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& out);
 void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& d_out, Tensor& d_gate,
                      Tensor& d_up);
-// attention.cu
+// attention_forward.cu, attention_backward.cu (flash-style, from the lse), attention_probs.cu (P kept)
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& q_pos,
                        float scale, Tensor& out, Tensor* probs, Tensor* lse);
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs,
