@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sourced by the tests; they use what it sets
 # A one-node Slurm on this machine for the tests in tests/slurm/ (sourced, not run).
 #
 # slurm_start makes a scratch directory, starts a private munged (its own key and socket), then
@@ -14,6 +15,9 @@
 # Exit status 77 (ctest: skipped) when the Slurm or munge programs are not installed.
 
 SLURM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# Every wait ends by this deadline (seconds of the test's life), below ctest's TIMEOUT (900), so
+# that the test fails and stops its daemons itself instead of being killed without cleanup.
+DEADLINE=$((SECONDS + ${OPD_SLURM_TEST_SECONDS:-840}))
 SLURM_SCRIPTS=$SLURM_ROOT/slurm
 
 say() { echo "[slurm-test] $*"; }
@@ -191,9 +195,11 @@ job_field() {
   scontrol show job "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1
 }
 
-# Waits until job $1 has ended for good (not requeued), at most $2 seconds; prints its state.
+# Waits until job $1 has ended for good (not requeued), at most $2 seconds (and not past the
+# deadline); prints its state.
 wait_job() {
-  local end=$((SECONDS + $2)) state
+  local start=$SECONDS end=$((SECONDS + $2)) state
+  [ "$end" -le "$DEADLINE" ] || end=$DEADLINE
   while [ "$SECONDS" -lt "$end" ]; do
     state=$(job_field "$1" JobState)
     case $state in
@@ -204,17 +210,18 @@ wait_job() {
     esac
     sleep 1
   done
-  fail "job $1 still '$state' after $2 s"
+  fail "job $1 still '$state' after $((SECONDS - start)) s"
 }
 
 # Waits until file $1 has at least $2 lines, at most $3 seconds.
 wait_lines() {
-  local end=$((SECONDS + $3))
+  local start=$SECONDS end=$((SECONDS + $3))
+  [ "$end" -le "$DEADLINE" ] || end=$DEADLINE
   while [ "$SECONDS" -lt "$end" ]; do
     [ -f "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ] && return 0
     sleep 0.2
   done
-  fail "$1 has fewer than $2 lines after $3 s"
+  fail "$1 has fewer than $2 lines after $((SECONDS - start)) s"
 }
 
 # A metrics.jsonl without its timing fields (wall times and rates), one line per step: what

@@ -4,6 +4,7 @@
 # one rank would refuse), every stage finishes and the checkpoints record that layout.
 # Usage: tests/slurm/test_single.sh OPD_BINARY
 set -uo pipefail
+# shellcheck source=tests/slurm/lib.sh
 source "$(dirname "$0")/lib.sh"
 OPD=$(realpath "$1")
 slurm_start
