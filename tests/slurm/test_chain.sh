@@ -13,7 +13,7 @@ set -uo pipefail
 # shellcheck source=tests/slurm/lib.sh
 source "$(dirname "$0")/lib.sh"
 OPD=$(realpath "$1")
-TARGET=${OPD_SLURM_CHAIN_SECONDS:-100}
+TARGET=${OPD_SLURM_CHAIN_SECONDS:-75}
 slurm_start
 make_tiny_job "$OPD"
 export OPD JOB=tiny.toml
