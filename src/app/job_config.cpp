@@ -190,6 +190,8 @@ JobConfig parse_job(const std::string& toml_text, const std::string& source_name
   job.run.threads = static_cast<int>(run.get_int("threads", 0, 0, 1024));
   job.run.walltime = run.get_double("walltime", 0.0, 0.0, 1e9);
   job.run.walltime_margin = run.get_double("walltime_margin", 30.0, 0.0, 1e9);
+  job.run.device = run.get_choice("device", "cpu", {"cpu", "cuda"});
+  job.run.precision = run.get_choice("precision", "fp32", {"fp32", "bf16"});
   ConfigTable par = t.table_or_empty("parallel");
   auto read_layout = [&](const std::string& key, comm::Layout def) {
     ConfigTable l = par.table_or_empty(key);
@@ -204,6 +206,20 @@ JobConfig parse_job(const std::string& toml_text, const std::string& source_name
   job.parallel.placement = par.get_choice("placement", "colocated", {"colocated", "split"});
   job.parallel.zero = static_cast<int>(par.get_int("zero", 0, 0, 1));
   job.parallel.micro_batches = static_cast<int>(par.get_int("micro_batches", 0, 0, 1 << 16));
+  if (job.run.device == "cuda") {  // what the GPU path does not do yet, refused before any work
+    const std::string fix = "run with [run] device = \"cpu\" for this layout";
+    if (job.parallel.student.tp > 1 || job.parallel.teacher.tp > 1)
+      input_error(par.key_path("student.tp"),
+                  "tensor parallelism is not available with device = \"cuda\" yet",
+                  "use tp = 1 with pp or dp on GPUs, or " + fix);
+    if (job.parallel.placement == "split")
+      input_error(par.key_path("placement"),
+                  "split placement (teacher on its own ranks) is not available with device = \"cuda\" yet",
+                  "use placement = \"colocated\" on GPUs, or " + fix);
+    if (job.parallel.zero)
+      input_error(par.key_path("zero"), "zero = 1 is not available with device = \"cuda\" yet",
+                  "use zero = 0 on GPUs, or " + fix);
+  }
   ConfigTable tok = t.table_or_empty("tokenizer");
   job.tokenizer = tok.get_choice("kind", "char", {"char"});
 

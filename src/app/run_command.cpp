@@ -10,6 +10,7 @@
 #include "app/job_config.hpp"
 #include "backend/ops.hpp"
 #include "comm/communicator.hpp"
+#include "comm/device_group.hpp"
 #include "comm/topology.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -43,6 +44,9 @@ bool agree(const comm::Communicator& world, const std::function<void()>& work) {
 
 int run_job(const std::string& path, const std::vector<std::string>& overrides) {
   const comm::Communicator world = comm::Communicator::world();
+  // First: a USR1/TERM during startup (Slurm may warn early) must end in a checkpoint at the
+  // first step boundary and exit 3, not kill the process.
+  distill::StopCondition::install_signal_handlers();
   distill::JobConfig job;
   std::unique_ptr<comm::Topology> topo;
   if (!agree(world, [&] { job = load_job(path, overrides); })) return 2;
@@ -51,6 +55,12 @@ int run_job(const std::string& path, const std::vector<std::string>& overrides) 
       }))
     return 2;
   backend::set_blas_threads(job.run.threads);
+  if (!agree(world, [&] {
+        if (job.run.device == "cuda" && comm::use_local_cuda_device() < 0)
+          input_error(job.path + ": run.device", "\"cuda\" but this rank sees no CUDA device (or opd was built without CUDA)",
+                      "run on a GPU node (one rank per GPU), or set run.device = \"cpu\"");
+      }))
+    return 2;
   auto tok = data::make_tokenizer(job.tokenizer);
   // Everything is read and checked before anything is written: bad input leaves RUN as it was.
   // A stage that reads what an earlier stage has yet to write is checked just before it runs.
@@ -72,7 +82,6 @@ int run_job(const std::string& path, const std::vector<std::string>& overrides) 
     fs::rename(saved.string() + ".tmp", saved);
   }
   world.barrier();
-  distill::StopCondition::install_signal_handlers();
   distill::StopCondition stop(job.run.walltime, job.run.walltime_margin);
   for (std::size_t i = 0; i < stages.size(); ++i) {
     const auto& name = job.stages[i].name;

@@ -231,7 +231,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
     remote = static_cast<RemoteTeacher*>(teacher_ptr.get());
   } else {
     auto lt = std::make_unique<LocalTeacher>(load_model(resolve_checkpoint(job_, dc.teacher),
-                                                        tok_.describe(), model_parallel_of(topo_)),
+                                                        tok_.describe(), model_parallel_of(topo_, job_.run)),
                                              static_cast<float>(dc.teacher_temperature),
                                              cfg_.vocab_chunk, dc.rows_per_block);
     local_teacher = lt.get();
@@ -248,7 +248,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
   if (resume) {
     io::CheckpointReader r(*resume);
     check_tokenizer(r, tok_.describe());
-    student = std::make_unique<model::Transformer>(read_model_config(r), model_parallel_of(topo_));
+    student = std::make_unique<model::Transformer>(read_model_config(r), model_parallel_of(topo_, job_.run));
     read_model_weights(r, *student);
     step = r.read_int("state/step");
     tokens_seen = r.read_int("state/tokens_seen");
@@ -268,7 +268,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
                   "resume with the same teacher, or start a new run directory");
     core::log::info(cfg_.name, ": resuming from ", *resume, " at step ", step);
   } else {
-    student = initial_model(job_, cfg_.model, tok_, model_parallel_of(topo_));
+    student = initial_model(job_, cfg_.model, tok_, model_parallel_of(topo_, job_.run));
   }
   if (student->config().vocab_size != teacher.config().vocab_size)
     input_error(cfg_.where, "the student's and the teacher's vocabularies differ",
@@ -404,7 +404,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
       // sends the batch again) and the batch goes into the checkpoint.
       if (remote_overlap) (void)remote->receive_reply(score_request(*inflight, mode));
       if (saved_at != step) save(step);  // else just written, with the same state
-      core::log::info(cfg_.name, ": stopping at step ", step, " (", stop.reason(),
+      core::log::info(cfg_.name, ": stopping at step ", step, " (", stop.reason().empty() ? std::string("another rank was told to stop") : stop.reason(),
                       "); checkpoint written, resubmit to continue");
       return StageOutcome::Interrupted;
     }
@@ -490,10 +490,10 @@ StageOutcome DistillStage::run(StopCondition& stop) {
     summary["accuracy_student_final"] = acc;
     summary["gap_recovery"] = std::isfinite(gap_recovery(acc)) ? nlohmann::json(gap_recovery(acc))
                                                                : nlohmann::json(nullptr);
-    char buf[256];
-    std::snprintf(buf, sizeof buf,
-                  "%s: accuracy student %.4f -> %.4f, teacher %.4f, gap recovery %.1f%%",
-                  cfg_.name.c_str(), acc_student0, acc, acc_teacher, 100 * gap_recovery(acc));
+    char buf[256], gap[64] = "undefined (the teacher is no better than the initial student)";
+    if (std::isfinite(gap_recovery(acc))) std::snprintf(gap, sizeof gap, "%.1f%%", 100 * gap_recovery(acc));
+    std::snprintf(buf, sizeof buf, "%s: accuracy student %.4f -> %.4f, teacher %.4f, gap recovery %s",
+                  cfg_.name.c_str(), acc_student0, acc, acc_teacher, gap);
     core::log::info(buf);
   }
   save(step);
@@ -509,7 +509,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
 StageOutcome DistillStage::serve(StopCondition& stop) {
   const DistillConfig& dc = cfg_.distill;
   LocalTeacher teacher(load_model(resolve_checkpoint(job_, dc.teacher), tok_.describe(),
-                                  model_parallel_of(topo_)),
+                                  model_parallel_of(topo_, job_.run)),
                        static_cast<float>(dc.teacher_temperature), cfg_.vocab_chunk,
                        dc.rows_per_block);
   const comm::Communicator& world = topo_.world();

@@ -84,7 +84,7 @@ void EvalStage::prepare() {
 StageOutcome EvalStage::run(StopCondition&) {
   const std::string dir = stage_dir(job_, cfg_.name);
   const std::string ckpt = resolve_checkpoint(job_, cfg_.model);
-  auto m = load_model(ckpt, tok_.describe(), model_parallel_of(topo_));
+  auto m = load_model(ckpt, tok_.describe(), model_parallel_of(topo_, job_.run));
   std::vector<std::string> lines;
   EvalConfig ec = cfg_.eval;
   ec.sampling.stop_tokens = stop_tokens_;

@@ -100,11 +100,10 @@ void read_shard(io::CheckpointReader& r, const std::string& name, const model::P
 
 std::unique_ptr<model::Transformer> load_model(const std::string& path,
                                                const std::string& tokenizer_id,
-                                               const model::ModelParallel& mp,
-                                               core::Device device) {
+                                               const model::ModelParallel& mp) {
   io::CheckpointReader r(path);
   check_tokenizer(r, tokenizer_id);
-  auto m = std::make_unique<model::Transformer>(read_model_config(r), mp.tp, mp.pp, device);
+  auto m = std::make_unique<model::Transformer>(read_model_config(r), mp);
   read_model_weights(r, *m);
   return m;
 }

@@ -33,10 +33,9 @@ void read_shard(io::CheckpointReader& r, const std::string& name, const model::P
 // over the tensor-parallel group).
 void read_model_weights(io::CheckpointReader& r, model::Transformer& m);
 // A model rebuilt from a checkpoint file (config + weights), sharded as `mp` says.
-// device: where its parameters live (the checkpoint is read on the host and copied there).
+// On mp's device (read on the host and copied there) in mp's precision.
 std::unique_ptr<model::Transformer> load_model(const std::string& path,
                                                const std::string& tokenizer_id,
-                                               const model::ModelParallel& mp = {},
-                                               core::Device device = core::Device::Host);
+                                               const model::ModelParallel& mp = {});
 
 }  // namespace opd::distill

@@ -99,8 +99,18 @@ int micro_batches_of(const JobConfig& job, const comm::Topology& topo) {
   return job.parallel.micro_batches > 0 ? job.parallel.micro_batches : topo.layout().pp;
 }
 
-model::ModelParallel model_parallel_of(const comm::Topology& topo) {
-  return {parallel::TensorParallel(topo.tp()), parallel::PipelineParallel(topo.pp())};
+model::ModelParallel unsharded_on(const RunConfig& run) {
+  model::ModelParallel mp;
+  mp.device = run.device == "cuda" ? core::Device::Cuda : core::Device::Host;
+  mp.compute = run.precision == "bf16" ? core::DType::BF16 : core::DType::F32;
+  return mp;
+}
+
+model::ModelParallel model_parallel_of(const comm::Topology& topo, const RunConfig& run) {
+  model::ModelParallel mp = unsharded_on(run);
+  mp.tp = parallel::TensorParallel(topo.tp());
+  mp.pp = parallel::PipelineParallel(topo.pp());
+  return mp;
 }
 
 void check_model_fits_layout(const JobConfig& job, const std::string& ref,

@@ -59,8 +59,11 @@ std::unique_ptr<model::Transformer> initial_model(const JobConfig& job, const st
 // The micro-batches of one update on this rank: [parallel].micro_batches, or one per pipeline
 // stage when it is 0.
 int micro_batches_of(const JobConfig& job, const comm::Topology& topo);
-// This rank's tensor-parallel and pipeline groups (of its role: student or teacher).
-model::ModelParallel model_parallel_of(const comm::Topology& topo);
+// This rank's tensor-parallel and pipeline groups (of its role: student or teacher), with the
+// job's device and precision ([run] device, precision).
+model::ModelParallel model_parallel_of(const comm::Topology& topo, const RunConfig& run);
+// A whole model (one rank) on the job's device and precision.
+model::ModelParallel unsharded_on(const RunConfig& run);
 // Input error unless the model a reference names splits over the layout's tp (named in the
 // message as `[parallel].student` or `.teacher`).
 void check_model_fits_layout(const JobConfig& job, const std::string& ref,

@@ -22,6 +22,8 @@ struct RunConfig {
   double walltime = 0;               // seconds; at a step boundary past walltime - margin the
                                      // stage checkpoints and opd exits with status 3
   double walltime_margin = 30;
+  std::string device = "cpu";        // cpu | cuda (each rank its node-local GPU)
+  std::string precision = "fp32";    // fp32 | bf16 (mixed precision: bf16 GEMMs, f32 masters)
 };
 
 struct CheckpointConfig {

@@ -61,7 +61,7 @@ const char* TeacherGenerateStage::rejection(const model::Generation& g, const st
 StageOutcome TeacherGenerateStage::run(StopCondition&) {
   const fs::path dir = stage_dir(job_, cfg_.name);
   fs::create_directories(dir);
-  auto teacher = load_model(resolve_checkpoint(job_, cfg_.model), tok_.describe());
+  auto teacher = load_model(resolve_checkpoint(job_, cfg_.model), tok_.describe(), unsharded_on(job_.run));
   const EvalConfig& ec = cfg_.eval;
   const int64_t n = ec.limit > 0 ? std::min<int64_t>(ec.limit, static_cast<int64_t>(prompts_.size()))
                                  : static_cast<int64_t>(prompts_.size());

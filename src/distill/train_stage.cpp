@@ -129,7 +129,7 @@ StageOutcome TrainStage::run(StopCondition& stop) {
   if (resume) {
     io::CheckpointReader r(*resume);
     check_tokenizer(r, tok_.describe());
-    m = std::make_unique<model::Transformer>(read_model_config(r), model_parallel_of(topo_));
+    m = std::make_unique<model::Transformer>(read_model_config(r), model_parallel_of(topo_, job_.run));
     read_model_weights(r, *m);
     step = r.read_int("state/step");
     tokens_seen = r.read_int("state/tokens_seen");
@@ -138,7 +138,7 @@ StageOutcome TrainStage::run(StopCondition& stop) {
     else text_->set_cursor(cursor);
     core::log::info(cfg_.name, ": resuming from ", *resume, " at step ", step);
   } else {
-    m = distill::initial_model(job_, cfg_.model, tok_, model_parallel_of(topo_));
+    m = distill::initial_model(job_, cfg_.model, tok_, model_parallel_of(topo_, job_.run));
   }
   DataParallelOptimizer opt(*m, topo_.dp(), job_.parallel.zero != 0);
   if (resume) {
@@ -160,7 +160,7 @@ StageOutcome TrainStage::run(StopCondition& stop) {
         step > first_step && topo_.group().allreduce_max(stop.should_stop(step) ? 1 : 0);
     if (stop_here) {
       if (saved_step_ != step) save(*m, opt, step, tokens_seen);  // else just written
-      core::log::info(cfg_.name, ": stopping at step ", step, " (", stop.reason(),
+      core::log::info(cfg_.name, ": stopping at step ", step, " (", stop.reason().empty() ? std::string("another rank was told to stop") : stop.reason(),
                       "); checkpoint written, resubmit to continue");
       return StageOutcome::Interrupted;
     }

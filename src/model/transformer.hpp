@@ -50,10 +50,13 @@ struct KVCache {
   std::vector<Tensor> k, v;  // per layer [batch, capacity, kv_heads, head_dim]
 };
 
-// Where a model's shards live: its tensor-parallel group and its pipeline group.
+// Where a model's shards live: its tensor-parallel group and its pipeline group, the device
+// of its tensors and the precision of its GEMMs.
 struct ModelParallel {
   parallel::TensorParallel tp;
   parallel::PipelineParallel pp;
+  core::Device device = core::Device::Host;
+  core::DType compute = core::DType::F32;
 };
 
 class Transformer {
@@ -63,7 +66,9 @@ class Transformer {
   // device: where parameters, activations and caches live (a CUDA device: tp = 1 so far).
   explicit Transformer(const ModelConfig& cfg, parallel::TensorParallel tp = {},
                        parallel::PipelineParallel pp = {}, core::Device device = core::Device::Host);
-  Transformer(const ModelConfig& cfg, const ModelParallel& mp) : Transformer(cfg, mp.tp, mp.pp) {}
+  Transformer(const ModelConfig& cfg, const ModelParallel& mp) : Transformer(cfg, mp.tp, mp.pp, mp.device) {
+    set_compute_dtype(mp.compute);
+  }
   core::Device device() const { return params_.device(); }
 
   const ModelConfig& config() const { return cfg_; }
