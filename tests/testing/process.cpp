@@ -1,5 +1,7 @@
 #include "testing/process.hpp"
 
+#include <cstdlib>
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,8 +43,17 @@ ProcessResult run_command(const std::string& command, const fs::path& cwd) {
   return r;
 }
 
+namespace {
+// The opd binary of this build; $OPD_BINARY overrides it where the build tree is not (the GPU
+// bundle carries the binary to another machine).
+std::string opd_binary() {
+  const char* env = std::getenv("OPD_BINARY");
+  return env && *env ? env : OPD_BINARY_PATH;
+}
+}  // namespace
+
 ProcessResult run_opd(const std::string& args, const fs::path& cwd) {
-  return run_command(std::string("'") + OPD_BINARY_PATH + "' " + args, cwd);
+  return run_command("'" + opd_binary() + "' " + args, cwd);
 }
 
 ProcessResult run_mpi(const std::string& args, const fs::path& cwd, const std::string& env,
@@ -50,7 +61,7 @@ ProcessResult run_mpi(const std::string& args, const fs::path& cwd, const std::s
   return run_command(env +
                          "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
                          "OPENBLAS_NUM_THREADS=1 mpirun --oversubscribe -np " +
-                         std::to_string(ranks) + " '" + OPD_BINARY_PATH + "' " + args,
+                         std::to_string(ranks) + " '" + opd_binary() + "' " + args,
                      cwd);
 }
 
