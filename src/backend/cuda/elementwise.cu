@@ -144,15 +144,18 @@ void bias_backward(const Tensor& dy, Tensor& dbias) {
 
 double sum_squares(const Tensor& x) {
   require_device("sum_squares", "x", x);
-  double* acc = nullptr;
-  check(cudaMalloc(&acc, sizeof(double)), "sum_squares: cudaMalloc");
-  check(cudaMemset(acc, 0, sizeof(double)), "sum_squares: cudaMemset");
+  // One accumulator for the process (the global norm calls this once per parameter: a
+  // cudaMalloc and cudaFree each time would cost more than the sums).
+  static double* acc = [] {
+    double* p = nullptr;
+    check(cudaMalloc(&p, sizeof(double)), "sum_squares: cudaMalloc");
+    return p;
+  }();
+  check(cudaMemsetAsync(acc, 0, sizeof(double)), "sum_squares: cudaMemset");
   sum_squares_f32<<<blocks_for(x.numel()), kThreads>>>(x.data<float>(), x.numel(), acc);
   check_launch("sum_squares");
   double out = 0.0;
-  const cudaError_t err = cudaMemcpy(&out, acc, sizeof(double), cudaMemcpyDeviceToHost);
-  cudaFree(acc);
-  check(err, "sum_squares: copy back");
+  check(cudaMemcpy(&out, acc, sizeof(double), cudaMemcpyDeviceToHost), "sum_squares: copy back");
   return out;
 }
 

@@ -5,6 +5,10 @@
 // C^T = op(B)^T op(A)^T: the operands swap and keep their transpose flags.
 #include <cublasLt.h>
 
+#include <array>
+#include <cstdint>
+#include <map>
+
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/cuda_ops.hpp"
 
@@ -49,33 +53,94 @@ struct Layout {
                "batch stride");
     }
   }
-  ~Layout() { cublasLtMatrixLayoutDestroy(h); }
+  ~Layout() {
+    if (h) cublasLtMatrixLayoutDestroy(h);
+  }
+  // Hands the layout over to a longer-lived owner (a cached plan).
+  cublasLtMatrixLayout_t release() {
+    cublasLtMatrixLayout_t out = h;
+    h = nullptr;
+    return out;
+  }
 };
+
+// The largest power of two (up to 256) that divides the address: cuBLASLt's heuristics assume
+// 256-byte-aligned operands unless told otherwise, and a kernel chosen for an alignment the
+// pointers lack may fail, so each plan is made for the alignment it will see.
+uint32_t alignment(const void* p) {
+  const auto u = reinterpret_cast<uintptr_t>(p);
+  uint32_t a = 256;
+  while (a > 1 && u % a != 0) a /= 2;
+  return a;
+}
+
+// Everything a cuBLASLt call needs besides the pointers and scalars, made once per shape:
+// descriptors, layouts and the heuristic's algorithm. Asking the heuristic on every call costs
+// more host time than a small GEMM takes on the device (batch-1 decoding is all small GEMMs).
+struct Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  bool have_algo = false;
+};
+
+using PlanKey = std::array<int64_t, 13>;
 
 // c [M, N] = alpha op(a) op(b) + beta c for `batch` row-major matrices of each operand.
 // a and b hold elements of `in` (fp32 or bf16); c is fp32.
 void matmul(cudaDataType_t in, const void* a, int64_t a_rows, int64_t a_cols, bool ta, const void* b,
             int64_t b_rows, int64_t b_cols, bool tb, float* c, int64_t M, int64_t N, float alpha,
             float beta, int64_t batch) {
-  cublasLtMatmulDesc_t desc = nullptr;
-  check_lt(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul desc");
-  // Column-major view: first operand b^T (op flag tb), second a^T (op flag ta).
-  const cublasOperation_t op_first = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasOperation_t op_second = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-  check_lt(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first),
-           "transa");
-  check_lt(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second),
-           "transb");
-  {
-    Layout la(in, b_cols, b_rows, b_cols, batch, b_rows * b_cols);
-    Layout lb(in, a_cols, a_rows, a_cols, batch, a_rows * a_cols);
-    Layout lc(CUDA_R_32F, N, M, N, batch, M * N);
-    const cublasStatus_t st =
-        cublasLtMatmul(lt().handle, desc, &alpha, b, la.h, a, lb.h, &beta, c, lc.h, c, lc.h,
-                       nullptr, lt().workspace, Lt::kWorkspace, nullptr);
-    cublasLtMatmulDescDestroy(desc);
-    check_lt(st, "cublasLtMatmul");
+  static std::map<PlanKey, Plan> plans;
+  const uint32_t align_a = alignment(b), align_b = alignment(a), align_c = alignment(c);
+  const PlanKey key{int64_t(in), a_rows, a_cols, ta, b_rows, b_cols, tb, M, N, batch,
+                    align_a, align_b, align_c};
+  auto it = plans.find(key);
+  if (it == plans.end()) {
+    if (plans.size() >= 4096) {  // shapes that vary without end (response lengths): start over
+      for (auto& [k, old] : plans) {
+        cublasLtMatmulDescDestroy(old.desc);
+        for (auto* l : {old.la, old.lb, old.lc}) cublasLtMatrixLayoutDestroy(l);
+      }
+      plans.clear();
+    }
+    Plan p;
+    check_lt(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul desc");
+    // Column-major view: first operand b^T (op flag tb), second a^T (op flag ta).
+    const cublasOperation_t op_first = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const cublasOperation_t op_second = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    check_lt(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first),
+             "transa");
+    check_lt(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second),
+             "transb");
+    p.la = Layout(in, b_cols, b_rows, b_cols, batch, b_rows * b_cols).release();
+    p.lb = Layout(in, a_cols, a_rows, a_cols, batch, a_rows * a_cols).release();
+    p.lc = Layout(CUDA_R_32F, N, M, N, batch, M * N).release();
+    cublasLtMatmulPreference_t pref = nullptr;
+    check_lt(cublasLtMatmulPreferenceCreate(&pref), "preference");
+    const uint64_t ws = Lt::kWorkspace;
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof align_a);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof align_b);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof align_c);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof align_c);
+    cublasLtMatmulHeuristicResult_t result{};
+    int found = 0;
+    const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt().handle, p.desc, p.la, p.lb, p.lc,
+                                                             p.lc, pref, 1, &result, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    // No algorithm from the heuristic: let cublasLtMatmul choose on each call (it reports its
+    // own failure if none fits).
+    if (st == CUBLAS_STATUS_SUCCESS && found > 0) {
+      p.algo = result.algo;
+      p.have_algo = true;
+    }
+    it = plans.emplace(key, p).first;
   }
+  const Plan& p = it->second;
+  check_lt(cublasLtMatmul(lt().handle, p.desc, &alpha, b, p.la, a, p.lb, &beta, c, p.lc, c, p.lc,
+                          p.have_algo ? &p.algo : nullptr, lt().workspace, Lt::kWorkspace, nullptr),
+           "cublasLtMatmul");
 }
 
 // The cuBLASLt element type of a GEMM's operands, checked: both fp32 or both bf16, on the device.
