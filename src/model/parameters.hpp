@@ -60,7 +60,7 @@ class ParamSet {
   std::vector<core::Tensor*> grads();  // every gradient, in parameter order
   void zero_grad();
 
-  // Mixed precision (DESIGN.md §7): with BF16, every matrix also gets a bf16 compute copy; the
+  // Mixed precision: with BF16, every matrix also gets a bf16 compute copy; the
   // f32 values stay the master weights the optimizer updates. F32 (the default): none.
   void set_compute_dtype(core::DType dtype);
   core::DType compute_dtype() const { return compute_dtype_; }

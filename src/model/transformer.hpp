@@ -13,7 +13,7 @@
 // group: one all-reduce per block forward, one per block backward), and the embedding and LM head
 // vocab-parallel. Norm gains are replicated; hidden states h are whole on every rank.
 //
-// Mixed precision (set_compute_dtype(BF16), DESIGN.md §7): the f32 parameters stay the master
+// Mixed precision (set_compute_dtype(BF16)): the f32 parameters stay the master
 // weights; every GEMM reads a bf16 copy of its weight and bf16 activations (the normed inputs,
 // attention output and SwiGLU output are kept in bf16 for the backward, the gradients flowing
 // into a GEMM are rounded to bf16 just before it) and accumulates in f32 into an f32 result.
