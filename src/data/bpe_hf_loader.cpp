@@ -153,17 +153,20 @@ std::string config_token(const json& cfg, const char* key) {
 // pad/bos/eos: from tokenizer_config.json when present, then the customary names; bos and pad
 // fall back to eos (Qwen has no BOS; GPT-2 uses <|endoftext|> for all three).
 void choose_specials(BpeSpec& spec, const std::string& path) {
-  auto id_of = [&](const std::string& text) -> int32_t {
+  // A name from the config may be any token; the customary names count only as added tokens
+  // (Qwen's vocabulary has an ordinary "<s>" that is no BOS).
+  auto id_of = [&](const std::string& text, bool added_only) -> int32_t {
     if (text.empty()) return -1;
     for (const AddedToken& t : spec.added)
       if (t.content == text) return t.id;
-    for (std::size_t id = 0; id < spec.tokens.size(); ++id)
-      if (spec.tokens[id] && *spec.tokens[id] == text) return static_cast<int32_t>(id);
+    if (!added_only)
+      for (std::size_t id = 0; id < spec.tokens.size(); ++id)
+        if (spec.tokens[id] && *spec.tokens[id] == text) return static_cast<int32_t>(id);
     return -1;
   };
   auto first_of = [&](std::initializer_list<const char*> names) {
     for (const char* n : names)
-      if (int32_t id = id_of(n); id >= 0) return id;
+      if (int32_t id = id_of(n, true); id >= 0) return id;
     return int32_t{-1};
   };
   const std::filesystem::path cfg_path = std::filesystem::path(path).parent_path() / "tokenizer_config.json";
@@ -171,9 +174,9 @@ void choose_specials(BpeSpec& spec, const std::string& path) {
     const std::string text = read_tokenizer_file(cfg_path.string());
     const json cfg = parse_json(text, cfg_path.string());
     spec.source += " config_sha256=" + sha256_hex(text);
-    spec.eos = id_of(config_token(cfg, "eos_token"));
-    spec.bos = id_of(config_token(cfg, "bos_token"));
-    spec.pad = id_of(config_token(cfg, "pad_token"));
+    spec.eos = id_of(config_token(cfg, "eos_token"), false);
+    spec.bos = id_of(config_token(cfg, "bos_token"), false);
+    spec.pad = id_of(config_token(cfg, "pad_token"), false);
   }
   if (spec.eos < 0) spec.eos = first_of({"<|endoftext|>", "<|end_of_text|>", "</s>", "<|im_end|>"});
   if (spec.eos < 0)
