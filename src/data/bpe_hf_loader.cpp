@@ -42,8 +42,10 @@ std::string byte_level_to_bytes(const std::string& s, const std::string& where) 
 }
 
 void set_token(BpeSpec& spec, int64_t id, std::string bytes, const std::string& where) {
-  if (id < 0 || id > (int64_t{1} << 24))
-    input_error(where, detail::concat("token id ", id, " is out of range"), "ids must be 0..2^24");
+  // Real vocabularies stay far below 2^21 ids; the bound keeps a hostile file from making the
+  // id table huge.
+  if (id < 0 || id >= (int64_t{1} << 21))
+    input_error(where, detail::concat("token id ", id, " is out of range"), "ids must be below 2^21");
   if (static_cast<std::size_t>(id) >= spec.tokens.size()) spec.tokens.resize(id + 1);
   spec.tokens[id] = std::move(bytes);
 }
@@ -255,12 +257,13 @@ BpeSpec load_hf(const std::string& path) {
       if (json_bool(a, "single_word", false))
         input_error(aw, "single_word added tokens are not supported");
       AddedToken t;
-      t.id = static_cast<int32_t>(a["id"].get<int64_t>());
+      const int64_t id = a["id"].get<int64_t>();
+      set_token(spec, id, a["content"].get<std::string>(), aw);  // checks the range first
+      t.id = static_cast<int32_t>(id);
       t.content = a["content"].get<std::string>();
       t.lstrip = json_bool(a, "lstrip", false);
       t.rstrip = json_bool(a, "rstrip", false);
       t.special = json_bool(a, "special", false);
-      set_token(spec, t.id, t.content, aw);
       spec.added.push_back(std::move(t));
     }
   }

@@ -87,12 +87,13 @@ BpeSpec load_tiktoken(const std::string& path) {
     if (sp != std::string_view::npos && sp + 1 < line.size()) {
       rank = 0;
       for (char c : line.substr(sp + 1)) {
-        if (c < '0' || c > '9' || rank > (int64_t{1} << 24)) {
+        if (c < '0' || c > '9' || rank >= (int64_t{1} << 21)) {  // as tokenizer.json ids
           rank = -1;
           break;
         }
         rank = rank * 10 + (c - '0');
       }
+      if (rank >= (int64_t{1} << 21)) rank = -1;
     }
     if (rank < 0 || !base64_decode(line.substr(0, sp), bytes))
       input_error(detail::concat(path, ":", line_no), "not a '<base64 token> <rank>' line",
