@@ -221,7 +221,9 @@ JobConfig parse_job(const std::string& toml_text, const std::string& source_name
                   "use zero = 0 on GPUs, or " + fix);
   }
   ConfigTable tok = t.table_or_empty("tokenizer");
-  job.tokenizer = tok.get_choice("kind", "char", {"char"});
+  job.tokenizer = tok.get_choice("kind", "char", {"char", "hf", "tiktoken"});
+  if (job.tokenizer != "char")  // the file: tokenizer.json (hf) or a rank file (tiktoken)
+    job.tokenizer += ":" + tok.require<std::string>("path");
 
   if (auto models = t.find_table("model")) {
     for (const auto& [key, node] : models->raw()) {

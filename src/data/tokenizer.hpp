@@ -29,7 +29,7 @@ class Tokenizer {
   virtual int32_t bos_id() const = 0;
   virtual int32_t eos_id() const = 0;
 
-  // Short kind name, as accepted by make_tokenizer ("char").
+  // Short kind name, as accepted by make_tokenizer ("char", "hf", "tiktoken").
   virtual std::string name() const = 0;
   // Canonical text that identifies the tokenizer exactly (vocabulary and special ids). It is
   // stored in checkpoints; two tokenizers encode and decode identically iff their describe()
@@ -40,7 +40,9 @@ class Tokenizer {
 // Kinds make_tokenizer knows, in the order they are listed in error messages.
 const std::vector<std::string>& tokenizer_kinds();
 
-// A tokenizer of the given kind; an unknown kind is an Input error listing the known kinds.
-std::unique_ptr<Tokenizer> make_tokenizer(const std::string& kind);
+// A tokenizer from "KIND" or "KIND:PATH": "char"; "hf:tokenizer.json" (a Hugging Face byte-level
+// BPE file); "tiktoken:cl100k_base.tiktoken" (a tiktoken rank file). An unknown kind is an Input
+// error listing the known kinds.
+std::unique_ptr<Tokenizer> make_tokenizer(const std::string& spec);
 
 }  // namespace opd::data
