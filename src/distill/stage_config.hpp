@@ -75,7 +75,7 @@ struct JobConfig {
   std::string path;       // the job file
   std::string toml_text;  // the job as given (after --set), stored in checkpoints
   RunConfig run;
-  std::string tokenizer = "char";
+  std::string tokenizer = "char";  // "char", "hf:PATH" (tokenizer.json) or "tiktoken:PATH" (data::make_tokenizer)
   std::map<std::string, model::ModelConfig> models;
   comm::ParallelConfig parallel;  // dp = 0: as many data-parallel ranks as the job is launched on
   std::vector<StageConfig> stages;
