@@ -79,7 +79,7 @@ TEST(Tokenizer, FactoryAndDescription) {
   EXPECT_EQ(tok->describe(),
             "opd-char-v1 vocab_size=100 pad=0 bos=1 eos=2 unk=3 newline=4 "
             "printable_ascii=5..99:32..126");
-  EXPECT_EQ(opd::data::tokenizer_kinds(), std::vector<std::string>{"char"});
+  EXPECT_EQ(opd::data::tokenizer_kinds(), (std::vector<std::string>{"char", "hf", "tiktoken"}));
 }
 
 TEST(Tokenizer, UnknownKindListsKnownKinds) {
