@@ -76,6 +76,7 @@ distill::EvalConfig read_eval(ConfigTable& t,
 void read_distill(ConfigTable& t, StageConfig& s) {
   distill::DistillConfig& d = s.distill;
   d.teacher = t.require<std::string>("teacher");
+  d.allow_teacher_change = t.get<bool>("allow_teacher_change", false);
   if (d.teacher.rfind('@', 0) == 0 && d.teacher.substr(1) == s.name)
     input_error(s.where, "a stage cannot be its own teacher", "name an earlier stage");
   d.signal = t.get_choice("signal", "topk", {"sampled", "topk", "full"});

@@ -9,7 +9,7 @@
 #include <unordered_map>
 
 #include "core/error.hpp"
-#include "data/bpe_sha256.hpp"
+#include "core/sha256.hpp"
 #include "data/unicode_props.hpp"
 
 namespace opd::data {
@@ -175,7 +175,7 @@ void choose_specials(BpeSpec& spec, const std::string& path) {
   if (std::filesystem::exists(cfg_path)) {
     const std::string text = read_tokenizer_file(cfg_path.string());
     const json cfg = parse_json(text, cfg_path.string());
-    spec.source += " config_sha256=" + sha256_hex(text);
+    spec.source += " config_sha256=" + core::sha256_hex(text);
     spec.eos = id_of(config_token(cfg, "eos_token"), false);
     spec.bos = id_of(config_token(cfg, "bos_token"), false);
     spec.pad = id_of(config_token(cfg, "pad_token"), false);
@@ -220,7 +220,7 @@ BpeSpec load_hf(const std::string& path) {
     input_error(path, "no \"model\" object", "expected a Hugging Face tokenizer.json");
   BpeSpec spec;
   spec.kind = "hf";
-  spec.source = "sha256=" + sha256_hex(text);
+  spec.source = "sha256=" + core::sha256_hex(text);
   const json& m = j["model"];
   const std::string where = path + ": model";
   if (const std::string t = json_type(m); !t.empty() && t != "BPE")
@@ -283,7 +283,7 @@ BpeSpec load_gpt2_encoder(const std::string& encoder_json, const std::string& vo
   const std::string bpe_text = read_tokenizer_file(vocab_bpe);
   BpeSpec spec;
   spec.kind = "gpt2";
-  spec.source = "sha256=" + sha256_hex(enc_text) + " merges_sha256=" + sha256_hex(bpe_text);
+  spec.source = "sha256=" + core::sha256_hex(enc_text) + " merges_sha256=" + core::sha256_hex(bpe_text);
   const Vocab vocab = read_vocab(spec, parse_json(enc_text, encoder_json), encoder_json);
   std::istringstream lines(bpe_text);
   std::string line;

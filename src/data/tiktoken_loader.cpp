@@ -7,7 +7,7 @@
 
 #include "core/error.hpp"
 #include "data/bpe_hf_loader.hpp"
-#include "data/bpe_sha256.hpp"
+#include "core/sha256.hpp"
 
 namespace opd::data {
 namespace {
@@ -124,7 +124,7 @@ BpeSpec load_tiktoken(const std::string& path) {
     spec.added.push_back({content, id, false, false, true});
   }
   spec.pad = spec.bos = spec.eos = enc->specials.front().second;
-  spec.source = std::string("encoding=") + enc->name + " sha256=" + sha256_hex(text);
+  spec.source = std::string("encoding=") + enc->name + " sha256=" + core::sha256_hex(text);
   // Merging parts a and b has the rank of the token a+b. Listing every split of every token
   // whose halves are both tokens gives exactly those pairs.
   for (std::size_t id = 0; id < spec.tokens.size(); ++id) {

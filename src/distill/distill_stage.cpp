@@ -217,6 +217,30 @@ StageOutcome DistillStage::run(StopCondition& stop) {
   io::CheckpointDir ckdir(ckdir_path.string());
 
   if (topo_.role() == comm::Role::Teacher) return serve(stop);
+  // The teacher's identity (its weights' content hash), recorded in every checkpoint: resuming
+  // against another teacher would silently mix two distillations.
+  const std::string teacher_path = resolve_checkpoint(job_, dc.teacher);
+  const std::string teacher_hash = [&] {
+    io::CheckpointReader tr(teacher_path);
+    return model_content_hash(tr);
+  }();
+  if (const std::optional<std::string> last = ckdir.latest_path()) {
+    io::CheckpointReader r(*last);
+    const std::string was = r.read_string("teacher/path");
+    // By content; a checkpoint from before content hashes were recorded, by path.
+    const bool changed = r.has("teacher/hash") ? r.read_string("teacher/hash") != teacher_hash
+                                               : was != teacher_path;
+    if (changed) {
+      if (!dc.allow_teacher_change)
+        input_error(*last, "this stage was distilled from the teacher " + was +
+                               ", but the job's teacher " + teacher_path +
+                               " has other weights (content hash " + teacher_hash.substr(0, 16) + "...)",
+                    "point the stage's teacher at the original, or resume with the new teacher on "
+                    "purpose: --set stage." + cfg_.name + ".allow_teacher_change=true");
+      core::log::info(cfg_.name, ": resuming with a different teacher (", teacher_path,
+                      "; was ", was, "), as allow_teacher_change asks");
+    }
+  }
   core::PhaseTimers phases;
   // The teacher: on this rank (colocated), or on the teacher ranks (split placement).
   std::unique_ptr<TeacherScorer> teacher_ptr;
@@ -261,11 +285,6 @@ StageOutcome DistillStage::run(StopCondition& stop) {
         core::log::info(cfg_.name, ": the batch in flight was sampled on another number of "
                                    "data-parallel ranks; sampling a new one");
     }
-    const std::string teacher_path = r.read_string("teacher/path");
-    if (teacher_path != resolve_checkpoint(job_, dc.teacher))
-      input_error(*resume, "was distilled from teacher " + teacher_path + ", the job now names " +
-                               resolve_checkpoint(job_, dc.teacher),
-                  "resume with the same teacher, or start a new run directory");
     core::log::info(cfg_.name, ": resuming from ", *resume, " at step ", step);
   } else {
     student = initial_model(job_, cfg_.model, tok_, model_parallel_of(topo_, job_.run));
@@ -327,7 +346,9 @@ StageOutcome DistillStage::run(StopCondition& stop) {
       w->write_int("state/tokens_seen", tokens_seen);
       w->write_double("state/accuracy_student_initial", acc_student0);
       w->write_double("state/accuracy_teacher", acc_teacher);
-      w->write_string("teacher/path", resolve_checkpoint(job_, dc.teacher));
+      w->write_string("teacher/path", teacher_path);
+      w->write_string("teacher/hash", teacher_hash);
+      w->write_string("teacher/tokenizer", tok_.describe());
       if (!in_flight.empty()) {
         w->write_int("state/inflight/count", static_cast<int64_t>(in_flight.size()));
         for (std::size_t d = 0; d < in_flight.size(); ++d)

@@ -2,6 +2,7 @@
 
 #include "backend/ops.hpp"
 #include "core/error.hpp"
+#include "core/sha256.hpp"
 #include "model/param_specs.hpp"
 
 namespace opd::distill {
@@ -77,6 +78,21 @@ void verify_shards(io::CheckpointReader& r, const model::ParamSet& params) {
 }
 
 }  // namespace
+
+std::string model_content_hash(io::CheckpointReader& r) {
+  std::string text;
+  for (const io::DatasetInfo& d : r.list()) {
+    if (d.name.rfind("config/model/", 0) == 0) {
+      text += d.name + "=" + (d.type == io::StoredType::F64 ? std::to_string(r.read_double(d.name))
+                                                            : std::to_string(r.read_int(d.name)));
+      text += "\n";
+    } else if (d.name.rfind("model/", 0) == 0) {
+      text += d.name + ":" + std::to_string(r.stored_checksum(d.name)) + "\n";
+    }
+  }
+  text += "tokenizer=" + r.read_string("config/tokenizer") + "\n";
+  return core::sha256_hex(text);
+}
 
 void read_model_weights(io::CheckpointReader& r, model::Transformer& m) {
   for (auto& p : m.params().all()) read_shard(r, "model/" + p.name, p, p.value);

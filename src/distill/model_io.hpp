@@ -32,6 +32,12 @@ void read_shard(io::CheckpointReader& r, const std::string& name, const model::P
 // This rank's shard of every parameter (checksums: whole parameters on read, shards shared out
 // over the tensor-parallel group).
 void read_model_weights(io::CheckpointReader& r, model::Transformer& m);
+// The identity of the model a checkpoint holds: SHA-256 over its architecture, its tokenizer and
+// every parameter's stored checksum (a digest of the bytes, so no tensor is read). Equal for
+// two files with the same weights; the distill stage records its teacher's in the student's
+// checkpoints (/teacher/hash) and checks it on resume.
+std::string model_content_hash(io::CheckpointReader& r);
+
 // A model rebuilt from a checkpoint file (config + weights), sharded as `mp` says.
 // On mp's device (read on the host and copied there) in mp's precision.
 std::unique_ptr<model::Transformer> load_model(const std::string& path,

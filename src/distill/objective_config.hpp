@@ -29,6 +29,7 @@ struct ObjectiveConfig {
 
 struct DistillConfig {
   std::string teacher;               // "@stage" or a checkpoint path
+  bool allow_teacher_change = false; // resume against a teacher other than the checkpoint's
   std::string signal = "topk";       // sampled | topk | full
   int topk = 16;                     // k of the top-k signal (and of the student's recorded ids)
   double teacher_temperature = 1.0;

@@ -162,6 +162,9 @@ class CheckpointReader {
                         const Shape& offset = {}) const;
   // Reads the whole dataset and checks its checksum.
   void verify(const std::string& name) const;
+  // The checksum stamped on a dataset when it was written (a digest of its bytes, read without
+  // reading the data: identities of whole models are made from these).
+  uint64_t stored_checksum(const std::string& name) const;
 
   std::string read_string(const std::string& name) const;
   int64_t read_int(const std::string& name) const;

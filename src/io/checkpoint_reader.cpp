@@ -215,6 +215,14 @@ void CheckpointReader::read_tensor_into(const std::string& name, Tensor& dst,
   d.read(mem_type_of(dt), dst.raw(), offset, dst.shape());
 }
 
+uint64_t CheckpointReader::stored_checksum(const std::string& name) const {
+  h5::Dataset d = impl_->open(name);
+  if (!d.has_attribute(kChecksumAttr))
+    impl_->fail("dataset '" + name + "' has no " + kChecksumAttr + " checksum attribute",
+                "the file was not written by opd");
+  return d.read_attribute_u64(kChecksumAttr);
+}
+
 void CheckpointReader::verify(const std::string& name) const {
   h5::Dataset d = impl_->open(name);
   StoredType st = classify(d);

@@ -15,7 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "data/bpe_hf_loader.hpp"
-#include "data/bpe_sha256.hpp"
+#include "core/sha256.hpp"
 #include "data/unicode_nfc.hpp"
 #include "test_bpe_assets.hpp"
 
@@ -56,7 +56,7 @@ TEST(BpeQwen3, SpecialsIdentityAndNfc) {
   EXPECT_EQ(tok.pad_id(), 151643);
   EXPECT_EQ(tok.bos_id(), 151643);
   const std::string d = tok.describe();
-  const std::string sha = opd::data::sha256_hex(opd::test::read_all(opd::test::asset(kQwen3)));
+  const std::string sha = opd::core::sha256_hex(opd::test::read_all(opd::test::asset(kQwen3)));
   EXPECT_NE(d.find("sha256=" + sha), std::string::npos) << d;
   EXPECT_NE(d.find("config_sha256="), std::string::npos) << d;
   EXPECT_NE(d.find("pattern=qwen2 nfc=1"), std::string::npos) << d;

@@ -1,11 +1,11 @@
 // SHA-256 over a byte string: 64-byte blocks, the standard padding and round constants.
-#include "data/bpe_sha256.hpp"
+#include "core/sha256.hpp"
 
 #include <array>
 #include <cstdint>
 #include <cstring>
 
-namespace opd::data {
+namespace opd::core {
 namespace {
 
 constexpr std::array<uint32_t, 64> kRound = {
@@ -65,4 +65,4 @@ std::string sha256_hex(std::string_view bytes) {
   return out;
 }
 
-}  // namespace opd::data
+}  // namespace opd::core
