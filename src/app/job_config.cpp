@@ -187,6 +187,7 @@ JobConfig parse_job(const std::string& toml_text, const std::string& source_name
   ConfigTable t(root, source_name);
   ConfigTable run = t.table_or_empty("run");
   job.run.dir = run.get<std::string>("dir", job.run.dir);
+  job.run.name = run.get<std::string>("name", "");
   job.run.seed = static_cast<uint64_t>(run.get_int("seed", 1234, 0, std::numeric_limits<int64_t>::max()));
   job.run.threads = static_cast<int>(run.get_int("threads", 0, 0, 1024));
   job.run.walltime = run.get_double("walltime", 0.0, 0.0, 1e9);

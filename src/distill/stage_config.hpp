@@ -17,6 +17,7 @@ namespace opd::distill {
 
 struct RunConfig {
   std::string dir = "runs/default";  // RUN: every stage writes under RUN/<stage>/
+  std::string name;                  // a label for plots and reports (postprocess/); optional
   uint64_t seed = 1234;
   int threads = 0;                   // BLAS threads; 0 = library default
   double walltime = 0;               // seconds; at a step boundary past walltime - margin the

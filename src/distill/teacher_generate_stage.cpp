@@ -10,6 +10,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "data/prompt_template.hpp"
+#include "data/stop_tokens.hpp"
 #include "data/sequence.hpp"
 #include "data/verifier.hpp"
 #include "distill/model_io.hpp"
@@ -39,6 +40,7 @@ void TeacherGenerateStage::prepare() {
   const std::string path = resolve_data(job_, cfg_.data);
   prompts_ = data::load_jsonl(path);
   const int64_t context = model_context(job_, cfg_.model, tok_);
+  stop_tokens_ = data::stop_token_ids(tok_, cfg_.eval.stop, cfg_.where + ": stop");
   for (std::size_t i = 0; i < prompts_.size(); ++i) {
     if (cfg_.filter.require_correct && prompts_[i].answer.empty())
       input_error(path + ":" + std::to_string(i + 1), "example has no \"answer\"",
@@ -73,7 +75,9 @@ StageOutcome TeacherGenerateStage::run(StopCondition&) {
   std::vector<std::string> texts;
   for (int64_t i = 0; i < n; ++i)
     texts.push_back(data::apply_template(cfg_.prompt_template, prompts_[static_cast<std::size_t>(i)].prompt));
-  sample_responses(*teacher, tok_, texts, ec.samples, ec.sampling, job_.run.seed, ec.batch_size,
+  model::SamplingConfig sampling = ec.sampling;
+  sampling.stop_tokens = stop_tokens_;  // a stop text ends a response as EOS does
+  sample_responses(*teacher, tok_, texts, ec.samples, sampling, job_.run.seed, ec.batch_size,
                    [&](int64_t e, int64_t, const model::Generation& g) {
                      const auto& ex = prompts_[static_cast<std::size_t>(e)];
                      const std::string text = tok_.decode(g.tokens);

@@ -31,6 +31,7 @@ class TeacherGenerateStage final : public Stage {
   const StageConfig& cfg_;
   const data::Tokenizer& tok_;
   std::vector<data::Example> prompts_;
+  std::vector<int32_t> stop_tokens_;  // the stage's `stop` texts (each one token), besides EOS
 };
 
 }  // namespace opd::distill

@@ -89,3 +89,31 @@ TEST(Recipes, TemplatesMixingAndPromptSelection) {
   EXPECT_NE(b.err.find("{prompt}"), std::string::npos) << b.err;
   EXPECT_FALSE(fs::exists(dir / "runs"));
 }
+
+TEST(Recipes, TeacherGenerateStopsAtItsStopTexts) {
+  // A barely trained teacher rarely writes EOS, so without stop texts its responses are
+  // incomplete; with stop = ["="] each response ends at its first "=" and is kept.
+  ScratchDir dir("recipes-stop");
+  make_arith_data(dir.path(), 100);
+  const std::string job =
+      "[run]\ndir = \"runs/s\"\nseed = 3\n"
+      "[model.teacher]\nd_model = 32\nn_layers = 1\nn_heads = 2\nd_ff = 64\nmax_seq_len = 48\n"
+      "[[stage]]\nname = \"teacher\"\nkind = \"pretrain\"\nmodel = \"teacher\"\ndata = \"train.jsonl\"\n"
+      "loss = \"response\"\nsteps = 30\nbatch_size = 16\nseq_len = 40\n[stage.optim]\nlr = 3e-3\n"
+      "[[stage]]\nname = \"samples\"\nkind = \"teacher_generate\"\nmodel = \"@teacher\"\n"
+      "data = \"test.jsonl\"\nlimit = 10\nmax_new_tokens = 30\nrequire_marker = false\nstop = [\"=\"]\n";
+  write_file(dir / "job.toml", job);
+  auto r = run_opd("run job.toml", dir.path());
+  ASSERT_EQ(r.status, 0) << r.err << r.out;
+  const auto kept = opd::data::load_jsonl((dir / "runs/s/samples/samples.jsonl").string());
+  ASSERT_GT(kept.size(), 0u);
+  int at_stop = 0;
+  for (const auto& ex : kept) {
+    ASSERT_FALSE(ex.response.empty());
+    // Ended by EOS (no "=" written), or at its first "=".
+    const auto eq = ex.response.find('=');
+    EXPECT_TRUE(eq == std::string::npos || eq == ex.response.size() - 1) << ex.response;
+    at_stop += eq != std::string::npos;
+  }
+  EXPECT_GT(at_stop, 0);
+}
