@@ -18,5 +18,6 @@ void add_data_command(CLI::App& app, int& status);
 void add_generate_command(CLI::App& app, int& status);
 void add_inspect_command(CLI::App& app, int& status);
 void add_bench_command(CLI::App& app, int& status);
+void add_convert_command(CLI::App& app, int& status);
 
 }  // namespace opd::app

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
     opd::app::add_generate_command(app, status);
     opd::app::add_inspect_command(app, status);
     opd::app::add_bench_command(app, status);
+    opd::app::add_convert_command(app, status);
     try {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -50,7 +50,7 @@ std::string quoted(const std::string& name) {
 }
 
 [[noreturn]] void bad(const std::string& where, const std::string& what) {
-  input_error(where, what, "the file is not a valid safetensors file (truncated or damaged?)");
+  input_error(where, what, "not a valid safetensors file: truncated, damaged or not safetensors at all");
 }
 
 // The header JSON: nesting beyond kMaxJsonDepth and duplicate keys in any object are refused
