@@ -31,6 +31,7 @@ using io::safetensors::DType;
 namespace {
 
 constexpr uint64_t kMaxConfigBytes = 16ull << 20;
+constexpr int kMaxConfigDepth = 64;  // real configs nest 3 or 4 deep
 // Datasets beside write_model's that let export give the folder back as it came.
 constexpr const char* kHfConfig = "config/hf/config_json";
 constexpr const char* kHfDtypes = "config/hf/tensor_dtypes";
@@ -47,11 +48,7 @@ json read_config_json(const std::string& dir) {
   std::stringstream ss;
   ss << in.rdbuf();
   if (!in && !in.eof()) input_error(p.string(), "cannot read");
-  try {
-    return json::parse(ss.str());
-  } catch (const json::exception& e) {
-    input_error(p.string(), std::string("not valid JSON: ") + e.what());
-  }
+  return io::safetensors::parse_json_limited(ss.str(), p.string(), kMaxConfigDepth);
 }
 
 // The little-endian bytes of an f32 tensor in `dt`.
@@ -170,7 +167,8 @@ HfImportResult import_hf(const std::string& dir, const std::string& out_checkpoi
   }
   if (!unknown.empty()) {
     std::string list;
-    for (std::size_t i = 0; i < unknown.size() && i < 5; ++i) list += (i ? ", " : "") + unknown[i];
+    for (std::size_t i = 0; i < unknown.size() && i < 5; ++i)
+      list += (i ? ", " : "") + io::safetensors::printable(unknown[i]);
     if (unknown.size() > 5) list += ", ... (" + std::to_string(unknown.size()) + " in all)";
     input_error(dir, "tensors that a " + hf.model_type + " model of this config does not have: " + list,
                 "check config.json (model_type, tie_word_embeddings) against the weights");
@@ -239,15 +237,14 @@ HfExportResult export_hf(const std::string& checkpoint, const std::string& out_d
   json base;  // the imported config.json, if this checkpoint came from a folder
   std::map<std::string, DType> imported;
   if (r.has(kHfConfig)) {
-    try {
-      base = json::parse(r.read_string(kHfConfig));
-      const json dtypes = r.has(kHfDtypes) ? json::parse(r.read_string(kHfDtypes)) : json::object();
-      for (const auto& [name, dt] : dtypes.items())
-        if (dt.is_string())
-          if (auto d = io::safetensors::parse_dtype(dt.get<std::string>())) imported[name] = *d;
-    } catch (const json::exception& e) {
-      input_error(checkpoint + ":/" + kHfConfig, std::string("not valid JSON: ") + e.what());
-    }
+    base = io::safetensors::parse_json_limited(r.read_string(kHfConfig), checkpoint + ":/" + kHfConfig,
+                                               kMaxConfigDepth);
+    const json dtypes = r.has(kHfDtypes) ? io::safetensors::parse_json_limited(
+                                               r.read_string(kHfDtypes), checkpoint + ":/" + kHfDtypes, 4)
+                                         : json::object();
+    for (const auto& [name, dt] : dtypes.items())
+      if (dt.is_string())
+        if (auto d = io::safetensors::parse_dtype(dt.get<std::string>())) imported[name] = *d;
   }
 
   std::vector<io::SafetensorsTensor> tensors;

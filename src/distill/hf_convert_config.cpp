@@ -113,6 +113,8 @@ HfModelConfig hf_to_model_config(const json& cfg, const std::string& where) {
   model::ModelConfig& c = out.config;
   c.d_model = dim(cfg, "hidden_size", where);
   c.n_layers = dim(cfg, "num_hidden_layers", where);
+  if (c.n_layers > 65536)  // (each layer is a dozen named tensors; a hostile count must not blow up)
+    input_error(where + ".num_hidden_layers", std::to_string(c.n_layers) + " layers is beyond any model");
   c.n_heads = dim(cfg, "num_attention_heads", where);
   c.n_kv_heads = dim(cfg, "num_key_value_heads", where, c.n_heads);
   c.head_dim = dim(cfg, "head_dim", where,

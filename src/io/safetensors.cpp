@@ -28,6 +28,7 @@ using safetensors::TensorEntry;
 namespace {
 
 constexpr uint64_t kMaxIndexBytes = 64ull << 20;  // an index of a million tensors is ~60 MB
+constexpr int kMaxIndexDepth = 16;                 // a valid index nests 2 deep
 
 // Reads exactly `n` bytes at `offset`; a short file (it shrank since the header was checked)
 // or a read error is an Input error.
@@ -57,7 +58,7 @@ void write_all(int fd, const void* src, std::size_t n, const std::string& where)
 }
 
 std::string read_text_file(const std::string& path, uint64_t limit) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO must not block
   if (fd < 0) input_error(path, std::string("cannot open: ") + std::strerror(errno));
   struct stat st {};
   std::string text;
@@ -81,8 +82,8 @@ std::string read_text_file(const std::string& path, uint64_t limit) {
 void check_shard_name(const std::string& name, const std::string& where) {
   if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
       name.find('\\') != std::string::npos || name.find('\0') != std::string::npos)
-    input_error(where, "weight_map names the file '" + name + "', which is not a file name in "
-                       "the model folder");
+    input_error(where, "weight_map names the file " + safetensors::printable(name) +
+                           ", which is not a file name in the model folder");
 }
 
 std::string shard_name(std::size_t k, std::size_t n) {
@@ -96,7 +97,7 @@ std::string shard_name(std::size_t k, std::size_t n) {
 // ---- SafetensorsFile --------------------------------------------------------------------------
 
 SafetensorsFile::SafetensorsFile(std::string path) : path_(std::move(path)) {
-  fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO must not block
   if (fd_ < 0) input_error(path_, std::string("cannot open: ") + std::strerror(errno));
   try {
     struct stat st {};
@@ -127,7 +128,7 @@ std::vector<unsigned char> SafetensorsFile::read_bytes(const TensorEntry& t) con
 
 core::Tensor SafetensorsFile::read_f32(const TensorEntry& t) const {
   if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16)
-    input_error(path_, "tensor '" + t.name + "' is " + safetensors::dtype_name(t.dtype) +
+    input_error(path_, "tensor " + safetensors::printable(t.name) + " is " + safetensors::dtype_name(t.dtype) +
                            "; opd reads F32, F16 and BF16 weights");
   core::Tensor out = core::Tensor::empty(t.shape, core::DType::F32);
   float* dst = out.data<float>();
@@ -164,17 +165,12 @@ SafetensorsFolder::SafetensorsFolder(std::string dir) : dir_(std::move(dir)) {
     shard_files.push_back(kSafetensorsSingle);
   } else if (fs::exists(index, ec)) {
     index_ = true;
-    json j;
-    try {
-      j = json::parse(read_text_file(index, kMaxIndexBytes));
-    } catch (const json::exception& e) {
-      input_error(index, std::string("not valid JSON: ") + e.what());
-    }
+    const json j = safetensors::parse_json_limited(read_text_file(index, kMaxIndexBytes), index, kMaxIndexDepth);
     if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
       input_error(index, "needs an object \"weight_map\" mapping tensor names to files");
     std::set<std::string> files;
     for (const auto& [name, file] : j["weight_map"].items()) {
-      if (!file.is_string()) input_error(index, "weight_map['" + name + "'] must be a file name");
+      if (!file.is_string()) input_error(index, "weight_map[" + safetensors::printable(name) + "] must be a file name");
       check_shard_name(file.get<std::string>(), index);
       weight_map[name] = file.get<std::string>();
       files.insert(file.get<std::string>());
@@ -199,14 +195,15 @@ SafetensorsFolder::SafetensorsFolder(std::string dir) : dir_(std::move(dir)) {
     for (const TensorEntry& t : files_[k]->header().tensors) {
       auto [it, fresh] = where_.emplace(t.name, std::make_pair(k, &t));
       if (!fresh)
-        input_error(dir_, "tensor '" + t.name + "' is stored twice (in " +
+        input_error(dir_, "tensor " + safetensors::printable(t.name) + " is stored twice (in " +
                               files_[it->second.first]->path() + " and " + files_[k]->path() + ")");
     }
   }
   for (const auto& [name, file] : weight_map) {
     auto it = where_.find(name);
     if (it == where_.end() || fs::path(files_[it->second.first]->path()).filename() != file)
-      input_error(index, "weight_map puts '" + name + "' in " + file + ", which does not hold it");
+      input_error(index, "weight_map puts " + safetensors::printable(name) + " in " + safetensors::printable(file) +
+                             ", which does not hold it");
   }
 }
 
@@ -220,13 +217,13 @@ std::vector<std::string> SafetensorsFolder::names() const {
 
 const TensorEntry& SafetensorsFolder::entry(const std::string& name) const {
   auto it = where_.find(name);
-  if (it == where_.end()) input_error(dir_, "the model folder has no tensor '" + name + "'");
+  if (it == where_.end()) input_error(dir_, "the model folder has no tensor " + safetensors::printable(name));
   return *it->second.second;
 }
 
 const SafetensorsFile& SafetensorsFolder::file_of(const std::string& name) const {
   auto it = where_.find(name);
-  if (it == where_.end()) input_error(dir_, "the model folder has no tensor '" + name + "'");
+  if (it == where_.end()) input_error(dir_, "the model folder has no tensor " + safetensors::printable(name));
   return *files_[it->second.first];
 }
 

@@ -49,22 +49,25 @@ std::string quoted(const std::string& name) {
   return j.dump(-1, ' ', true, json::error_handler_t::replace);
 }
 
+constexpr const char* kNotSafetensors = "not a valid safetensors file: truncated, damaged or not safetensors at all";
+
 [[noreturn]] void bad(const std::string& where, const std::string& what) {
-  input_error(where, what, "not a valid safetensors file: truncated, damaged or not safetensors at all");
+  input_error(where, what, kNotSafetensors);
 }
 
-// The header JSON: nesting beyond kMaxJsonDepth and duplicate keys in any object are refused
-// while parsing (nlohmann would keep the last duplicate silently; two entries for one tensor
-// name must not pass unnoticed).
-json parse_json(std::string_view text, const std::string& where) {
+// Nesting beyond max_depth and duplicate keys in any object are refused while parsing (nlohmann
+// would keep the last duplicate silently; two entries for one tensor name must not pass
+// unnoticed). `what` names the text in messages ("header JSON").
+json parse_checked(std::string_view text, const std::string& where, int max_depth, const std::string& what,
+                   const std::string& hint) {
   std::vector<std::set<std::string>> keys;  // keys seen so far per open object, by depth
   auto cb = [&](int depth, json::parse_event_t ev, json& parsed) {
     const auto d = static_cast<std::size_t>(depth);
     switch (ev) {
       case json::parse_event_t::object_start:
       case json::parse_event_t::array_start:
-        if (depth >= kMaxJsonDepth)
-          bad(where, "header JSON nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+        if (depth >= max_depth)
+          input_error(where, what + " nests deeper than " + std::to_string(max_depth) + " levels", hint);
         if (ev == json::parse_event_t::object_start) {
           if (keys.size() < d + 2) keys.resize(d + 2);
           keys[d + 1].clear();
@@ -72,7 +75,7 @@ json parse_json(std::string_view text, const std::string& where) {
         break;
       case json::parse_event_t::key:
         if (d < keys.size() && !keys[d].insert(parsed.get<std::string>()).second)
-          bad(where, "header JSON has the key " + quoted(parsed.get<std::string>()) + " twice");
+          input_error(where, what + " has the key " + quoted(parsed.get<std::string>()) + " twice", hint);
         break;
       default:
         break;
@@ -82,7 +85,7 @@ json parse_json(std::string_view text, const std::string& where) {
   try {
     return json::parse(text.begin(), text.end(), cb);
   } catch (const json::exception& e) {
-    bad(where, std::string("header is not valid JSON: ") + e.what());
+    input_error(where, what + " is not valid JSON: " + e.what(), hint);
   }
 }
 
@@ -148,6 +151,12 @@ TensorEntry parse_entry(const std::string& name, const json& e, uint64_t data_by
 
 }  // namespace
 
+json parse_json_limited(std::string_view text, const std::string& where, int max_depth) {
+  return parse_checked(text, where, max_depth, "the file", {});
+}
+
+std::string printable(const std::string& name) { return quoted(name); }
+
 const char* dtype_name(DType dt) { return info(dt).name; }
 std::size_t dtype_size(DType dt) { return info(dt).size; }
 
@@ -186,7 +195,7 @@ Header parse_header(std::string_view text, uint64_t file_size, const std::string
   Header h;
   h.file_size = file_size;
   h.data_start = 8 + text.size();
-  const json j = parse_json(text, where);
+  const json j = parse_checked(text, where, kMaxJsonDepth, "header", kNotSafetensors);
   if (!j.is_object()) bad(where, "header must be a JSON object");
   for (const auto& [name, value] : j.items()) {
     if (name == "__metadata__") {

@@ -18,6 +18,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "core/tensor.hpp"
 
 namespace opd::io::safetensors {
@@ -56,5 +58,13 @@ uint64_t header_length(const unsigned char* first8, uint64_t file_size, const st
 Header parse_header(std::string_view json, uint64_t file_size, const std::string& where);
 // A whole file held in memory: both steps.
 Header parse_buffer(const void* data, std::size_t size, const std::string& where);
+
+// Other JSON that comes with model files (config.json, the shard index): parsed with a nesting
+// limit and duplicate keys refused, as the header is, so that nothing later (printing a value
+// in a message, say) recurses without bound. Errors are Input errors naming `where`.
+nlohmann::json parse_json_limited(std::string_view text, const std::string& where, int max_depth);
+// A name taken from a file, fit for a one-line message: JSON-quoted, non-ASCII and control
+// bytes escaped, long names cut.
+std::string printable(const std::string& name);
 
 }  // namespace opd::io::safetensors

@@ -364,6 +364,11 @@ TEST_F(Convert, BadFoldersAreClearErrorsAndWriteNothing) {
   EXPECT_NE(imp("gelu").find("activation \"gelu\""), std::string::npos);
   folder("window", replace(cfg, "\"hidden_act\"", "\"use_sliding_window\": true,\n  \"hidden_act\""), weights);
   EXPECT_NE(imp("window").find("sliding-window"), std::string::npos);
+  folder("deepconfig", replace(cfg, "\"hidden_act\"", "\"x\": " + std::string(100000, '[') + std::string(100000, ']') +
+                                                      ",\n  \"hidden_act\""), weights);
+  EXPECT_NE(imp("deepconfig").find("nests deeper than 64 levels"), std::string::npos);
+  folder("layers", replace(cfg, "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1000000000"), weights);
+  EXPECT_NE(imp("layers").find("beyond any model"), std::string::npos);
   folder("nodim", replace(cfg, "\"hidden_size\": 32,", ""), weights);
   EXPECT_NE(imp("nodim").find("no \"hidden_size\""), std::string::npos);
   folder("negdim", replace(cfg, "\"intermediate_size\": 48", "\"intermediate_size\": -48"), weights);
@@ -381,7 +386,7 @@ TEST_F(Convert, BadFoldersAreClearErrorsAndWriteNothing) {
     auto extra = weights;
     extra.push_back({"model.layers.0.self_attn.o_proj.bias", "BF16", {32}, std::string(64, '\0')});
     folder("extra", cfg, extra);
-    EXPECT_NE(imp("extra").find("does not have: model.layers.0.self_attn.o_proj.bias"), std::string::npos);
+    EXPECT_NE(imp("extra").find("does not have: \"model.layers.0.self_attn.o_proj.bias\""), std::string::npos);
   }
   {
     auto head = weights;

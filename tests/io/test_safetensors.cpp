@@ -2,6 +2,7 @@
 // pattern), the header parser on hand-built files, tensors read back exactly, opd's writer
 // against the format's byte layout, and model folders (one file, shards with an index).
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cmath>
 #include <cstring>
@@ -200,13 +201,16 @@ TEST(SafetensorsFile, ReadsF32F16AndBf16Exactly) {
     EXPECT_EQ(bits(tb.data<float>()[i]), static_cast<uint32_t>(b[i]) << 16);
   }
   EXPECT_EQ(file.read_bytes(*hd.find("bf16")), std::vector<unsigned char>(ts[2].bytes.begin(), ts[2].bytes.end()));
-  EXPECT_TRUE(throws_input([&] { file.read_f32(*hd.find("ints")); }, {"'ints' is I32", "F32, F16 and BF16"}));
+  EXPECT_TRUE(throws_input([&] { file.read_f32(*hd.find("ints")); }, {"tensor \"ints\" is I32", "F32, F16 and BF16"}));
 }
 
 TEST(SafetensorsFile, MissingAndNonRegularFilesAreInputErrors) {
   TempDir dir;
   EXPECT_TRUE(throws_input([&] { SafetensorsFile f(dir / "none.safetensors"); }, {"cannot open"}));
   EXPECT_TRUE(throws_input([&] { SafetensorsFile f(dir.path()); }, {"not a regular file"}));
+  // A named pipe must be refused, not block the open waiting for a writer.
+  ASSERT_EQ(::mkfifo((dir / "fifo.safetensors").c_str(), 0600), 0);
+  EXPECT_TRUE(throws_input([&] { SafetensorsFile f(dir / "fifo.safetensors"); }, {"not a regular file"}));
 }
 
 TEST(SafetensorsWriter, WritesTheFormatsByteLayout) {
@@ -285,7 +289,7 @@ TEST(SafetensorsFolder, OneFileAndShardsWithAnIndexReadTheSame) {
     EXPECT_EQ(three.read_bytes(t.name), one.read_bytes(t.name));
     EXPECT_EQ(three.read_f32(t.name).to_vector(), one.read_f32(t.name).to_vector());
   }
-  EXPECT_TRUE(throws_input([&] { one.entry("nope"); }, {"no tensor 'nope'"}));
+  EXPECT_TRUE(throws_input([&] { one.entry("nope"); }, {"no tensor \"nope\""}));
 }
 
 TEST(SafetensorsFolder, BadFoldersAreInputErrors) {
@@ -322,7 +326,7 @@ TEST(SafetensorsFolder, BadFoldersAreInputErrors) {
     stt::write_bytes(d + "/b.safetensors", stt::file_bytes({ts[1]}));
     testing::write_file(d + "/model.safetensors.index.json",
                         R"({"weight_map":{"t.0":"b.safetensors","t.1":"b.safetensors"}})");
-    EXPECT_TRUE(throws_input([&] { SafetensorsFolder f(d); }, {"puts 't.0' in b.safetensors"}));
+    EXPECT_TRUE(throws_input([&] { SafetensorsFolder f(d); }, {"puts \"t.0\" in \"b.safetensors\""}));
   }
   {
     const auto d = fresh("twice");
@@ -330,7 +334,7 @@ TEST(SafetensorsFolder, BadFoldersAreInputErrors) {
     stt::write_bytes(d + "/b.safetensors", stt::file_bytes({ts[0], ts[1]}));
     testing::write_file(d + "/model.safetensors.index.json",
                         R"({"weight_map":{"t.0":"a.safetensors","t.1":"b.safetensors"}})");
-    EXPECT_TRUE(throws_input([&] { SafetensorsFolder f(d); }, {"'t.0' is stored twice"}));
+    EXPECT_TRUE(throws_input([&] { SafetensorsFolder f(d); }, {"\"t.0\" is stored twice"}));
   }
   {
     const auto d = fresh("missingshard");
