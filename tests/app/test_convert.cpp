@@ -410,6 +410,29 @@ TEST_F(Convert, BadFoldersAreClearErrorsAndWriteNothing) {
   }
 }
 
+TEST_F(Convert, AnExportFailingMidwayLeavesNothing) {
+  // A checkpoint whose last tensor (the head) is damaged on disk: the export has written the
+  // other tensors by the time its checksum fails, and must then remove everything.
+  stt::ModelShape m;
+  m.model_type = "llama";
+  m.tie = false;
+  m.vocab = 100;
+  m.dtype = "F32";
+  const auto weights = stt::random_weights(m, 11);
+  stt::write_folder(dir_ / "hf", m, weights);
+  ok("convert --from-hf hf --out m.h5 --tokenizer char");
+  std::string bytes = read_file(dir_ / "m.h5");
+  const std::string& head = weights.back().bytes;  // lm_head.weight, stored as the same f32 bytes
+  ASSERT_EQ(weights.back().name, "lm_head.weight");
+  const auto at = bytes.find(head.substr(0, 64));
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + head.size() / 2] ^= 0x10;
+  write_file(dir_ / "m.h5", bytes);
+  const std::string err = bad("convert --to-hf m.h5 --out back --max-shard-size 2KB");
+  EXPECT_NE(err.find("lm_head.weight"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(dir_ / "back"));
+}
+
 TEST_F(Convert, BadCommandLinesAndExistingOutputsAreRefused) {
   stt::ModelShape m;
   m.vocab = 100;
