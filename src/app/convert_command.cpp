@@ -1,7 +1,9 @@
-// `opd convert --from-hf DIR --out CKPT.h5 --tokenizer KIND` and
+// `opd convert --from-hf DIR --out CKPT.h5 [--tokenizer SPEC]` and
 // `opd convert --to-hf CKPT.h5 --out DIR [--dtype bf16|fp16|fp32] [--max-shard-size 5GB]`:
 // Hugging Face safetensors model folders to and from opd checkpoints (distill/hf_convert.hpp).
 #include <CLI/CLI.hpp>
+
+#include <filesystem>
 
 #include "app/commands.hpp"
 #include "comm/mpi_runtime.hpp"
@@ -15,6 +17,8 @@ namespace opd::app {
 
 namespace {
 
+namespace fs = std::filesystem;
+
 struct ConvertArgs {
   std::string from_hf, to_hf, out, tokenizer, dtype, max_shard_size = "5GB";
 };
@@ -25,16 +29,21 @@ int run_convert(const ConvertArgs& a) {
   if (a.from_hf.empty() == a.to_hf.empty())
     input_error("convert", "give exactly one of --from-hf DIR and --to-hf CKPT");
   if (!a.from_hf.empty()) {
-    if (a.tokenizer.empty())
-      input_error("convert --from-hf", "--tokenizer KIND is required",
-                  "the checkpoint records its tokenizer's identity, which stages check; kinds: " +
-                      [] {
-                        std::string s;
-                        for (const auto& k : data::tokenizer_kinds()) s += (s.empty() ? "" : ", ") + k;
-                        return s;
-                      }());
     if (!a.dtype.empty()) input_error("convert --from-hf", "--dtype applies to --to-hf (imports are f32)");
-    auto tok = data::make_tokenizer(a.tokenizer);
+    // The checkpoint records its tokenizer's identity (stages check it against the job's): the
+    // folder's own tokenizer.json unless --tokenizer names another.
+    std::string spec = a.tokenizer;
+    if (spec.empty()) {
+      const fs::path own = fs::path(a.from_hf) / "tokenizer.json";
+      std::error_code ec;
+      if (!fs::is_regular_file(own, ec))
+        input_error("convert --from-hf", a.from_hf + " has no tokenizer.json, so --tokenizer SPEC is required",
+                    "the checkpoint records its tokenizer's identity: give hf:PATH/tokenizer.json, "
+                    "tiktoken:PATH or char");
+      spec = "hf:" + own.string();
+    }
+    auto tok = data::make_tokenizer(spec);
+    core::log::info("tokenizer: ", spec, " (", tok->vocab_size(), " tokens)");
     const auto r = distill::import_hf(a.from_hf, a.out, tok->describe(), tok->vocab_size());
     core::log::info("imported ", r.model_type, " model (", r.config.describe(), "): ", r.tensors,
                     " tensors", r.ignored.empty() ? "" : ", " + std::to_string(r.ignored.size()) + " ignored",
@@ -66,7 +75,8 @@ void add_convert_command(CLI::App& app, int& status) {
   from->excludes(to);
   cmd->add_option("--out", a->out, "The checkpoint (import) or folder (export) to create")->required();
   cmd->add_option("--tokenizer", a->tokenizer,
-                  "Import: the tokenizer kind whose identity the checkpoint records (required)");
+                  "Import: the tokenizer whose identity the checkpoint records: hf:PATH, tiktoken:PATH "
+                  "or char (default: hf:DIR/tokenizer.json)");
   cmd->add_option("--dtype", a->dtype,
                   "Export: bf16 | fp16 | fp32 (default: each tensor's imported dtype, else fp32)");
   cmd->add_option("--max-shard-size", a->max_shard_size,

@@ -13,7 +13,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "data/bpe_tokenizer.hpp"
 #include "data/tokenizer.hpp"
+#include "data/unicode_props.hpp"
 #include "distill/model_io.hpp"
 #include "io/checkpoint.hpp"
 #include "io/safetensors.hpp"
@@ -433,6 +435,47 @@ TEST_F(Convert, AnExportFailingMidwayLeavesNothing) {
   EXPECT_FALSE(fs::exists(dir_ / "back"));
 }
 
+// A small byte-level tokenizer.json (the 256 byte tokens, two merges, an end-of-text token: 260).
+void write_tokenizer_json(const fs::path& p) {
+  std::string vocab;
+  for (int b = 0; b < 256; ++b) {
+    std::string s;
+    opd::data::unicode::append_utf8(s, opd::data::byte_to_unicode(static_cast<unsigned char>(b)));
+    if (s == "\"" || s == "\\") s = "\\" + s;
+    vocab += "\"" + s + "\": " + std::to_string(b) + ", ";
+  }
+  vocab += "\"he\": 256, \"hel\": 257, \"\u0120w\": 258";
+  write_file(p, R"({"normalizer": null, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true},
+  "decoder": {"type": "ByteLevel"}, "added_tokens": [{"id": 259, "content": "<|endoftext|>", "special": true}],
+  "model": {"type": "BPE", "vocab": {)" + vocab + R"(}, "merges": ["h e", "he l"]}})");
+}
+
+TEST_F(Convert, TheFoldersOwnTokenizerJsonIsTheDefault) {
+  stt::ModelShape m;
+  m.vocab = 264;  // 260 tokens, padded to a multiple of 8
+  write_hf("hf", m, 8);
+  write_tokenizer_json(dir_ / "hf/tokenizer.json");
+  ok("convert --from-hf hf --out m.h5");
+  const std::string hf_id = opd::data::make_tokenizer("hf:" + (dir_ / "hf/tokenizer.json").string())->describe();
+  opd::io::CheckpointReader r((dir_ / "m.h5").string());
+  EXPECT_EQ(r.read_string("config/tokenizer"), hf_id);
+  // The identity is the file's content, wherever it lies.
+  fs::create_directories(dir_ / "elsewhere");
+  fs::copy_file(dir_ / "hf/tokenizer.json", dir_ / "elsewhere/tokenizer.json");
+  EXPECT_NO_THROW(opd::distill::load_model((dir_ / "m.h5").string(),
+                                           opd::data::make_tokenizer("hf:" + (dir_ / "elsewhere/tokenizer.json").string())->describe()));
+  // --tokenizer overrides it; a model smaller than the tokenizer is refused.
+  ok("convert --from-hf hf --out c.h5 --tokenizer char");
+  opd::io::CheckpointReader rc((dir_ / "c.h5").string());
+  EXPECT_EQ(rc.read_string("config/tokenizer"), char_id());
+  stt::ModelShape small = m;
+  small.vocab = 256;
+  write_hf("small", small, 8);
+  write_tokenizer_json(dir_ / "small/tokenizer.json");
+  EXPECT_NE(bad("convert --from-hf small --out s.h5").find("256 rows, fewer than the tokenizer's 260 tokens"),
+            std::string::npos);
+}
+
 TEST_F(Convert, BadCommandLinesAndExistingOutputsAreRefused) {
   stt::ModelShape m;
   m.vocab = 100;
@@ -442,7 +485,8 @@ TEST_F(Convert, BadCommandLinesAndExistingOutputsAreRefused) {
   EXPECT_NE(bad("convert --from-hf hf --out m.h5 --tokenizer char").find("exists already"), std::string::npos);
   EXPECT_NE(bad("convert --to-hf m.h5 --out back").find("exists already"), std::string::npos);
   EXPECT_NE(bad("convert --to-hf m.h5 --out back/").find("exists already"), std::string::npos);
-  EXPECT_NE(bad("convert --from-hf hf --out n.h5").find("--tokenizer KIND is required"), std::string::npos);
+  EXPECT_NE(bad("convert --from-hf hf --out n.h5").find("has no tokenizer.json, so --tokenizer SPEC is required"),
+            std::string::npos);
   EXPECT_NE(bad("convert --from-hf hf --out n.h5 --tokenizer nope").find("unknown tokenizer kind"), std::string::npos);
   EXPECT_NE(bad("convert --from-hf hf --out n.h5 --tokenizer char --dtype bf16").find("--dtype applies to --to-hf"),
             std::string::npos);
