@@ -53,7 +53,7 @@ std::vector<Example> load_jsonl(const std::string& path) {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // syntax, and numbers out of range
       input_error(where, "malformed JSON: " + parse_message(e.what()), kJsonlHint);
     }
     if (!j.is_object())

@@ -143,3 +143,18 @@ TEST(Sequence, PromptOnly) {
   EXPECT_EQ(p.loss_mask, (std::vector<uint8_t>(5, 0)));
   EXPECT_EQ(p.prompt_len, 5);
 }
+
+TEST(DatasetLoader, NumberOutOfRangeIsAnInputErrorWithItsLine) {
+  // Found by fuzzing (tests/fuzz/fuzz_jsonl): nlohmann reports an overflowing number as
+  // out_of_range, not parse_error, and it escaped the loader.
+  const auto path = std::filesystem::temp_directory_path() / "opd_overflow.jsonl";
+  std::ofstream(path) << "{\"prompt\": \"a\"}\n{\"prompt\": \"b\", \"answer\": 777E7777}\n";
+  try {
+    opd::data::load_jsonl(path.string());
+    FAIL() << "no error";
+  } catch (const opd::Error& e) {
+    EXPECT_EQ(e.kind(), opd::ErrorKind::Input);
+    EXPECT_NE(std::string(e.what()).find(":2"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(path);
+}
