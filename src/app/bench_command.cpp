@@ -57,14 +57,18 @@ double peak_rss_mib() {
   return static_cast<double>(u.ru_maxrss) / 1024.0;
 }
 
-// Activation floats a training step keeps (see Transformer::ensure_buffers).
-double activation_mib(const model::ModelConfig& c, int64_t B, int64_t T) {
+// Activation bytes a training step keeps (see Transformer::ensure_slot): per layer the residual
+// stream, norms' rstd, q/k/v, the attention lse, gate/up, and the GEMM inputs (both normed inputs,
+// the attention output and the SwiGLU output), which are bf16 in mixed precision.
+double activation_mib(const model::ModelConfig& c, int64_t B, int64_t T, core::DType compute) {
   const double N = static_cast<double>(B * T);
-  const double per_layer = N * (4.0 * c.d_model + 2 + 2.0 * c.q_size() + 2.0 * c.kv_size() +
-                                3.0 * c.d_ff) +
-                           static_cast<double>(B * c.n_heads * T);  // attention lse
+  const double gemm_inputs = N * (2.0 * c.d_model + c.q_size() + c.d_ff);
+  const double f32_per_layer = N * (2.0 * c.d_model + 2 + c.q_size() + 2.0 * c.kv_size() + 2.0 * c.d_ff) +
+                               static_cast<double>(B * c.n_heads * T);  // attention lse
+  const double input_bytes = compute == core::DType::BF16 ? 2.0 : 4.0;
   const double workspace = N * (3.0 * c.d_model + 2.0 * c.q_size() + 2.0 * c.kv_size() + 3.0 * c.d_ff);
-  return 4.0 * (c.n_layers * per_layer + workspace + N * (2.0 * c.d_model + 4)) / (1 << 20);
+  return (c.n_layers * (4.0 * f32_per_layer + input_bytes * gemm_inputs) +
+          4.0 * (workspace + N * (2.0 * c.d_model + 4))) / (1 << 20);
 }
 
 nlohmann::json bench_train(const BenchArgs& a, int threads) {
@@ -131,14 +135,14 @@ nlohmann::json bench_train(const BenchArgs& a, int threads) {
                       {"peak_rss_mib", peak_rss_mib()},
                       {"estimate_mib",
                        {{"params_grads_adamw", state_mib},
-                        {"activations", activation_mib(m.config(), a.batch, a.seq)}}}};
+                        {"activations", activation_mib(m.config(), a.batch, a.seq, cdt)}}}};
   std::printf(
       "train  %s %s threads %d: %.3f s/step, %.0f tok/s, %.1f GFLOP/s = %.1f%% of %s %.1f GFLOP/s; "
       "peak RSS %.0f MiB (params+grads+AdamW %.0f MiB, activations ~%.0f MiB)\n",
       a.device.c_str(), a.precision.c_str(), threads, step_s, tokens / step_s, gflops,
       100 * gflops / sgemm,
       gpu ? (cdt == core::DType::BF16 ? "cuBLASLt bf16 GEMM" : "cuBLASLt sgemm") : "sgemm", sgemm,
-      peak_rss_mib(), state_mib, activation_mib(m.config(), a.batch, a.seq));
+      peak_rss_mib(), state_mib, activation_mib(m.config(), a.batch, a.seq, cdt));
   if (gpu)
     std::printf("train  %s: MFU %.1f%% of the %s dense bf16 peak %.0f TFLOP/s\n", a.device.c_str(),
                 100 * mfu, gpu_name.c_str(), peak);
