@@ -193,21 +193,7 @@ HfImportResult import_hf(const std::string& dir, const std::string& out_checkpoi
 
   // The checkpoint, laid out as write_model writes it (load_model reads it back).
   io::CheckpointWriter w(out_checkpoint);
-  w.write_int("config/model/vocab_size", c.vocab_size);
-  w.write_int("config/model/d_model", c.d_model);
-  w.write_int("config/model/n_layers", c.n_layers);
-  w.write_int("config/model/n_heads", c.n_heads);
-  w.write_int("config/model/n_kv_heads", c.n_kv_heads);
-  w.write_int("config/model/head_dim", c.head_size());
-  w.write_int("config/model/d_ff", c.d_ff);
-  w.write_int("config/model/max_seq_len", c.max_seq_len);
-  w.write_double("config/model/rope_theta", c.rope_theta);
-  w.write_double("config/model/norm_eps", c.norm_eps);
-  w.write_int("config/model/qkv_bias", c.qkv_bias);
-  w.write_int("config/model/qk_norm", c.qk_norm);
-  w.write_int("config/model/tie_embeddings", c.tie_embeddings);
-  w.write_double("config/model/init_std", c.init_std);
-  w.write_string("config/tokenizer", tokenizer_id);
+  write_model_config(w, c, tokenizer_id);
   w.write_string(kHfConfig, cfg_json.dump(2));
   w.write_string(kHfDtypes, dtypes.dump());
   w.write_string(kHfModelType, hf.model_type);

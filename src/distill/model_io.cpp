@@ -9,9 +9,8 @@ namespace opd::distill {
 
 core::Tensor host_copy(const core::Tensor& x) { return backend::on_device(x, core::Device::Host); }
 
-void write_model(io::CheckpointWriter& w, const model::Transformer& m,
-                 const std::string& tokenizer_id) {
-  const model::ModelConfig& c = m.config();
+void write_model_config(io::CheckpointWriter& w, const model::ModelConfig& c,
+                        const std::string& tokenizer_id) {
   w.write_int("config/model/vocab_size", c.vocab_size);
   w.write_int("config/model/d_model", c.d_model);
   w.write_int("config/model/n_layers", c.n_layers);
@@ -27,6 +26,12 @@ void write_model(io::CheckpointWriter& w, const model::Transformer& m,
   w.write_int("config/model/tie_embeddings", c.tie_embeddings);
   w.write_double("config/model/init_std", c.init_std);
   w.write_string("config/tokenizer", tokenizer_id);
+}
+
+void write_model(io::CheckpointWriter& w, const model::Transformer& m,
+                 const std::string& tokenizer_id) {
+  write_model_config(w, m.config(), tokenizer_id);
+  const model::ModelConfig& c = m.config();
   // Every parameter in the one fixed order on every rank (the writer may be collective over the
   // model's tp x pp ranks); a pipeline stage writes empty blocks for the other stages' layers.
   for (const model::ParamSpec& sp : model::parameter_specs(c)) {

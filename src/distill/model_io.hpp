@@ -18,6 +18,11 @@ namespace opd::distill {
 // x itself when it lives on the host, else a host copy of it.
 core::Tensor host_copy(const core::Tensor& x);
 
+// The architecture under /config/model and the tokenizer's identity under /config/tokenizer
+// (read_model_config reads them back).
+void write_model_config(io::CheckpointWriter& w, const model::ModelConfig& c,
+                        const std::string& tokenizer_id);
+
 // Collective over the writer's ranks (the tp ranks of one replica): each writes its shards.
 void write_model(io::CheckpointWriter& w, const model::Transformer& m,
                  const std::string& tokenizer_id);

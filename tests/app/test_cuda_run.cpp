@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "backend/ops.hpp"
+#include "testing/gpu.hpp"
 #include "testing/process.hpp"
 #include "testing/tiny_job.hpp"
 
@@ -16,8 +17,6 @@ using namespace opd::testing;
 namespace fs = std::filesystem;
 
 namespace {
-
-bool have_gpu() { return opd::backend::use_cuda_device(0); }
 
 // The first row's value of `key` in a stage's metrics.
 double first(const fs::path& run, const char* stage, const char* key) {

@@ -27,10 +27,8 @@
 #include "backend/attention_cases.hpp"
 #include "backend/cuda/attention_tiles.hpp"
 #include "backend/ops.hpp"
+#include "testing/gpu.hpp"
 #include "testing/reference.hpp"
-#ifdef OPD_WITH_CUDA
-#include "backend/cuda/device.hpp"
-#endif
 
 namespace ops = opd::backend;
 namespace attn = opd::backend::cuda::attn;
@@ -38,37 +36,14 @@ using opd::core::Device;
 using opd::core::Shape;
 using opd::core::Tensor;
 using opd::testing::all_close;
+using opd::testing::to_cpu;
+using opd::testing::to_gpu;
 using opd::testing::random_tensor;
 using opd::testing::to_double;
 
 using namespace opd::testing::attention_cases;
 
 namespace {
-
-bool have_gpu() {
-#ifdef OPD_WITH_CUDA
-  return opd::backend::cuda::device_count() > 0 && opd::backend::cuda::activate(0);
-#else
-  return false;
-#endif
-}
-
-#define REQUIRE_GPU()                                                          \
-  do {                                                                         \
-    if (!have_gpu()) GTEST_SKIP() << "no CUDA device (or built without CUDA)"; \
-  } while (0)
-
-Tensor to_gpu(const Tensor& h) {
-  Tensor d = Tensor::empty(h.shape(), h.dtype(), Device::Cuda);
-  ops::copy(h, d);
-  return d;
-}
-
-Tensor to_cpu(const Tensor& d) {
-  Tensor h = Tensor::empty(d.shape(), d.dtype());
-  ops::copy(d, h);
-  return h;
-}
 
 // ---- the CPU emulation of the kernels' tile loops ------------------------------------------
 
@@ -467,11 +442,11 @@ TEST(CudaAttention, ReportsThroughput) {
     const double fwd_flop = 4.0 * c.H * c.E * pairs;
     auto time = [&](auto&& f) {
       f();
-      opd::backend::cuda::synchronize();
+      ops::synchronize(Device::Cuda);
       const int reps = 5;
       const auto t0 = std::chrono::steady_clock::now();
       for (int i = 0; i < reps; ++i) f();
-      opd::backend::cuda::synchronize();
+      ops::synchronize(Device::Cuda);
       return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
     };
     const double tf =

@@ -7,34 +7,13 @@
 #include <gtest/gtest.h>
 
 #include "distill_suite.hpp"
-#ifdef OPD_WITH_CUDA
-#include "backend/cuda/device.hpp"
-#endif
+#include "testing/gpu.hpp"
 
 using namespace opd::testing::distill_suite;
 using opd::core::Device;
+using opd::testing::to_gpu;
 
 namespace {
-
-bool have_gpu() {
-#ifdef OPD_WITH_CUDA
-  return opd::backend::cuda::device_count() > 0 && opd::backend::cuda::activate(0);
-#else
-  return false;
-#endif
-}
-
-#define REQUIRE_GPU()                                                              \
-  do {                                                                             \
-    if (!have_gpu()) GTEST_SKIP() << "no CUDA device (or built without CUDA)";     \
-  } while (0)
-
-Tensor to_gpu(const Tensor& h) {
-  if (!h.defined()) return h;
-  Tensor d = Tensor::empty(h.shape(), h.dtype(), Device::Cuda);
-  ops::copy(h, d);
-  return d;
-}
 
 class Gpu final : public DistillImpl {
  public:

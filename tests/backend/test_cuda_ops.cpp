@@ -9,46 +9,21 @@
 #include <limits>
 
 #include "backend/ops.hpp"
+#include "testing/gpu.hpp"
 #include "testing/reference.hpp"
-#ifdef OPD_WITH_CUDA
-#include "backend/cuda/device.hpp"
-#endif
 
 namespace ops = opd::backend;
 using opd::core::Device;
 using opd::core::DType;
 using opd::core::Tensor;
 using opd::testing::all_close;
+using opd::testing::to_cpu;
+using opd::testing::to_gpu;
 using opd::testing::random_ids;
 using opd::testing::random_tensor;
 using opd::testing::to_double;
 
 namespace {
-
-bool have_gpu() {
-#ifdef OPD_WITH_CUDA
-  return opd::backend::cuda::device_count() > 0 && opd::backend::cuda::activate(0);
-#else
-  return false;
-#endif
-}
-
-#define REQUIRE_GPU()                                                    \
-  do {                                                                   \
-    if (!have_gpu()) GTEST_SKIP() << "no CUDA device (or built without CUDA)"; \
-  } while (0)
-
-Tensor to_gpu(const Tensor& h) {
-  Tensor d = Tensor::empty(h.shape(), h.dtype(), Device::Cuda);
-  ops::copy(h, d);
-  return d;
-}
-
-Tensor to_cpu(const Tensor& d) {
-  Tensor h = Tensor::empty(d.shape(), d.dtype());
-  ops::copy(d, h);
-  return h;
-}
 
 ::testing::AssertionResult same(const Tensor& gpu, const Tensor& cpu, double rtol = 1e-5,
                                 double atol = 1e-6) {

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "backend/ops.hpp"
+#include "testing/gpu.hpp"
 #include "model/generator.hpp"
 #include "model/lm_loss.hpp"
 #include "model/optimizer.hpp"
@@ -15,14 +16,10 @@
 using opd::core::Device;
 using opd::core::DType;
 using opd::core::Tensor;
+using opd::testing::have_gpu;
 using namespace opd::model;
 
 namespace {
-
-bool have_gpu() { return opd::backend::use_cuda_device(0); }
-
-#define REQUIRE_GPU() \
-  do { if (!have_gpu()) GTEST_SKIP() << "no CUDA device (or built without CUDA)"; } while (0)
 
 ModelConfig config() {
   ModelConfig c;
