@@ -1,6 +1,6 @@
-// The generated Unicode tables (unicode_tables.cpp, from unicode_tables_gen.py): code point
-// properties, combining classes, canonical decompositions and compositions. Read them through
-// unicode_props.hpp and unicode_nfc.hpp, not directly.
+// The generated Unicode tables (from unicode_tables_gen.py): code point properties
+// (unicode_props_tables.cpp); combining classes, canonical decompositions and compositions
+// (unicode_nfc_tables.cpp). Read them through unicode_props.hpp and unicode_nfc.hpp, not directly.
 #pragma once
 
 #include <cstddef>
