@@ -71,6 +71,20 @@ double activation_mib(const model::ModelConfig& c, int64_t B, int64_t T, core::D
           4.0 * (workspace + N * (2.0 * c.d_model + 4))) / (1 << 20);
 }
 
+// A fixed batch of B x T token ids and next-token targets spread over the vocabulary (the
+// benchmarks measure arithmetic, not learning): ids [B, T] and targets [B, T], host I32.
+struct SyntheticBatch {
+  Tensor ids, targets;
+};
+SyntheticBatch synthetic_batch(int64_t B, int64_t T, int64_t vocab) {
+  std::vector<int32_t> ids(static_cast<std::size_t>(B * T)), tg(ids.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    ids[i] = static_cast<int32_t>((i * 7919) % static_cast<std::size_t>(vocab));
+    tg[i] = static_cast<int32_t>((i * 104729 + 1) % static_cast<std::size_t>(vocab));
+  }
+  return {Tensor::from_vector(ids, {B, T}), Tensor::from_vector(tg, {B, T})};
+}
+
 nlohmann::json bench_train(const BenchArgs& a, int threads) {
   ops::set_blas_threads(threads);
   const bool gpu = a.device == "cuda";
@@ -86,13 +100,9 @@ nlohmann::json bench_train(const BenchArgs& a, int threads) {
   m.set_compute_dtype(cdt);
   model::AdamW opt(m.params());
   model::OptimConfig oc;
-  std::vector<int32_t> ids(static_cast<std::size_t>(a.batch * a.seq)), tg(ids.size());
-  for (std::size_t i = 0; i < ids.size(); ++i) {
-    ids[i] = static_cast<int32_t>((i * 7919) % static_cast<std::size_t>(a.model.vocab_size));
-    tg[i] = static_cast<int32_t>((i * 104729 + 1) % static_cast<std::size_t>(a.model.vocab_size));
-  }
-  Tensor tid = Tensor::from_vector(ids, {a.batch, a.seq});
-  Tensor ttg = Tensor::from_vector(tg, {a.batch, a.seq});
+  const SyntheticBatch batch = synthetic_batch(a.batch, a.seq, a.model.vocab_size);
+  const Tensor& tid = batch.ids;
+  const Tensor& ttg = batch.targets;
   Tensor pos = model::causal_positions(a.batch, a.seq);
   double total = 0, fwd_bwd = 0;
   for (int64_t s = 0; s < a.warmup + a.steps; ++s) {
@@ -213,17 +223,13 @@ nlohmann::json bench_score(const BenchArgs& a, int threads) {
   teacher.model().init_weights(1);
   teacher.model().set_compute_dtype(compute_dtype(a));
   const int64_t N = a.batch * a.seq;
-  std::vector<int32_t> ids(static_cast<std::size_t>(N)), rows(ids.size()), tg(ids.size());
-  for (int64_t i = 0; i < N; ++i) {
-    const auto ii = static_cast<std::size_t>(i);
-    ids[ii] = static_cast<int32_t>((i * 7919) % a.model.vocab_size);
-    rows[ii] = static_cast<int32_t>(i);
-    tg[ii] = static_cast<int32_t>((i * 104729 + 1) % a.model.vocab_size);
-  }
+  const SyntheticBatch batch = synthetic_batch(a.batch, a.seq, a.model.vocab_size);
+  std::vector<int32_t> rows(static_cast<std::size_t>(N));
+  for (int64_t i = 0; i < N; ++i) rows[static_cast<std::size_t>(i)] = static_cast<int32_t>(i);
   distill::ScoreRequest req;
-  req.ids = Tensor::from_vector(ids, {a.batch, a.seq});
+  req.ids = batch.ids;
   req.rows = Tensor::from_vector(rows, {N});
-  req.targets = Tensor::from_vector(tg, {N});
+  req.targets = batch.targets.view({N});
   req.mode = backend::Signal::Sampled;
   double total = 0;
   for (int64_t s = 0; s < a.warmup + a.steps; ++s) {
@@ -257,15 +263,10 @@ nlohmann::json bench_score_device(const BenchArgs& a) {
   m.init_weights(1);
   m.set_compute_dtype(cdt);
   const int64_t N = a.batch * a.seq;
-  std::vector<int32_t> ids(static_cast<std::size_t>(N)), tg(ids.size());
-  for (int64_t i = 0; i < N; ++i) {
-    ids[static_cast<std::size_t>(i)] = static_cast<int32_t>((i * 7919) % a.model.vocab_size);
-    tg[static_cast<std::size_t>(i)] = static_cast<int32_t>((i * 104729 + 1) % a.model.vocab_size);
-  }
-  const Tensor tid = Tensor::from_vector(ids, {a.batch, a.seq});
+  const SyntheticBatch batch = synthetic_batch(a.batch, a.seq, a.model.vocab_size);
+  const Tensor& tid = batch.ids;
   const Tensor pos = model::causal_positions(a.batch, a.seq);
-  Tensor targets = Tensor::empty({N}, core::DType::I32, dev);
-  ops::copy(Tensor::from_vector(tg, {N}), targets);
+  const Tensor targets = ops::on_device(batch.targets.view({N}), dev);
   ops::HeadStats stats;
   for (Tensor* t : {&stats.lse, &stats.target_logit, &stats.entropy})
     *t = Tensor::empty({N}, core::DType::F32, dev);
