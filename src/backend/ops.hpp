@@ -110,15 +110,22 @@ void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& d_out, 
 // each query row's log-sum-exp of its visible scaled scores instead (-inf for a row that sees no
 // key), all that attention_backward_from_lse needs besides q, k and v: O(T) values per head
 // rather than the T x S of P.
+// operands = BF16 (mixed precision) permits bf16 arithmetic: q, k, v (and the backward's d_out)
+// rounded to bf16 and multiplied with f32 accumulation, P and dS rounded to bf16 before their
+// products, as tensor cores do; softmax, its statistics and every output stay f32. The CPU rounds
+// the inputs and computes the rest in f32; the GPU runs its tensor-core kernels where the device
+// and head size allow and the f32 kernels otherwise (and for decode steps). F32 is exact f32.
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& q_pos,
-                       float scale, Tensor& out, Tensor* probs, Tensor* lse = nullptr);
+                       float scale, Tensor& out, Tensor* probs, Tensor* lse = nullptr,
+                       core::DType operands = core::DType::F32);
 // dq, dk, dv overwrite (dk, dv sum over the query heads sharing a kv head).
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs,
                         const Tensor& d_out, float scale, Tensor& dq, Tensor& dk, Tensor& dv);
 // The same with P recomputed block by block from q, k, the positions and the forward's lse.
 void attention_backward_from_lse(const Tensor& q, const Tensor& k, const Tensor& v,
                                  const Tensor& q_pos, const Tensor& lse, const Tensor& d_out,
-                                 float scale, Tensor& dq, Tensor& dk, Tensor& dv);
+                                 float scale, Tensor& dq, Tensor& dk, Tensor& dv,
+                                 core::DType operands = core::DType::F32);
 
 // ---- KV cache ---------------------------------------------------------------------------------
 // dst[b, pos[b, t], :] = src[b, t, :] for src [B, T, R], pos [B, T] I32 (0 <= pos < S), dst [B, S, R].

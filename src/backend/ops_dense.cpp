@@ -118,10 +118,35 @@ void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& d_out, 
   cpu::swiglu_backward(gate, up, d_out, d_gate, d_up);
 }
 
+namespace {
+
+void check_operands(const char* op, core::DType operands) {
+  OPD_CHECK(operands == core::DType::F32 || operands == core::DType::BF16, op,
+            ": attention operands must be f32 or bf16, got ", core::dtype_name(operands));
+}
+
+// x rounded to bf16 and widened again: the CPU's bf16 attention operands (ops.hpp).
+Tensor bf16_rounded(const Tensor& x) {
+  Tensor half = Tensor::empty(x.shape(), core::DType::BF16, x.device());
+  cpu::cast(x, half);
+  Tensor wide = Tensor::empty(x.shape(), core::DType::F32, x.device());
+  cpu::cast(half, wide);
+  return wide;
+}
+
+}  // namespace
+
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& q_pos,
-                       float scale, Tensor& out, Tensor* probs, Tensor* lse) {
-  OPD_ON_CUDA("attention_forward", q, attention_forward(q, k, v, q_pos, scale, out, probs, lse));
-  cpu::attention_forward(q, k, v, q_pos, scale, out, probs, lse);
+                       float scale, Tensor& out, Tensor* probs, Tensor* lse,
+                       core::DType operands) {
+  check_operands("attention_forward", operands);
+  OPD_ON_CUDA("attention_forward", q,
+              attention_forward(q, k, v, q_pos, scale, out, probs, lse, operands));
+  if (operands == core::DType::BF16)
+    cpu::attention_forward(bf16_rounded(q), bf16_rounded(k), bf16_rounded(v), q_pos, scale, out,
+                           probs, lse);
+  else
+    cpu::attention_forward(q, k, v, q_pos, scale, out, probs, lse);
 }
 
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs,
@@ -132,10 +157,16 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
 
 void attention_backward_from_lse(const Tensor& q, const Tensor& k, const Tensor& v,
                                  const Tensor& q_pos, const Tensor& lse, const Tensor& d_out,
-                                 float scale, Tensor& dq, Tensor& dk, Tensor& dv) {
+                                 float scale, Tensor& dq, Tensor& dk, Tensor& dv,
+                                 core::DType operands) {
+  check_operands("attention_backward_from_lse", operands);
   OPD_ON_CUDA("attention_backward_from_lse", q,
-              attention_backward_from_lse(q, k, v, q_pos, lse, d_out, scale, dq, dk, dv));
-  cpu::attention_backward_from_lse(q, k, v, q_pos, lse, d_out, scale, dq, dk, dv);
+              attention_backward_from_lse(q, k, v, q_pos, lse, d_out, scale, dq, dk, dv, operands));
+  if (operands == core::DType::BF16)
+    cpu::attention_backward_from_lse(bf16_rounded(q), bf16_rounded(k), bf16_rounded(v), q_pos, lse,
+                                     bf16_rounded(d_out), scale, dq, dk, dv);
+  else
+    cpu::attention_backward_from_lse(q, k, v, q_pos, lse, d_out, scale, dq, dk, dv);
 }
 
 void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& hp) {

@@ -272,10 +272,10 @@ const Tensor& Transformer::forward(const Tensor& ids, const Tensor& pos, bool ke
       Tensor kc3 = kc.view({B, cache->capacity, G * E}), vc3 = vc.view({B, cache->capacity, G * E});
       ops::scatter_rows(a.k.view({B, T, G * E}), s.pos, kc3);
       ops::scatter_rows(a.v.view({B, T, G * E}), s.pos, vc3);
-      ops::attention_forward(q4, kc, vc, s.pos, scale, out4, nullptr);
+      ops::attention_forward(q4, kc, vc, s.pos, scale, out4, nullptr, nullptr, compute_dtype());
     } else {
       ops::attention_forward(q4, a.k.view({B, T, G, E}), a.v.view({B, T, G, E}), s.pos, scale,
-                             out4, nullptr, keep ? &a.attn_lse : nullptr);
+                             out4, nullptr, keep ? &a.attn_lse : nullptr, compute_dtype());
     }
     keep_input(attn, a.attn);
     ops::gemm(a.attn, false, wc(li.o), true, s.tmp);
@@ -356,7 +356,8 @@ void Transformer::backward(const Tensor& d_h, int slot, bool last_pass) {
            dv4 = s.dv.view({B, T, G, E});
     ops::attention_backward_from_lse(a.q.view({B, T, H, E}), a.k.view({B, T, G, E}),
                                      a.v.view({B, T, G, E}), a_slot.pos, a.attn_lse,
-                                     s.d_attn.view({B, T, H, E}), scale, dq4, dk4, dv4);
+                                     s.d_attn.view({B, T, H, E}), scale, dq4, dk4, dv4,
+                                     compute_dtype());
     Tensor dq3 = s.dq.view({N, H, E}), dk3 = s.dk.view({N, G, E});
     ops::rope_backward(dq3, flat_pos, theta);
     ops::rope_backward(dk3, flat_pos, theta);

@@ -17,7 +17,9 @@
 // weights; every GEMM reads a bf16 copy of its weight and bf16 activations (the normed inputs,
 // attention output and SwiGLU output are kept in bf16 for the backward, the gradients flowing
 // into a GEMM are rounded to bf16 just before it) and accumulates in f32 into an f32 result.
-// Norms, RoPE, attention, softmax statistics, residual streams and gradients stay f32.
+// Attention multiplies bf16-rounded q, k, v (and P, dO, dS) with f32 accumulation, tensor cores
+// on a GPU (backend/ops.hpp); norms, RoPE, softmax statistics, residual streams and gradients
+// stay f32.
 //
 // Pipeline parallelism: with pp stages each rank holds a contiguous range of layers; the first
 // stage also the embedding, the last the final norm and the head. forward() receives its input

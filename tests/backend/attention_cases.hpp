@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -102,18 +103,29 @@ struct Grads {
   Tensor dq, dk, dv;
 };
 
-// The CPU backend: out and lse, then the gradients from the lse.
-inline void cpu_reference(const Case& c, const Inputs& in, Tensor& out, Tensor& lse, Grads& g) {
+// The CPU backend: out and lse, then the gradients from the lse, with f32 or bf16 operands.
+inline void cpu_reference(const Case& c, const Inputs& in, Tensor& out, Tensor& lse, Grads& g,
+                          core::DType operands = core::DType::F32) {
   out = Tensor::empty({c.B, c.T, c.H, c.E});
   lse = Tensor::empty({c.B, c.H, c.T});
-  ops::attention_forward(in.q, in.k, in.v, in.pos, in.scale, out, nullptr, &lse);
+  ops::attention_forward(in.q, in.k, in.v, in.pos, in.scale, out, nullptr, &lse, operands);
   g = {Tensor::empty(in.q.shape()), Tensor::empty(in.k.shape()), Tensor::empty(in.k.shape())};
   ops::attention_backward_from_lse(in.q, in.k, in.v, in.pos, lse, in.d_out, in.scale, g.dq, g.dk,
-                                   g.dv);
+                                   g.dv, operands);
+}
+
+// The bf16 tolerance of the GPU tests: every element within 1% of the largest reference
+// magnitude, or 1% of its own.
+inline ::testing::AssertionResult bf16_close(const std::vector<double>& got,
+                                             const std::vector<double>& want) {
+  double scale = 0.0;
+  for (double w : want) scale = std::max(scale, std::abs(w));
+  return all_close(got, want, 1e-2, 1e-2 * scale);
 }
 
 // lse: -inf exactly where the reference has it (rows that see no key), close elsewhere.
-inline ::testing::AssertionResult same_lse(const std::vector<float>& got, const Tensor& want) {
+inline ::testing::AssertionResult same_lse(const std::vector<float>& got, const Tensor& want,
+                                           double rtol = 1e-5, double atol = 1e-6) {
   const std::vector<float> w = want.to_vector();
   std::vector<double> a, e;
   for (std::size_t i = 0; i < w.size(); ++i) {
@@ -126,7 +138,7 @@ inline ::testing::AssertionResult same_lse(const std::vector<float>& got, const 
     a.push_back(got[i]);
     e.push_back(w[i]);
   }
-  return all_close(a, e, 1e-5, 1e-6);
+  return all_close(a, e, rtol, atol);
 }
 
 inline std::vector<double> as_double(const std::vector<float>& x) { return {x.begin(), x.end()}; }

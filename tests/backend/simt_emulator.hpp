@@ -36,6 +36,7 @@
 #define __launch_bounds__(...)
 #define __shared__ static
 #define OPD_DYNAMIC_SMEM(name) float4* name = ::simt::dynamic_shared()
+#define OPD_TC_SMEM(name) float4* name = ::simt::dynamic_shared()
 #define OPD_ATTN_KERNEL_NS simt_emulated
 
 struct alignas(16) float4 {
@@ -67,6 +68,7 @@ struct Block {
   std::atomic<int> or_slot[3];
   std::vector<float4> smem;  // dynamic shared memory, then the guard
   std::size_t smem_words = 0;
+  std::atomic<bool> bad_matrix_access{false};  // simt_wmma.hpp's checks
 };
 
 struct Thread {
@@ -171,6 +173,8 @@ void launch(dim3 grid, int threads, std::size_t smem_bytes, const Body& body) {
     });
   for (auto& th : pool) th.join();
   if (overrun) throw std::runtime_error("simt: a block wrote past its dynamic shared memory");
+  if (b.bad_matrix_access)
+    throw std::runtime_error("simt: a wmma load or store broke CUDA's alignment rules");
 }
 
 }  // namespace simt

@@ -263,3 +263,49 @@ TEST(Attention, MisuseThrows) {
   Tensor dv_bad = Tensor::empty({1, 5, 1, 4});
   EXPECT_THROW(ops::attention_backward(q4, k, k, probs, out4, 1.0f, dq, dk, dv_bad), opd::Error);
 }
+
+// bf16 operands (mixed precision): on the CPU exactly the f32 attention of q, k, v and d_out
+// rounded to bf16, which differs from the f32 attention of the unrounded inputs.
+TEST(Attention, Bf16OperandsAreTheInputsRoundedToBf16) {
+  const auto bf16 = opd::core::DType::BF16;
+  auto rounded = [](const Tensor& x) {
+    Tensor half = Tensor::empty(x.shape(), opd::core::DType::BF16);
+    ops::cast(x, half);
+    Tensor wide = Tensor::empty(x.shape());
+    ops::cast(half, wide);
+    return wide;
+  };
+  const int64_t B = 2, T = 9, H = 4, G = 2, E = 8;
+  const Tensor q = random_tensor({B, T, H, E}, 40, -2.0f, 2.0f);
+  const Tensor k = random_tensor({B, T, G, E}, 41, -2.0f, 2.0f);
+  const Tensor v = random_tensor({B, T, G, E}, 42), d_out = random_tensor({B, T, H, E}, 43);
+  std::vector<int32_t> p;
+  for (int64_t i = 0; i < B * T; ++i) p.push_back(static_cast<int32_t>(i % T));
+  const Tensor pos = Tensor::from_vector(p, {B, T});
+  const float scale = 0.35f;
+  struct Result {
+    Tensor out, lse, dq, dk, dv;
+  };
+  auto run = [&](const Tensor& qq, const Tensor& kk, const Tensor& vv, const Tensor& dd,
+                 opd::core::DType operands) {
+    Result r{Tensor::empty(q.shape()), Tensor::empty({B, H, T}), Tensor::empty(q.shape()),
+             Tensor::empty(k.shape()), Tensor::empty(k.shape())};
+    ops::attention_forward(qq, kk, vv, pos, scale, r.out, nullptr, &r.lse, operands);
+    ops::attention_backward_from_lse(qq, kk, vv, pos, r.lse, dd, scale, r.dq, r.dk, r.dv,
+                                     operands);
+    return r;
+  };
+  const Result got = run(q, k, v, d_out, bf16);
+  const Result want =
+      run(rounded(q), rounded(k), rounded(v), rounded(d_out), opd::core::DType::F32);
+  const Result exact = run(q, k, v, d_out, opd::core::DType::F32);
+  for (auto m : {&Result::out, &Result::lse, &Result::dq, &Result::dk, &Result::dv}) {
+    EXPECT_EQ((got.*m).to_vector(), (want.*m).to_vector());
+    EXPECT_NE((got.*m).to_vector(), (exact.*m).to_vector());
+    EXPECT_TRUE(all_close(got.*m, to_double(exact.*m), 2e-2, 2e-2));
+  }
+  Tensor out = Tensor::empty(q.shape());
+  EXPECT_THROW(ops::attention_forward(q, k, v, pos, scale, out, nullptr, nullptr,
+                                      opd::core::DType::I32),
+               opd::Error);
+}

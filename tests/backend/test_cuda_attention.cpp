@@ -393,6 +393,45 @@ TEST(CudaAttention, FlashKernelsMatchTheCpuBackend) {
   }
 }
 
+// With bf16 operands: the tensor-core kernels (head dimensions up to 128 on sm_80 and later; the
+// f32 kernels otherwise and for decode-sized forwards) against the CPU backend with bf16
+// operands, within bf16 tolerance; still deterministic.
+TEST(CudaAttention, Bf16OperandsMatchTheCpuBackend) {
+  REQUIRE_GPU();
+  const auto bf16 = opd::core::DType::BF16;
+  uint64_t seed = 700;
+  for (const Case& c : cases()) {
+    SCOPED_TRACE(c.name());
+    const Inputs in = inputs(c, seed += 10);
+    Tensor out, lse;
+    Grads g;
+    cpu_reference(c, in, out, lse, g, bf16);
+    Tensor gq = to_gpu(in.q), gk = to_gpu(in.k), gv = to_gpu(in.v), gd = to_gpu(in.d_out);
+    Tensor gpos = to_gpu(in.pos);
+    Tensor gout = to_gpu(out), glse = to_gpu(lse);
+    ops::fill(gout, std::nanf(""));
+    ops::attention_forward(gq, gk, gv, gpos, in.scale, gout, nullptr, &glse, bf16);
+    EXPECT_TRUE(bf16_close(to_double(to_cpu(gout)), to_double(out)));
+    EXPECT_TRUE(same_lse(to_cpu(glse).to_vector(), lse, 1e-3, 1e-3));
+    auto grads = [&] {
+      Grads r{to_gpu(g.dq), to_gpu(g.dk), to_gpu(g.dv)};
+      ops::fill(r.dq, std::nanf(""));
+      ops::fill(r.dk, std::nanf(""));
+      ops::fill(r.dv, std::nanf(""));
+      ops::attention_backward_from_lse(gq, gk, gv, gpos, to_gpu(lse), gd, in.scale, r.dq, r.dk,
+                                       r.dv, bf16);
+      return r;
+    };
+    const Grads gg = grads();
+    EXPECT_TRUE(bf16_close(to_double(to_cpu(gg.dq)), to_double(g.dq)));
+    EXPECT_TRUE(bf16_close(to_double(to_cpu(gg.dk)), to_double(g.dk)));
+    EXPECT_TRUE(bf16_close(to_double(to_cpu(gg.dv)), to_double(g.dv)));
+    const Grads again = grads();
+    EXPECT_EQ(to_cpu(again.dq).to_vector(), to_cpu(gg.dq).to_vector());
+    EXPECT_EQ(to_cpu(again.dk).to_vector(), to_cpu(gg.dk).to_vector());
+  }
+}
+
 // The probs path (simple kernels) still agrees with the CPU backend, and the probs forward's out
 // with the flash forward's.
 TEST(CudaAttention, ProbsPathMatchesTheCpuBackend) {
@@ -449,14 +488,19 @@ TEST(CudaAttention, ReportsThroughput) {
       ops::synchronize(Device::Cuda);
       return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
     };
-    const double tf =
-        time([&] { ops::attention_forward(gq, gk, gv, gpos, in.scale, gout, nullptr, &glse); });
-    const double tb = time([&] {
-      ops::attention_backward_from_lse(gq, gk, gv, gpos, glse, gd, in.scale, gdq, gdk, gdv);
-    });
-    std::printf("attention %s: forward %.3f ms (%.1f TFLOP/s), backward %.3f ms (%.1f TFLOP/s)\n",
-                c.name().c_str(), tf * 1e3, fwd_flop / tf * 1e-12, tb * 1e3,
-                2.5 * fwd_flop / tb * 1e-12);
+    for (const auto operands : {opd::core::DType::F32, opd::core::DType::BF16}) {
+      const double tf = time([&] {
+        ops::attention_forward(gq, gk, gv, gpos, in.scale, gout, nullptr, &glse, operands);
+      });
+      const double tb = time([&] {
+        ops::attention_backward_from_lse(gq, gk, gv, gpos, glse, gd, in.scale, gdq, gdk, gdv,
+                                         operands);
+      });
+      std::printf(
+          "attention %s %s: forward %.3f ms (%.1f TFLOP/s), backward %.3f ms (%.1f TFLOP/s)\n",
+          c.name().c_str(), opd::core::dtype_name(operands), tf * 1e3, fwd_flop / tf * 1e-12,
+          tb * 1e3, 2.5 * fwd_flop / tb * 1e-12);
+    }
   }
 #endif
 }

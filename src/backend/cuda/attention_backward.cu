@@ -8,9 +8,12 @@
 //      query tiles whose rows see none of the block's keys are skipped;
 //   3. a block per (query tile, batch and kv head) walks its visible key tiles for
 //      dQ_i = scale sum_j dS_ij k_j.
+// With bf16 operands, where attention_common.cuh's tensor_cores_for allows, the same three passes
+// run on tensor cores (attention_tc_forward_kernel.cuh, attention_tc_backward_kernels.cuh).
 // From P (the probs variant): the simple kernel of attention_probs.cu.
 #include "backend/cuda/attention_backward_kernels.cuh"
 #include "backend/cuda/attention_common.cuh"
+#include "backend/cuda/attention_tc_backward_kernels.cuh"
 #include "backend/cuda/cuda_ops.hpp"
 
 namespace opd::backend::cuda {
@@ -37,6 +40,28 @@ void backward_kernels(const BwdArgs& a) {
     kernel<<<dim3(static_cast<unsigned>(ceil_div(a.s.rows(), C::kDqBr)), groups), kThreads,
              bytes>>>(a);
     check_launch("attention backward (flash dQ)");
+  }
+}
+
+template <int kE>
+void backward_kernels_tc(const BwdArgs& a) {
+  using C = tc::Config<kE>;
+  const unsigned groups = static_cast<unsigned>(a.s.B * a.s.G);
+  if (a.s.S > 0) {
+    auto kernel = tc::flash_dkdv_tc<kE, C::kDkdvBr, C::kDkdvBc>;
+    constexpr std::size_t bytes = tc::DkdvSmemTc<kE, C::kDkdvBr, C::kDkdvBc>::kBytes;
+    allow_shared(kernel, bytes, "attention backward (flash dK dV, bf16)");
+    kernel<<<dim3(static_cast<unsigned>(ceil_div(a.s.S, C::kDkdvBc)), groups), tc::kThreads,
+             bytes>>>(a);
+    check_launch("attention backward (flash dK dV, bf16)");
+  }
+  if (a.s.rows() > 0) {
+    auto kernel = tc::flash_dq_tc<kE, C::kDqBr, C::kDqBc>;
+    constexpr std::size_t bytes = tc::DqSmemTc<kE, C::kDqBr, C::kDqBc>::kBytes;
+    allow_shared(kernel, bytes, "attention backward (flash dQ, bf16)");
+    kernel<<<dim3(static_cast<unsigned>(ceil_div(a.s.rows(), C::kDqBr)), groups), tc::kThreads,
+             bytes>>>(a);
+    check_launch("attention backward (flash dQ, bf16)");
   }
 }
 
@@ -68,7 +93,8 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
 
 void attention_backward_from_lse(const Tensor& q, const Tensor& k, const Tensor& v,
                                  const Tensor& q_pos, const Tensor& lse, const Tensor& d_out,
-                                 float scale, Tensor& dq, Tensor& dk, Tensor& dv) {
+                                 float scale, Tensor& dq, Tensor& dk, Tensor& dv,
+                                 core::DType operands) {
   const char* op = "attention_backward_from_lse";
   const attn::Shape s = attn::check_shapes(op, q, k, v);
   require_device(op, "q_pos", q_pos, core::DType::I32);
@@ -77,6 +103,7 @@ void attention_backward_from_lse(const Tensor& q, const Tensor& k, const Tensor&
             ": q_pos ", q_pos.describe(), " lse ", lse.describe());
   attn::check_grads(op, q, k, d_out, dq, dk, dv);
   if (s.B == 0) return;
+  const bool tc = attn::tensor_cores_for(s, operands);
   float* delta = nullptr;
   if (s.rows() > 0) {  // D = dO . O per query row
     delta = attn::workspace(static_cast<std::size_t>(int64_t(s.B) * s.H * s.T));
@@ -90,7 +117,7 @@ void attention_backward_from_lse(const Tensor& q, const Tensor& k, const Tensor&
     f.scale = scale;
     f.delta = delta;
     f.s = s;
-    attn::flash_delta_run(f);
+    attn::flash_delta_run(f, tc);
   }
   const attn::BwdArgs a{q.data<attn::Elem>(),
                         k.data<attn::Elem>(),
@@ -104,7 +131,16 @@ void attention_backward_from_lse(const Tensor& q, const Tensor& k, const Tensor&
                         dk.data<float>(),
                         dv.data<float>(),
                         s};
-  attn::with_head_dim(s.E, [&](auto bound) { attn::backward_kernels<decltype(bound)::value>(a); });
+  attn::with_head_dim(s.E, [&](auto bound) {
+    constexpr int kE = decltype(bound)::value;
+    if constexpr (kE <= attn::tc::kMaxHeadDim) {
+      if (tc) {
+        attn::backward_kernels_tc<kE>(a);
+        return;
+      }
+    }
+    attn::backward_kernels<kE>(a);
+  });
 }
 
 }  // namespace opd::backend::cuda

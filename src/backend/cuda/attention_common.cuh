@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "backend/cuda/attention_kernels.cuh"
+#include "backend/cuda/attention_tc_blocks.cuh"
 #include "backend/cuda/cuda_check.hpp"
 
 namespace opd::backend::cuda::attn {
@@ -92,10 +93,26 @@ inline Shape check_shapes(const char* op, const Tensor& q, const Tensor& k, cons
                static_cast<int>(k.dim(2)), static_cast<int>(q.dim(3)), static_cast<int>(k.dim(1))};
 }
 
+// Whether attention with `operands` (F32 or BF16, backend/ops.hpp) on problem s runs the bf16
+// tensor-core kernels (attention_tc_*.cuh): bf16 operands, a head dimension they were built for
+// and a device with bf16 tensor cores (sm_80 on). Otherwise the f32 kernels run, which compute
+// the same attention more exactly.
+inline bool tensor_cores_for(const Shape& s, core::DType operands) {
+  static const bool capable = [] {
+    int dev = 0, major = 0;
+    check(cudaGetDevice(&dev), "attention: cudaGetDevice");
+    check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev),
+          "attention: compute capability");
+    return major >= 8;
+  }();
+  return operands == core::DType::BF16 && s.E <= tc::kMaxHeadDim && capable;
+}
+
 // The forward (keys split over blocks when the launch is small) into out [B, T, H, E] and lse
-// [B, H, T] (may be null); the delta pass into args.delta [B, H, T].
-void flash_forward_run(const FwdArgs& args, float* out, float* lse);
-void flash_delta_run(const FwdArgs& args);
+// [B, H, T] (may be null); the delta pass into args.delta [B, H, T]. With tensor_cores, the bf16
+// kernels.
+void flash_forward_run(const FwdArgs& args, float* out, float* lse, bool tensor_cores);
+void flash_delta_run(const FwdArgs& args, bool tensor_cores);
 
 // The simple kernels that keep P (attention_probs.cu): a test and debugging path.
 void probs_forward(const Shape& s, const Tensor& q, const Tensor& k, const Tensor& v,

@@ -8,9 +8,12 @@
 // (flash-decoding): each split writes its normalised output and log-sum-exp, and a combine kernel
 // weighs them by exp(lse_k - lse). The same kernel, in its "delta" form, is the backward's first
 // pass (attention_backward.cu): P from the forward's lse, O = P V, D = dO . O per row.
-// A forward that keeps P runs the simple kernel of attention_probs.cu.
+// A forward that keeps P runs the simple kernel of attention_probs.cu. With bf16 operands
+// (backend/ops.hpp) the tensor-core kernel of attention_tc_forward_kernel.cuh runs instead where
+// the device and head size allow it (attention_common.cuh).
 #include "backend/cuda/attention_common.cuh"
 #include "backend/cuda/attention_forward_kernel.cuh"
+#include "backend/cuda/attention_tc_forward_kernel.cuh"
 #include "backend/cuda/cuda_ops.hpp"
 
 namespace opd::backend::cuda {
@@ -19,18 +22,28 @@ namespace attn {
 
 namespace {
 
-template <int kE, int kBr, int kBc, bool kDelta>
-void launch(FwdArgs a, int row_tiles, const char* what) {
-  auto kernel = flash_forward<kE, kBr, kBc, kDelta>;
-  constexpr std::size_t bytes = FwdSmem<kE, kBr, kBc>::kBytes;
+template <class Kernel>
+void launch_kernel(Kernel kernel, std::size_t bytes, int threads, const FwdArgs& a, int row_tiles,
+            const char* what) {
   allow_shared(kernel, bytes, what);
   const dim3 grid(static_cast<unsigned>(row_tiles), static_cast<unsigned>(a.s.B * a.s.G),
                   static_cast<unsigned>(a.splits));
-  kernel<<<grid, kThreads, bytes>>>(a);
+  kernel<<<grid, threads, bytes>>>(a);
   check_launch(what);
 }
 
-template <int kE, int kBr, int kBc>
+// The f32 kernel, or the bf16 tensor-core one, with kBr x kBc tiles.
+template <int kE, int kBr, int kBc, bool kDelta, bool kTensorCores>
+void launch(const FwdArgs& a, int row_tiles, const char* what) {
+  if constexpr (kTensorCores)
+    launch_kernel(tc::flash_forward_tc<kE, kBr, kBc, kDelta>, tc::FwdSmem<kE, kBr, kBc>::kBytes,
+                  tc::kThreads, a, row_tiles, what);
+  else
+    launch_kernel(flash_forward<kE, kBr, kBc, kDelta>, FwdSmem<kE, kBr, kBc>::kBytes, kThreads, a,
+                  row_tiles, what);
+}
+
+template <int kE, int kBr, int kBc, bool kTensorCores>
 void forward_tiles(FwdArgs a, float* out, float* lse) {
   const Shape& s = a.s;
   const int row_tiles = ceil_div(s.rows(), kBr);
@@ -39,7 +52,7 @@ void forward_tiles(FwdArgs a, float* out, float* lse) {
   if (a.splits == 1) {
     a.out = out;
     a.lse = lse;
-    launch<kE, kBr, kBc, false>(a, row_tiles, "attention_forward (flash)");
+    launch<kE, kBr, kBc, false, kTensorCores>(a, row_tiles, "attention_forward (flash)");
     return;
   }
   const int64_t out_n = int64_t(s.B) * s.T * s.H * s.E, lse_n = int64_t(s.B) * s.H * s.T;
@@ -48,7 +61,7 @@ void forward_tiles(FwdArgs a, float* out, float* lse) {
   a.lse = ws + a.splits * out_n;
   a.out_split_stride = out_n;
   a.lse_split_stride = lse_n;
-  launch<kE, kBr, kBc, false>(a, row_tiles, "attention_forward (flash, split keys)");
+  launch<kE, kBr, kBc, false, kTensorCores>(a, row_tiles, "attention_forward (flash, split keys)");
   combine_splits<<<blocks_for(out_n), cuda::kThreads>>>(a.out, a.lse, a.splits, out_n, lse_n, s,
                                                         out, lse);
   check_launch("attention_forward (combine splits)");
@@ -56,33 +69,49 @@ void forward_tiles(FwdArgs a, float* out, float* lse) {
 
 }  // namespace
 
-void flash_forward_run(const FwdArgs& args, float* out, float* lse) {
+void flash_forward_run(const FwdArgs& args, float* out, float* lse, bool tensor_cores) {
   with_head_dim(args.s.E, [&](auto bound) {
     constexpr int kE = decltype(bound)::value;
     using C = Config<kE>;
+    if constexpr (kE <= tc::kMaxHeadDim) {
+      if (tensor_cores) {
+        forward_tiles<kE, tc::Config<kE>::kFwdBr, tc::Config<kE>::kFwdBc, true>(args, out, lse);
+        return;
+      }
+    }
     if (args.s.rows() <= kDecodeBr)
-      forward_tiles<kE, kDecodeBr, C::kFwdBc>(args, out, lse);
+      forward_tiles<kE, kDecodeBr, C::kFwdBc, false>(args, out, lse);
     else
-      forward_tiles<kE, C::kFwdBr, C::kFwdBc>(args, out, lse);
+      forward_tiles<kE, C::kFwdBr, C::kFwdBc, false>(args, out, lse);
   });
 }
 
-void flash_delta_run(const FwdArgs& args) {
+void flash_delta_run(const FwdArgs& args, bool tensor_cores) {
   with_head_dim(args.s.E, [&](auto bound) {
     constexpr int kE = decltype(bound)::value;
-    using C = Config<kE>;
     FwdArgs a = args;
-    a.max_tiles = ceil_div(a.s.S, C::kFwdBc);
     a.splits = 1;
-    launch<kE, C::kFwdBr, C::kFwdBc, true>(a, ceil_div(a.s.rows(), C::kFwdBr),
-                                           "attention backward (flash D pass)");
+    if constexpr (kE <= tc::kMaxHeadDim) {
+      if (tensor_cores) {
+        using C = tc::Config<kE>;
+        a.max_tiles = ceil_div(a.s.S, C::kFwdBc);
+        launch<kE, C::kFwdBr, C::kFwdBc, true, true>(a, ceil_div(a.s.rows(), C::kFwdBr),
+                                                     "attention backward (flash D pass, bf16)");
+        return;
+      }
+    }
+    using C = Config<kE>;
+    a.max_tiles = ceil_div(a.s.S, C::kFwdBc);
+    launch<kE, C::kFwdBr, C::kFwdBc, true, false>(a, ceil_div(a.s.rows(), C::kFwdBr),
+                                                  "attention backward (flash D pass)");
   });
 }
 
 }  // namespace attn
 
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& q_pos,
-                       float scale, Tensor& out, Tensor* probs, Tensor* lse) {
+                       float scale, Tensor& out, Tensor* probs, Tensor* lse,
+                       core::DType operands) {
   const char* op = "attention_forward";
   const attn::Shape s = attn::check_shapes(op, q, k, v);
   require_device(op, "q_pos", q_pos, core::DType::I32);
@@ -110,7 +139,10 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
   a.q_pos = q_pos.data<int32_t>();
   a.scale = scale;
   a.s = s;
-  attn::flash_forward_run(a, out.data<float>(), lse ? lse->data<float>() : nullptr);
+  // A decode step (a few rows per kv head) keeps the f32 kernel and its key splits: it is bound
+  // by reading K and V, and a 64-row tensor-core tile would be mostly padding.
+  const bool tc = attn::tensor_cores_for(s, operands) && s.rows() > attn::kDecodeBr;
+  attn::flash_forward_run(a, out.data<float>(), lse ? lse->data<float>() : nullptr, tc);
 }
 
 }  // namespace opd::backend::cuda

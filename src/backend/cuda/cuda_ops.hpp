@@ -39,12 +39,14 @@ void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& d_out, 
                      Tensor& d_up);
 // attention_forward.cu, attention_backward.cu (flash-style, from the lse), attention_probs.cu (P kept)
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& q_pos,
-                       float scale, Tensor& out, Tensor* probs, Tensor* lse);
+                       float scale, Tensor& out, Tensor* probs, Tensor* lse,
+                       core::DType operands);
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs,
                         const Tensor& d_out, float scale, Tensor& dq, Tensor& dk, Tensor& dv);
 void attention_backward_from_lse(const Tensor& q, const Tensor& k, const Tensor& v,
                                  const Tensor& q_pos, const Tensor& lse, const Tensor& d_out,
-                                 float scale, Tensor& dq, Tensor& dk, Tensor& dv);
+                                 float scale, Tensor& dq, Tensor& dk, Tensor& dv,
+                                 core::DType operands);
 // vocab_rows.cu: row-wise vocabulary ops, the KV-cache scatter, the column gather
 void log_softmax_rows(const Tensor& x, Tensor& out);
 void logsumexp_rows(const Tensor& x, Tensor& out);
