@@ -19,6 +19,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <type_traits>
 
 #if defined(__CUDACC__)
 #include <cuda_bf16.h>
@@ -83,13 +85,28 @@ __device__ __forceinline__ T* at(float4* smem, std::size_t offset) {
 
 // dst[i][e] (pitch bf16_pitch(kE)) = bf16(row_ptr(i)[e]) for i < rows, e < E; 0 up to kRows x kE.
 // The padding must be 0: a padded row of V times p = 0, or a padded column in a dot, adds 0.
+// A thread takes 4 adjacent columns, read as one float4 where they are all in the row and
+// 16-byte aligned (any E that is a multiple of 4 on an aligned tensor), one by one otherwise.
 template <int kRows, int kE, class RowPtr>
 __device__ __forceinline__ void load_tile_bf16(bf16* dst, int rows, int E, RowPtr row_ptr) {
-  for (int idx = threadIdx.x; idx < kRows * kE; idx += kThreads) {
-    const int i = idx / kE, e = idx % kE;
-    float x = 0.0f;
-    if (i < rows && e < E) x = load(row_ptr(i) + e);
-    dst[i * bf16_pitch(kE) + e] = __float2bfloat16_rn(x);
+  static_assert(kE % 4 == 0, "4 columns a thread");
+  for (int idx = threadIdx.x; idx < kRows * (kE / 4); idx += kThreads) {
+    const int i = idx / (kE / 4), e = 4 * (idx % (kE / 4));
+    float x[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (i < rows) {
+      const Elem* p = row_ptr(i) + e;
+      if (e + 4 <= E && reinterpret_cast<std::uintptr_t>(p) % 16 == 0) {
+        const float4 v = *reinterpret_cast<const float4*>(p);
+        x[0] = v.x;
+        x[1] = v.y;
+        x[2] = v.z;
+        x[3] = v.w;
+      } else {
+        for (int u = 0; u < 4 && e + u < E; ++u) x[u] = load(p + u);
+      }
+    }
+    bf16* d = dst + i * bf16_pitch(kE) + e;
+    for (int u = 0; u < 4; ++u) d[u] = __float2bfloat16_rn(x[u]);
   }
 }
 
