@@ -15,6 +15,7 @@
 #include "app/commands.hpp"
 #include "comm/device_group.hpp"
 #include "backend/ops.hpp"
+#include "backend/recording.hpp"
 #include "core/timer.hpp"
 #include "distill/teacher.hpp"
 #include "model/generator.hpp"
@@ -185,11 +186,25 @@ nlohmann::json bench_decode(const BenchArgs& a, int threads) {
     sc.max_new_tokens = a.new_tokens;
     // EOS id -1: no sequence stops early, every step decodes the whole batch.
     model::generate(m, prompts, sc, 1, streams, -1);  // warm-up
-    core::Stopwatch t;
-    auto gens = model::generate(m, prompts, sc, 1, streams, -1);
-    const double secs = t.seconds();
+    auto timed = [&](int64_t& produced) {
+      ops::synchronize(m.device());
+      core::Stopwatch t;
+      auto gens = model::generate(m, prompts, sc, 1, streams, -1);
+      ops::synchronize(m.device());
+      produced = 0;
+      for (const auto& g : gens) produced += static_cast<int64_t>(g.tokens.size());
+      return t.seconds();
+    };
     int64_t produced = 0;
-    for (const auto& g : gens) produced += static_cast<int64_t>(g.tokens.size());
+    const double secs = timed(produced);
+    // On a GPU also op by op, without the recorded decode steps (CUDA graphs).
+    double plain_tps = 0.0;
+    if (gpu && ops::Recording::enabled()) {
+      ops::Recording::set_enabled(false);
+      int64_t n = 0;
+      plain_tps = static_cast<double>(n) / timed(n);
+      ops::Recording::set_enabled(true);
+    }
     // Bytes one decode step must read: every weight except the embedding table (only B rows of
     // it are gathered), the LM head, and the KV cache (f32) at the mean context length. The
     // GEMMs read their weights in the compute precision (2 bytes in bf16).
@@ -203,10 +218,15 @@ nlohmann::json bench_decode(const BenchArgs& a, int threads) {
     std::printf("decode %s %s threads %d batch %lld: %.1f tok/s, roofline %.1f tok/s (%.1f GB/s), %.1f%%\n",
                 a.device.c_str(), a.precision.c_str(), threads, static_cast<long long>(B), tps, roofline, bw,
                 100 * tps / roofline);
-    rows.push_back({{"batch", B},
-                    {"tokens_per_second", tps},
-                    {"roofline_tokens_per_second", roofline},
-                    {"fraction_of_roofline", tps / roofline}});
+    if (plain_tps > 0)
+      std::printf("decode %s %s batch %lld without CUDA graphs: %.1f tok/s, %.1f%%\n", a.device.c_str(),
+                  a.precision.c_str(), static_cast<long long>(B), plain_tps, 100 * plain_tps / roofline);
+    nlohmann::json row = {{"batch", B},
+                          {"tokens_per_second", tps},
+                          {"roofline_tokens_per_second", roofline},
+                          {"fraction_of_roofline", tps / roofline}};
+    if (plain_tps > 0) row["tokens_per_second_without_graphs"] = plain_tps;
+    rows.push_back(row);
   }
   return {{"mode", "decode"}, {"device", a.device}, {"precision", a.precision},
           {"gpu", ops::cuda_device_name()}, {"threads", threads}, {"read_bandwidth_gbs", bw},

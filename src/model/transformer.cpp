@@ -176,6 +176,7 @@ Transformer::Slot& Transformer::ensure_slot(int slot, int64_t B, int64_t T, bool
   s.buf_batch = B;
   s.buf_seq = T;
   s.buf_keep = keep;
+  s.epoch = ++slot_epochs_;
   return s;
 }
 
@@ -210,19 +211,32 @@ const Tensor& Transformer::forward(const Tensor& ids, const Tensor& pos, bool ke
   OPD_CHECK(ids.ndim() == 2 && pos.shape() == ids.shape(), "forward: ids ", ids.describe(),
             " pos ", pos.describe());
   OPD_CHECK(!(keep && cache), "training forward does not use a KV cache");
-  const int64_t B = ids.dim(0), T = ids.dim(1), N = B * T;
+  const int64_t B = ids.dim(0), T = ids.dim(1);
+  if (cache) OPD_CHECK(cache->batch == B, "KV cache batch ", cache->batch, " != ", B);
+  Slot& s = ensure_slot(slot, B, T, keep);
+  params_.refresh_compute();
+  take_inputs(s, ids, pos);
+  s.batch = B;
+  s.seq = T;
+  s.have_activations = keep;
+  const parallel::PipelineParallel& pp = pipeline();
+  // A decode step on one rank (one token per sequence against a KV cache) issues the same ops on
+  // the same buffers every time: it is recorded once and replayed (on a GPU a CUDA graph, one
+  // launch instead of hundreds). The inputs were copied in above, outside the recording.
+  if (cache && T == 1 && !keep && pp.size() == 1 && tensor_parallel().size() == 1)
+    s.decode_step.run(device(), decode_key(s, *cache),
+                      [&] { forward_layers(s, keep, cache); });
+  else
+    forward_layers(s, keep, cache);
+  return pp.last() ? s.h : none_;
+}
+
+void Transformer::forward_layers(Slot& s, bool keep, KVCache* cache) {
+  const int64_t B = s.batch, T = s.seq, N = B * T;
   const int64_t H = heads_, G = kv_heads_, E = cfg_.head_size();
   const float eps = static_cast<float>(cfg_.norm_eps);
   const float theta = static_cast<float>(cfg_.rope_theta);
   const float scale = 1.0f / std::sqrt(static_cast<float>(E));
-  if (cache) OPD_CHECK(cache->batch == B, "KV cache batch ", cache->batch, " != ", B);
-  Slot& s = ensure_slot(slot, B, T, keep);
-  params_.refresh_compute();
-  s.ids = on_device(ids);
-  s.pos = on_device(pos);
-  s.batch = B;
-  s.seq = T;
-  s.have_activations = keep;
   const parallel::PipelineParallel& pp = pipeline();
 
   const Tensor flat_pos = s.pos.view({N});
@@ -297,10 +311,42 @@ const Tensor& Transformer::forward(const Tensor& ids, const Tensor& pos, bool ke
   const Tensor& last = s.resid[static_cast<std::size_t>(keep ? L : L % 2)];
   if (!pp.last()) {
     pp.send_next(last);
-    return none_;
+    return;
   }
   ops::rmsnorm_forward(last, w(final_norm_), eps, s.h, &s.rstd_f);
-  return s.h;
+}
+
+void Transformer::take_inputs(Slot& s, const Tensor& ids, const Tensor& pos) {
+  if (device() == core::Device::Host) {
+    s.ids = on_device(ids);
+    s.pos = on_device(pos);
+    return;
+  }
+  // Device copies in buffers the slot keeps while the shape stays, so that a recorded decode
+  // step finds them at the same addresses.
+  auto into = [&](const Tensor& x, Tensor& kept) {
+    if (!kept.defined() || kept.shape() != x.shape())
+      kept = Tensor::empty(x.shape(), x.dtype(), device());
+    ops::copy(x, kept);
+  };
+  into(ids, s.ids);
+  into(pos, s.pos);
+}
+
+uint64_t Transformer::decode_key(const Slot& s, const KVCache& cache) const {
+  uint64_t key = backend::mix_key(backend::kKeySeed, s.epoch);
+  key = backend::mix_key(key, reinterpret_cast<uintptr_t>(s.ids.raw()));
+  key = backend::mix_key(key, reinterpret_cast<uintptr_t>(s.pos.raw()));
+  for (std::size_t l = 0; l < cache.k.size(); ++l) {
+    key = backend::mix_key(key, reinterpret_cast<uintptr_t>(cache.k[l].raw()));
+    key = backend::mix_key(key, reinterpret_cast<uintptr_t>(cache.v[l].raw()));
+  }
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const Param& p = params_[i];
+    key = backend::mix_key(key, reinterpret_cast<uintptr_t>(p.value.raw()));
+    if (p.compute.defined()) key = backend::mix_key(key, reinterpret_cast<uintptr_t>(p.compute.raw()));
+  }
+  return key;
 }
 
 void Transformer::backward(const Tensor& d_h, int slot, bool last_pass) {

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "backend/ops.hpp"
+#include "backend/recording.hpp"
 #include "core/tensor.hpp"
 #include "model/model_config.hpp"
 #include "model/parameters.hpp"
@@ -154,6 +155,8 @@ class Transformer {
     Tensor ids, pos;             // what the forward saw (for backward)
     int64_t batch = 0, seq = 0;
     bool have_activations = false;
+    uint64_t epoch = 0;              // which allocation of the buffers above (decode_key)
+    backend::Recording decode_step;  // the recorded decode step of these buffers
   };
   struct Workspace {  // backward scratch, sized for the last backward's B, T
     int64_t rows = -1;
@@ -163,6 +166,12 @@ class Transformer {
   };
 
   Slot& ensure_slot(int slot, int64_t batch, int64_t seq, bool keep);
+  // The forward from the embedding (or the previous stage) to h (or the next stage).
+  void forward_layers(Slot& s, bool keep, KVCache* cache);
+  // ids and pos into the slot on the model's device.
+  void take_inputs(Slot& s, const Tensor& ids, const Tensor& pos);
+  // What a recorded decode step depends on: the slot's buffers, the cache, the weights.
+  uint64_t decode_key(const Slot& s, const KVCache& cache) const;
   void ensure_workspace(int64_t rows);
   // Sums a row-parallel partial product (or a column-parallel input gradient) over the group.
   void reduce(Tensor& x) const { tensor_parallel().allreduce_sum(x); }
@@ -198,6 +207,7 @@ class Transformer {
   std::vector<LayerIndex> layers_;  // this stage's
 
   std::vector<Slot> slots_;
+  uint64_t slot_epochs_ = 0;  // allocations of slot buffers so far
   Workspace ws_;
   Tensor head_local_;  // [M, V/tp] logits when tp > 1
   Tensor head_h_c_, head_dz_c_;  // bf16: the head's operands

@@ -31,7 +31,7 @@ void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const A
   const double t = static_cast<double>(hp.step);
   const float c1 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(hp.beta1), t)));
   const float c2 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(hp.beta2), t)));
-  adamw<<<blocks_for(param.numel()), kThreads>>>(param.data<float>(), grad.data<float>(),
+  adamw<<<blocks_for(param.numel()), kThreads, 0, stream()>>>(param.data<float>(), grad.data<float>(),
                                                 m.data<float>(), v.data<float>(), param.numel(),
                                                 hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay,
                                                 hp.grad_scale, c1, c2);

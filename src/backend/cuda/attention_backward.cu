@@ -30,7 +30,7 @@ void backward_kernels(const BwdArgs& a) {
     auto kernel = flash_dkdv<kE, C::kBwdBr, C::kBwdBc>;
     constexpr std::size_t bytes = DkdvSmem<kE, C::kBwdBr, C::kBwdBc>::kBytes;
     allow_shared(kernel, bytes, "attention backward (flash dK dV)");
-    kernel<<<dim3(static_cast<unsigned>(ceil_div(a.s.S, C::kBwdBc)), groups), kThreads, bytes>>>(a);
+    kernel<<<dim3(static_cast<unsigned>(ceil_div(a.s.S, C::kBwdBc)), groups), kThreads, bytes, stream()>>>(a);
     check_launch("attention backward (flash dK dV)");
   }
   if (a.s.rows() > 0) {
@@ -38,7 +38,7 @@ void backward_kernels(const BwdArgs& a) {
     constexpr std::size_t bytes = DqSmem<kE, C::kDqBr, C::kDqBc>::kBytes;
     allow_shared(kernel, bytes, "attention backward (flash dQ)");
     kernel<<<dim3(static_cast<unsigned>(ceil_div(a.s.rows(), C::kDqBr)), groups), kThreads,
-             bytes>>>(a);
+             bytes, stream()>>>(a);
     check_launch("attention backward (flash dQ)");
   }
 }
@@ -52,7 +52,7 @@ void backward_kernels_tc(const BwdArgs& a) {
     constexpr std::size_t bytes = tc::DkdvSmemTc<kE, C::kDkdvBr, C::kDkdvBc>::kBytes;
     allow_shared(kernel, bytes, "attention backward (flash dK dV, bf16)");
     kernel<<<dim3(static_cast<unsigned>(ceil_div(a.s.S, C::kDkdvBc)), groups), tc::kThreads,
-             bytes>>>(a);
+             bytes, stream()>>>(a);
     check_launch("attention backward (flash dK dV, bf16)");
   }
   if (a.s.rows() > 0) {
@@ -60,7 +60,7 @@ void backward_kernels_tc(const BwdArgs& a) {
     constexpr std::size_t bytes = tc::DqSmemTc<kE, C::kDqBr, C::kDqBc>::kBytes;
     allow_shared(kernel, bytes, "attention backward (flash dQ, bf16)");
     kernel<<<dim3(static_cast<unsigned>(ceil_div(a.s.rows(), C::kDqBr)), groups), tc::kThreads,
-             bytes>>>(a);
+             bytes, stream()>>>(a);
     check_launch("attention backward (flash dQ, bf16)");
   }
 }

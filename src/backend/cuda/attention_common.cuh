@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include "backend/cuda/attention_kernels.cuh"
 #include "backend/cuda/attention_tc_blocks.cuh"
@@ -60,20 +61,19 @@ inline int sm_count() {
 }
 
 // A device buffer for split partials and the backward's D, grown on demand and kept, so that
-// steps do not allocate. One per process (one device per rank); every use is on the default
-// stream, so consecutive ops may share it.
+// steps do not allocate. One per process (one device per rank); every use is on stream(), so
+// consecutive ops may share it. A buffer it outgrows is kept, not freed: a recorded graph
+// (graph.cpp) may still write it.
 inline float* workspace(std::size_t floats) {
-  static float* buf = nullptr;
+  static std::vector<float*> all;  // the newest last
   static std::size_t cap = 0;
   if (floats > cap) {
-    if (buf) {
-      check(cudaDeviceSynchronize(), "attention workspace: sync before growing");
-      check(cudaFree(buf), "attention workspace: free");
-    }
+    float* buf = nullptr;
     check(cudaMalloc(&buf, floats * sizeof(float)), "attention workspace: cudaMalloc");
+    all.push_back(buf);
     cap = floats;
   }
-  return buf;
+  return all.back();
 }
 
 // Checks q [B, T, H, E], k = v [B, S, G, E] (device, Elem) and returns the shape.

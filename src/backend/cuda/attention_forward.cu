@@ -28,7 +28,7 @@ void launch_kernel(Kernel kernel, std::size_t bytes, int threads, const FwdArgs&
   allow_shared(kernel, bytes, what);
   const dim3 grid(static_cast<unsigned>(row_tiles), static_cast<unsigned>(a.s.B * a.s.G),
                   static_cast<unsigned>(a.splits));
-  kernel<<<grid, threads, bytes>>>(a);
+  kernel<<<grid, threads, bytes, stream()>>>(a);
   check_launch(what);
 }
 
@@ -62,7 +62,7 @@ void forward_tiles(FwdArgs a, float* out, float* lse) {
   a.out_split_stride = out_n;
   a.lse_split_stride = lse_n;
   launch<kE, kBr, kBc, false, kTensorCores>(a, row_tiles, "attention_forward (flash, split keys)");
-  combine_splits<<<blocks_for(out_n), cuda::kThreads>>>(a.out, a.lse, a.splits, out_n, lse_n, s,
+  combine_splits<<<blocks_for(out_n), cuda::kThreads, 0, stream()>>>(a.out, a.lse, a.splits, out_n, lse_n, s,
                                                         out, lse);
   check_launch("attention_forward (combine splits)");
 }

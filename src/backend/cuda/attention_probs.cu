@@ -107,7 +107,7 @@ void probs_forward(const Shape& s, const Tensor& q, const Tensor& k, const Tenso
                    const Tensor& q_pos, float scale, Tensor& out, Tensor& probs, Tensor* lse) {
   const int64_t rows = int64_t(s.B) * s.H * s.T;
   if (rows == 0) return;
-  probs_fwd<<<static_cast<unsigned>(rows), kRowThreads, row_shared("attention_forward", s)>>>(
+  probs_fwd<<<static_cast<unsigned>(rows), kRowThreads, row_shared("attention_forward", s), stream()>>>(
       q.data<Elem>(), k.data<Elem>(), v.data<Elem>(), q_pos.data<int32_t>(), scale,
       out.data<float>(), probs.data<float>(), lse ? lse->data<float>() : nullptr, s);
   check_launch("attention_forward (probs)");
@@ -120,7 +120,7 @@ void probs_backward(const Shape& s, const Tensor& q, const Tensor& k, const Tens
   check(cudaMemset(dv.raw(), 0, dv.bytes()), "attention_backward: zero dv");
   const int64_t rows = int64_t(s.B) * s.H * s.T;
   if (rows == 0) return;
-  probs_bwd<<<static_cast<unsigned>(rows), kRowThreads, row_shared("attention_backward", s)>>>(
+  probs_bwd<<<static_cast<unsigned>(rows), kRowThreads, row_shared("attention_backward", s), stream()>>>(
       q.data<Elem>(), k.data<Elem>(), v.data<Elem>(), probs.data<float>(), d_out.data<Elem>(),
       scale, dq.data<float>(), dk.data<float>(), dv.data<float>(), s);
   check_launch("attention_backward (probs)");

@@ -133,7 +133,7 @@ template <class Row, class Params>
 void launch_rows(const char* op, int64_t n, const Params& P) {
   if (n == 0) return;
   OPD_CHECK(n <= std::numeric_limits<int32_t>::max(), op, ": ", n, " rows exceed one launch");
-  rows_kernel<Row, Params><<<static_cast<unsigned>(n), kBlockThreads>>>(P);
+  rows_kernel<Row, Params><<<static_cast<unsigned>(n), kBlockThreads, 0, stream()>>>(P);
   check_launch(op);
 }
 

@@ -19,6 +19,12 @@ inline void check(cudaError_t err, const char* what) {
 }
 inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel); }
 
+// The stream every op of backend/cuda runs on (device.cu): one per process, so ops run in the
+// order they are issued. Created blocking, so that the synchronous host copies (on the legacy
+// default stream) stay ordered with it; a stream of its own rather than the legacy one so that
+// a sequence of ops can be captured as a CUDA graph (graph.cpp).
+cudaStream_t stream();
+
 // A device tensor of the given dtype (Input errors name the op and the tensor).
 inline void require_device(const char* op, const char* name, const core::Tensor& t,
                            core::DType dtype = core::DType::F32) {

@@ -9,6 +9,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device.hpp"
 #include "core/error.hpp"
 #include "core/tensor.hpp"
@@ -17,17 +18,23 @@ namespace opd::backend::cuda {
 
 namespace {
 
+// Small blocks in 512-byte steps, large ones in 2 MiB steps, so that nearby sizes share blocks.
+std::size_t rounded_size(std::size_t bytes) {
+  const std::size_t step = bytes < (std::size_t{1} << 20) ? 512 : (std::size_t{2} << 20);
+  return std::max<std::size_t>(step, (bytes + step - 1) / step * step);
+}
+
 // Device memory for tensors, cached. cudaMalloc and cudaFree are slow and synchronise the whole
 // device, and opd allocates short-lived device tensors all the time (per-block scratch, staged
 // row arrays, decode-step logits). Freed blocks are kept by their rounded size and handed out
-// again. Every kernel runs on the default stream, so a block reused by a later allocation is
-// only touched after the work that used it before (stream order); the NCCL stream synchronises
-// before its calls return. When cudaMalloc fails the cache is released and the allocation tried
+// again. Every kernel runs on stream() and host copies on the legacy stream, which waits for it,
+// so a block reused by a later allocation is only touched after the work that used it before
+// (stream order); the NCCL stream synchronises before its calls return. When cudaMalloc fails the cache is released and the allocation tried
 // once more. OPD_CUDA_CACHE=0 turns the cache off (plain cudaMalloc / cudaFree).
 class BlockCache {
  public:
   void* allocate(std::size_t bytes) {
-    const std::size_t n = rounded(bytes);
+    const std::size_t n = rounded_size(bytes);
     std::lock_guard<std::mutex> lock(mutex_);
     if (auto it = free_.find(n); it != free_.end()) {
       void* p = it->second;
@@ -59,11 +66,6 @@ class BlockCache {
   }
 
  private:
-  // Small blocks in 512-byte steps, large ones in 2 MiB steps, so that nearby sizes share blocks.
-  static std::size_t rounded(std::size_t bytes) {
-    const std::size_t step = bytes < (std::size_t{1} << 20) ? 512 : (std::size_t{2} << 20);
-    return std::max<std::size_t>(step, (bytes + step - 1) / step * step);
-  }
   void release_locked() {
     cudaDeviceSynchronize();
     for (const auto& [n, p] : free_) {
@@ -90,7 +92,7 @@ BlockCache& cache() {
   return *c;
 }
 
-void* device_alloc(std::size_t bytes) {
+void* plain_alloc(std::size_t bytes) {
   if (caching()) return cache().allocate(bytes);
   void* p = nullptr;
   cudaError_t err = cudaMalloc(&p, bytes);
@@ -99,11 +101,90 @@ void* device_alloc(std::size_t bytes) {
                 "cuda", "reduce the batch or model size");
   return p;
 }
-void device_free(void* p) {
+void plain_free(void* p) {
   if (caching()) cache().release(p);
   else cudaFree(p);
 }
+
 }  // namespace
+
+// The blocks of every live GraphPool, by address: a freed block goes back to its pool.
+struct PoolBlocks {
+  std::mutex mutex;
+  std::unordered_map<void*, std::pair<GraphPool*, std::size_t>> owner;  // pool, rounded size
+  static PoolBlocks& get() {
+    static PoolBlocks* p = new PoolBlocks;  // never destroyed, like the cache
+    return *p;
+  }
+  static thread_local GraphPool* active;
+
+  void* allocate(GraphPool& pool, std::size_t bytes) {
+    const std::size_t n = rounded_size(bytes);
+    std::lock_guard<std::mutex> lock(mutex);
+    if (auto it = pool.free_.find(n); it != pool.free_.end()) {
+      void* p = it->second;
+      pool.free_.erase(it);
+      return p;
+    }
+    void* p = plain_alloc(n);
+    owner.emplace(p, std::make_pair(&pool, n));
+    pool.blocks_.push_back(p);
+    return p;
+  }
+  // Whether p belonged to a pool (and is now back in it).
+  bool release(void* p) {
+    std::lock_guard<std::mutex> lock(mutex);
+    const auto it = owner.find(p);
+    if (it == owner.end()) return false;
+    it->second.first->free_.emplace(it->second.second, p);
+    return true;
+  }
+  // A destroyed pool's free blocks go back to the allocator; blocks a tensor still holds become
+  // ordinary blocks, freed the ordinary way.
+  void dissolve(GraphPool& pool) {
+    std::vector<void*> idle;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      for (void* p : pool.blocks_) owner.erase(p);
+      for (const auto& [n, p] : pool.free_) idle.push_back(p);
+      pool.free_.clear();
+      pool.blocks_.clear();
+    }
+    for (void* p : idle) plain_free(p);
+  }
+};
+thread_local GraphPool* PoolBlocks::active = nullptr;
+
+void GraphPool::activate() { PoolBlocks::active = this; }
+void GraphPool::deactivate() {
+  if (PoolBlocks::active == this) PoolBlocks::active = nullptr;
+}
+GraphPool::~GraphPool() {
+  deactivate();
+  cudaDeviceSynchronize();  // a replay may still be using the blocks
+  PoolBlocks::get().dissolve(*this);
+}
+
+namespace {
+
+void* device_alloc(std::size_t bytes) {
+  if (GraphPool* pool = PoolBlocks::active) return PoolBlocks::get().allocate(*pool, bytes);
+  return plain_alloc(bytes);
+}
+void device_free(void* p) {
+  if (!PoolBlocks::get().release(p)) plain_free(p);
+}
+
+}  // namespace
+
+cudaStream_t stream() {
+  static const cudaStream_t s = [] {
+    cudaStream_t created = nullptr;
+    check(cudaStreamCreateWithFlags(&created, cudaStreamDefault), "cudaStreamCreate (ops)");
+    return created;
+  }();
+  return s;
+}
 
 int device_count() {
   int n = 0;

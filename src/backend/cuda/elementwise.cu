@@ -71,10 +71,10 @@ void same_numel(const char* op, const Tensor& a, const Tensor& b) {
 void fill(Tensor& x, float value) {
   OPD_CHECK(x.device() == core::Device::Cuda, "fill: not a CUDA tensor");
   if (x.dtype() == DType::I32) {
-    fill_i32<<<blocks_for(x.numel()), kThreads>>>(x.data<int32_t>(), x.numel(), static_cast<int32_t>(value));
+    fill_i32<<<blocks_for(x.numel()), kThreads, 0, stream()>>>(x.data<int32_t>(), x.numel(), static_cast<int32_t>(value));
   } else {
     require_device("fill", "x", x);
-    fill_f32<<<blocks_for(x.numel()), kThreads>>>(x.data<float>(), x.numel(), value);
+    fill_f32<<<blocks_for(x.numel()), kThreads, 0, stream()>>>(x.data<float>(), x.numel(), value);
   }
   check_launch("fill");
 }
@@ -94,15 +94,15 @@ void cast(const Tensor& src, Tensor& dst) {
             "cast: needs CUDA f32 -> bf16 or bf16 -> f32, got ", src.describe(), " -> ", dst.describe());
   same_numel("cast", src, dst);
   if (down)
-    cast_to_bf16<<<blocks_for(src.numel()), kThreads>>>(src.data<float>(), dst.data<uint16_t>(), src.numel());
+    cast_to_bf16<<<blocks_for(src.numel()), kThreads, 0, stream()>>>(src.data<float>(), dst.data<uint16_t>(), src.numel());
   else
-    cast_to_f32<<<blocks_for(src.numel()), kThreads>>>(src.data<uint16_t>(), dst.data<float>(), src.numel());
+    cast_to_f32<<<blocks_for(src.numel()), kThreads, 0, stream()>>>(src.data<uint16_t>(), dst.data<float>(), src.numel());
   check_launch("cast");
 }
 
 void scale(Tensor& x, float alpha) {
   require_device("scale", "x", x);
-  scale_f32<<<blocks_for(x.numel()), kThreads>>>(x.data<float>(), x.numel(), alpha);
+  scale_f32<<<blocks_for(x.numel()), kThreads, 0, stream()>>>(x.data<float>(), x.numel(), alpha);
   check_launch("scale");
 }
 
@@ -110,7 +110,7 @@ void axpy(float alpha, const Tensor& x, Tensor& y) {
   require_device("axpy", "x", x);
   require_device("axpy", "y", y);
   same_numel("axpy", x, y);
-  axpy_f32<<<blocks_for(x.numel()), kThreads>>>(alpha, x.data<float>(), y.data<float>(), x.numel());
+  axpy_f32<<<blocks_for(x.numel()), kThreads, 0, stream()>>>(alpha, x.data<float>(), y.data<float>(), x.numel());
   check_launch("axpy");
 }
 
@@ -120,7 +120,7 @@ void add(const Tensor& a, const Tensor& b, Tensor& out) {
   require_device("add", "out", out);
   same_numel("add", a, b);
   same_numel("add", a, out);
-  add_f32<<<blocks_for(a.numel()), kThreads>>>(a.data<float>(), b.data<float>(), out.data<float>(), a.numel());
+  add_f32<<<blocks_for(a.numel()), kThreads, 0, stream()>>>(a.data<float>(), b.data<float>(), out.data<float>(), a.numel());
   check_launch("add");
 }
 
@@ -129,7 +129,7 @@ void add_bias(Tensor& x, const Tensor& bias) {
   require_device("add_bias", "bias", bias);
   const int64_t d = bias.numel();
   OPD_CHECK(d > 0 && x.dim(-1) == d, "add_bias: ", bias.describe(), " for ", x.describe());
-  add_bias_f32<<<blocks_for(x.numel()), kThreads>>>(x.data<float>(), bias.data<float>(), x.numel() / d, d);
+  add_bias_f32<<<blocks_for(x.numel()), kThreads, 0, stream()>>>(x.data<float>(), bias.data<float>(), x.numel() / d, d);
   check_launch("add_bias");
 }
 
@@ -138,7 +138,7 @@ void bias_backward(const Tensor& dy, Tensor& dbias) {
   require_device("bias_backward", "dbias", dbias);
   const int64_t d = dbias.numel();
   OPD_CHECK(d > 0 && dy.dim(-1) == d, "bias_backward: ", dbias.describe(), " for ", dy.describe());
-  column_sums_f32<<<blocks_for(d), kThreads>>>(dy.data<float>(), dbias.data<float>(), dy.numel() / d, d);
+  column_sums_f32<<<blocks_for(d), kThreads, 0, stream()>>>(dy.data<float>(), dbias.data<float>(), dy.numel() / d, d);
   check_launch("bias_backward");
 }
 
@@ -151,8 +151,8 @@ double sum_squares(const Tensor& x) {
     check(cudaMalloc(&p, sizeof(double)), "sum_squares: cudaMalloc");
     return p;
   }();
-  check(cudaMemsetAsync(acc, 0, sizeof(double)), "sum_squares: cudaMemset");
-  sum_squares_f32<<<blocks_for(x.numel()), kThreads>>>(x.data<float>(), x.numel(), acc);
+  check(cudaMemsetAsync(acc, 0, sizeof(double), stream()), "sum_squares: cudaMemset");
+  sum_squares_f32<<<blocks_for(x.numel()), kThreads, 0, stream()>>>(x.data<float>(), x.numel(), acc);
   check_launch("sum_squares");
   double out = 0.0;
   check(cudaMemcpy(&out, acc, sizeof(double), cudaMemcpyDeviceToHost), "sum_squares: copy back");

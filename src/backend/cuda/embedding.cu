@@ -37,7 +37,7 @@ void check_args(const char* op, const Tensor& table, const Tensor& ids, const Te
 void embedding_forward(const Tensor& table, const Tensor& ids, Tensor& out, const VocabRange& range) {
   check_args("embedding_forward", table, ids, out);
   const int64_t n = ids.numel(), d = table.dim(1);
-  gather_rows<<<blocks_for(n * d), kThreads>>>(table.data<float>(), ids.data<int32_t>(),
+  gather_rows<<<blocks_for(n * d), kThreads, 0, stream()>>>(table.data<float>(), ids.data<int32_t>(),
                                               out.data<float>(), n, d, table.dim(0), range.begin);
   check_launch("embedding_forward");
 }
@@ -46,7 +46,7 @@ void embedding_backward(const Tensor& d_out, const Tensor& ids, Tensor& d_table,
                         const VocabRange& range) {
   check_args("embedding_backward", d_table, ids, d_out);
   const int64_t n = ids.numel(), d = d_table.dim(1);
-  scatter_add_rows<<<blocks_for(n * d), kThreads>>>(d_out.data<float>(), ids.data<int32_t>(),
+  scatter_add_rows<<<blocks_for(n * d), kThreads, 0, stream()>>>(d_out.data<float>(), ids.data<int32_t>(),
                                                    d_table.data<float>(), n, d, d_table.dim(0),
                                                    range.begin);
   check_launch("embedding_backward");

@@ -139,7 +139,7 @@ void matmul(cudaDataType_t in, const void* a, int64_t a_rows, int64_t a_cols, bo
   }
   const Plan& p = it->second;
   check_lt(cublasLtMatmul(lt().handle, p.desc, &alpha, b, p.la, a, p.lb, &beta, c, p.lc, c, p.lc,
-                          p.have_algo ? &p.algo : nullptr, lt().workspace, Lt::kWorkspace, nullptr),
+                          p.have_algo ? &p.algo : nullptr, lt().workspace, Lt::kWorkspace, stream()),
            "cublasLtMatmul");
 }
 

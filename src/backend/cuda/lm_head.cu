@@ -119,18 +119,18 @@ void lm_head_stats(const Tensor& h, const Tensor& w, const Tensor* targets, floa
   double* S = M + d.N;
   double* T = S + d.N;
   float* tl = want_target ? out.target_logit.data<float>() : nullptr;
-  stats_init<<<blocks_for(d.N), kThreads>>>(M, S, T, tl, d.N);
+  stats_init<<<blocks_for(d.N), kThreads, 0, stream()>>>(M, S, T, tl, d.N);
   check_launch("lm_head_stats: init");
   for (int64_t c0 = 0; c0 < d.V; c0 += cn_max) {
     const int64_t cn = std::min(cn_max, d.V - c0);
     Tensor Lc = L.view({L.numel()}).slice(0, d.N * cn).view({d.N, cn});
     gemm(h, false, w.slice(c0, c0 + cn), true, Lc, 1.0f / temperature, 0.0f);
-    stats_chunk<<<static_cast<unsigned>(d.N), kRowThreads>>>(
+    stats_chunk<<<static_cast<unsigned>(d.N), kRowThreads, 0, stream()>>>(
         Lc.data<float>(), cn, c0, range.begin, want_target ? targets->data<int32_t>() : nullptr, tl,
         M, S, T, want_entropy);
     check_launch("lm_head_stats: chunk");
   }
-  stats_finish<<<blocks_for(d.N), kThreads>>>(M, S, T, out.lse.data<float>(),
+  stats_finish<<<blocks_for(d.N), kThreads, 0, stream()>>>(M, S, T, out.lse.data<float>(),
                                              want_entropy ? out.entropy.data<float>() : nullptr, d.N);
   check_launch("lm_head_stats: finish");
 }
@@ -157,7 +157,7 @@ void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tens
     const int64_t cn = std::min(cn_max, d.V - c0);
     Tensor Lc = L.view({L.numel()}).slice(0, d.N * cn).view({d.N, cn});
     gemm(h, false, w.slice(c0, c0 + cn), true, Lc, 1.0f / temperature, 0.0f);
-    ce_dlogits<<<static_cast<unsigned>(d.N), kRowThreads>>>(
+    ce_dlogits<<<static_cast<unsigned>(d.N), kRowThreads, 0, stream()>>>(
         Lc.data<float>(), cn, c0, range.begin, targets.data<int32_t>(), lse.data<float>(),
         d_loss.data<float>(), 1.0f / temperature);
     check_launch("lm_head backward: dlogits");

@@ -66,11 +66,11 @@ struct DeviceComm::Impl {
                                  kDebugHint + ")");
   }
 
-  // This stream waits for what the compute stream (the legacy default stream the ops use) has
+  // This stream waits for what the compute stream (cuda::stream(), where the ops run) has
   // queued so far: the tensors handed to NCCL then hold their final values, and no later read
   // of a receive buffer by the compute stream is overtaken.
   void after_compute() {
-    cuda::check(cudaEventRecord(compute_done, cudaStreamLegacy), "nccl: record event");
+    cuda::check(cudaEventRecord(compute_done, cuda::stream()), "nccl: record event");
     cuda::check(cudaStreamWaitEvent(stream, compute_done, 0), "nccl: stream wait");
   }
 
@@ -204,8 +204,9 @@ DeviceComm::DeviceComm(int rank, int size, const DeviceCommId& id) : impl_(std::
     input_error("nccl", "ncclCommInitRank (rank " + std::to_string(rank) + " of " +
                             std::to_string(size) + ") failed: " + m.lib->error_string(r),
                 kDebugHint);
-  // Non-blocking: the legacy default stream must not wait for NCCL work (a queued receive would
-  // otherwise stall every op), and NCCL work waits for the ops only through after_compute().
+  // Non-blocking: neither the compute stream nor the legacy one (host copies) may wait for NCCL
+  // work (a queued receive would otherwise stall every op), and NCCL work waits for the ops only
+  // through after_compute().
   cuda::check(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking), "nccl: stream");
   cuda::check(cudaEventCreateWithFlags(&m.compute_done, cudaEventDisableTiming), "nccl: event");
 }
@@ -323,7 +324,7 @@ void DeviceComm::send(const Tensor& x, int peer) {
   const std::size_t i = m.take_staging(x.bytes());
   // On the compute stream: ordered after the ops that wrote x and before any that overwrite it.
   cuda::check(cudaMemcpyAsync(m.staging[i].ptr, x.raw(), x.bytes(), cudaMemcpyDeviceToDevice,
-                              cudaStreamLegacy),
+                              cuda::stream()),
               "device send: staging copy");
   m.queued.push_back({peer, x.bytes(), i});
 }
@@ -360,7 +361,7 @@ void take_column_block(const Tensor& full, int64_t block, Tensor& local) {
   cuda::check(cudaMemcpy2DAsync(local.raw(), row,
                                 static_cast<const char*>(full.raw()) + static_cast<std::size_t>(block) * row,
                                 row * P, row, static_cast<std::size_t>(local.dim(0)),
-                                cudaMemcpyDeviceToDevice, cudaStreamLegacy),
+                                cudaMemcpyDeviceToDevice, cuda::stream()),
               "take_column_block");
 }
 

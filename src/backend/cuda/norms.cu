@@ -82,7 +82,7 @@ void rope_apply(const char* op, Tensor& x, const Tensor& pos, float theta, doubl
             x.describe(), " pos ", pos.describe());
   const int64_t pairs = x.dim(0) * x.dim(1) * (x.dim(2) / 2);
   if (pairs == 0) return;
-  rope<<<blocks_for(pairs), kThreads>>>(x.data<float>(), pos.data<int32_t>(), x.dim(0), x.dim(1),
+  rope<<<blocks_for(pairs), kThreads, 0, stream()>>>(x.data<float>(), pos.data<int32_t>(), x.dim(0), x.dim(1),
                                        x.dim(2), theta, sign);
   check_launch(op);
 }
@@ -98,7 +98,7 @@ void rmsnorm_forward(const Tensor& x, const Tensor& w, float eps, Tensor& y, Ten
             " w ", w.describe(), " y ", y.describe());
   if (rstd) require_device("rmsnorm_forward", "rstd", *rstd);
   if (n == 0) return;
-  rmsnorm_fwd<<<static_cast<unsigned>(n), kThreads>>>(x.data<float>(), w.data<float>(), eps,
+  rmsnorm_fwd<<<static_cast<unsigned>(n), kThreads, 0, stream()>>>(x.data<float>(), w.data<float>(), eps,
                                                       y.data<float>(), rstd ? rstd->data<float>() : nullptr, d);
   check_launch("rmsnorm_forward");
 }
@@ -113,7 +113,7 @@ void rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, cons
                 rstd.numel() == n,
             "rmsnorm_backward: shapes of ", x.describe(), " ", w.describe(), " ", rstd.describe());
   if (n == 0) return;
-  rmsnorm_bwd<<<static_cast<unsigned>(n), kThreads>>>(x.data<float>(), w.data<float>(),
+  rmsnorm_bwd<<<static_cast<unsigned>(n), kThreads, 0, stream()>>>(x.data<float>(), w.data<float>(),
                                                       rstd.data<float>(), dy.data<float>(),
                                                       dx.data<float>(), dw.data<float>(), d);
   check_launch("rmsnorm_backward");
@@ -127,7 +127,7 @@ void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& out) {
   require_device("swiglu_forward", "up", up);
   require_device("swiglu_forward", "out", out);
   OPD_CHECK(gate.numel() == up.numel() && gate.numel() == out.numel(), "swiglu_forward: sizes");
-  swiglu_fwd<<<blocks_for(gate.numel()), kThreads>>>(gate.data<float>(), up.data<float>(),
+  swiglu_fwd<<<blocks_for(gate.numel()), kThreads, 0, stream()>>>(gate.data<float>(), up.data<float>(),
                                                     out.data<float>(), gate.numel());
   check_launch("swiglu_forward");
 }
@@ -140,7 +140,7 @@ void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& d_out, 
   const int64_t n = gate.numel();
   OPD_CHECK(up.numel() == n && d_out.numel() == n && d_gate.numel() == n && d_up.numel() == n,
             "swiglu_backward: sizes");
-  swiglu_bwd<<<blocks_for(n), kThreads>>>(gate.data<float>(), up.data<float>(), d_out.data<float>(),
+  swiglu_bwd<<<blocks_for(n), kThreads, 0, stream()>>>(gate.data<float>(), up.data<float>(), d_out.data<float>(),
                                          d_gate.data<float>(), d_up.data<float>(), n);
   check_launch("swiglu_backward");
 }

@@ -79,7 +79,7 @@ std::vector<double> shard_values(const Tensor& x_local, const VocabRange& range,
   std::vector<double> out(static_cast<std::size_t>(total), 0.0);
   if (total == 0) return out;
   double* d = st.scratch<double>(total);
-  values_kernel<<<blocks_for(total), kThreads>>>(x_local.data<float>(), x_local.dim(1),
+  values_kernel<<<blocks_for(total), kThreads, 0, stream()>>>(x_local.data<float>(), x_local.dim(1),
                                                  range.begin, st.in<int32_t>(ids), ids.dim(1),
                                                  total, d);
   check_launch("shard_values");

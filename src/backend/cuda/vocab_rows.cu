@@ -107,7 +107,7 @@ void log_softmax_rows(const Tensor& x, Tensor& out) {
   require_device("log_softmax_rows", "out", out);
   OPD_CHECK(out.shape() == x.shape(), "log_softmax_rows: out ", out.describe());
   if (x.dim(0) == 0) return;
-  softmax_family<<<static_cast<unsigned>(x.dim(0)), kRowThreads>>>(x.data<float>(), out.data<float>(), x.dim(1), 0);
+  softmax_family<<<static_cast<unsigned>(x.dim(0)), kRowThreads, 0, stream()>>>(x.data<float>(), out.data<float>(), x.dim(1), 0);
   check_launch("log_softmax_rows");
 }
 
@@ -116,7 +116,7 @@ void logsumexp_rows(const Tensor& x, Tensor& out) {
   require_device("logsumexp_rows", "out", out);
   OPD_CHECK(out.numel() == x.dim(0), "logsumexp_rows: out ", out.describe());
   if (x.dim(0) == 0) return;
-  softmax_family<<<static_cast<unsigned>(x.dim(0)), kRowThreads>>>(x.data<float>(), out.data<float>(), x.dim(1), 1);
+  softmax_family<<<static_cast<unsigned>(x.dim(0)), kRowThreads, 0, stream()>>>(x.data<float>(), out.data<float>(), x.dim(1), 1);
   check_launch("logsumexp_rows");
 }
 
@@ -125,7 +125,7 @@ void entropy_rows(const Tensor& x, Tensor& out) {
   require_device("entropy_rows", "out", out);
   OPD_CHECK(out.numel() == x.dim(0), "entropy_rows: out ", out.describe());
   if (x.dim(0) == 0) return;
-  softmax_family<<<static_cast<unsigned>(x.dim(0)), kRowThreads>>>(x.data<float>(), out.data<float>(), x.dim(1), 2);
+  softmax_family<<<static_cast<unsigned>(x.dim(0)), kRowThreads, 0, stream()>>>(x.data<float>(), out.data<float>(), x.dim(1), 2);
   check_launch("entropy_rows");
 }
 
@@ -138,7 +138,7 @@ void topk_rows(const Tensor& x, int k, Tensor& vals, Tensor& ids) {
   OPD_CHECK(vals.shape() == core::Shape({x.dim(0), k}) && ids.shape() == vals.shape(),
             "topk_rows: vals ", vals.describe(), " ids ", ids.describe());
   if (x.dim(0) == 0) return;
-  topk<<<static_cast<unsigned>(x.dim(0)), kTopkThreads>>>(x.data<float>(), x.dim(1), k,
+  topk<<<static_cast<unsigned>(x.dim(0)), kTopkThreads, 0, stream()>>>(x.data<float>(), x.dim(1), k,
                                                          vals.data<float>(), ids.data<int32_t>());
   check_launch("topk_rows");
 }
@@ -152,7 +152,7 @@ void scatter_rows(const Tensor& src, const Tensor& pos, Tensor& dst) {
             "scatter_rows: src ", src.describe(), " pos ", pos.describe(), " dst ", dst.describe());
   const int64_t n = src.numel();
   if (n == 0) return;
-  scatter<<<blocks_for(n), kThreads>>>(src.data<float>(), pos.data<int32_t>(), dst.data<float>(),
+  scatter<<<blocks_for(n), kThreads, 0, stream()>>>(src.data<float>(), pos.data<int32_t>(), dst.data<float>(),
                                       src.dim(0), src.dim(1), dst.dim(1), src.dim(2));
   check_launch("scatter_rows");
 }
@@ -164,7 +164,7 @@ void gather_cols(const Tensor& x, const Tensor& ids, Tensor& out) {
   OPD_CHECK(ids.ndim() == 2 && ids.dim(0) == x.dim(0) && out.shape() == ids.shape(),
             "gather_cols: ids ", ids.describe(), " out ", out.describe());
   if (ids.numel() == 0) return;
-  gather<<<blocks_for(ids.numel()), kThreads>>>(x.data<float>(), ids.data<int32_t>(),
+  gather<<<blocks_for(ids.numel()), kThreads, 0, stream()>>>(x.data<float>(), ids.data<int32_t>(),
                                                out.data<float>(), x.dim(0), x.dim(1), ids.dim(1));
   check_launch("gather_cols");
 }
