@@ -1,8 +1,10 @@
-// CUDA elementwise ops, the f32 <-> bf16 casts (the rounding of core/bf16.hpp), bias and the double-precision sum of squares (backend/ops.hpp).
+// CUDA elementwise ops, the f32 <-> bf16 casts (the rounding of core/bf16.hpp), bias and the
+// double-precision sum of squares (backend/ops.hpp).
 // Grid-stride loops over the flat tensor; the column sums (bias_backward) give each thread a
 // column and walk the rows, so that neighbouring threads read neighbouring floats.
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/cuda_ops.hpp"
+#include "backend/cuda/ordered_sums.cuh"
 #include "core/bf16.hpp"
 
 namespace opd::backend::cuda {
@@ -35,22 +37,6 @@ __global__ void column_sums_f32(const float* dy, float* dbias, int64_t n, int64_
     for (int64_t r = 0; r < n; ++r) s += dy[r * d + j];
     dbias[j] += static_cast<float>(s);
   }
-}
-// Each block sums its grid-stride share in double and adds it to *out once.
-__global__ void sum_squares_f32(const float* x, int64_t n, double* out) {
-  __shared__ double part[kThreads];
-  double s = 0.0;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const double v = x[i];
-    s += v * v;
-  }
-  part[threadIdx.x] = s;
-  __syncthreads();
-  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride) part[threadIdx.x] += part[threadIdx.x + stride];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) atomicAdd(out, part[0]);
 }
 
 __global__ void cast_to_bf16(const float* src, uint16_t* dst, int64_t n) {
@@ -144,16 +130,21 @@ void bias_backward(const Tensor& dy, Tensor& dbias) {
 
 double sum_squares(const Tensor& x) {
   require_device("sum_squares", "x", x);
-  // One accumulator for the process (the global norm calls this once per parameter: a
-  // cudaMalloc and cudaFree each time would cost more than the sums).
+  // Block partials, then one block adds them (ordered_sums.cuh: the same bits every run). One
+  // buffer for the process (the global norm calls this once per parameter: a cudaMalloc and
+  // cudaFree each time would cost more than the sums): the total, then a partial per block.
+  constexpr int kMaxBlocks = 65535;
   static double* acc = [] {
     double* p = nullptr;
-    check(cudaMalloc(&p, sizeof(double)), "sum_squares: cudaMalloc");
+    check(cudaMalloc(&p, (1 + kMaxBlocks) * sizeof(double)), "sum_squares: cudaMalloc");
     return p;
   }();
-  check(cudaMemsetAsync(acc, 0, sizeof(double), stream()), "sum_squares: cudaMemset");
-  sum_squares_f32<<<blocks_for(x.numel()), kThreads, 0, stream()>>>(x.data<float>(), x.numel(), acc);
+  const int blocks = blocks_for(x.numel());
+  static_assert(ordered::kThreads == kThreads, "one block size");
+  ordered::square_partials<<<blocks, kThreads, 0, stream()>>>(x.data<float>(), x.numel(), acc + 1);
   check_launch("sum_squares");
+  ordered::sum_partials<<<1, kThreads, 0, stream()>>>(acc + 1, blocks, acc);
+  check_launch("sum_squares (total)");
   double out = 0.0;
   check(cudaMemcpy(&out, acc, sizeof(double), cudaMemcpyDeviceToHost), "sum_squares: copy back");
   return out;

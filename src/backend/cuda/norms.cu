@@ -1,9 +1,11 @@
 // CUDA RMSNorm, RoPE and SwiGLU (backend/ops.hpp), fp32.
 //  - RMSNorm: one block per row; the sums of squares (forward) and of dy w x (backward) are
-//    block reductions in double, like the CPU reference; dw adds with atomics across rows.
+//    block reductions in double, like the CPU reference; dw sums over rows in a fixed order
+//    (ordered_sums.cuh), so the result does not depend on scheduling.
 //  - RoPE: one thread per rotated pair; the angle pos * theta^(-2i/E) in double.
 //  - SwiGLU: elementwise, silu(g) = g sigmoid(g).
 #include "backend/cuda/block_reduce.cuh"
+#include "backend/cuda/ordered_sums.cuh"
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/cuda_ops.hpp"
 
@@ -26,7 +28,7 @@ __global__ void rmsnorm_fwd(const float* x, const float* w, float eps, float* y,
 
 // dx_i = r (w_i dy_i - x_i r^2 (sum_j dy_j w_j x_j) / D); dw_j += dy_j x_j r.
 __global__ void rmsnorm_bwd(const float* x, const float* w, const float* rstd, const float* dy,
-                            float* dx, float* dw, int64_t d) {
+                            float* dx, int64_t d) {
   __shared__ double red[kThreads];
   const int64_t r = blockIdx.x;
   const float* xr = x + r * d;
@@ -34,10 +36,7 @@ __global__ void rmsnorm_bwd(const float* x, const float* w, const float* rstd, c
   float* dxr = dx + r * d;
   const float inv = rstd[r];
   double s = 0.0;
-  for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
-    s += double(gr[j] * w[j]) * xr[j];
-    atomicAdd(&dw[j], gr[j] * xr[j] * inv);
-  }
+  for (int64_t j = threadIdx.x; j < d; j += blockDim.x) s += double(gr[j] * w[j]) * xr[j];
   const double dot = block_reduce<double>(s, red, false);
   const float c = static_cast<float>(dot / double(d)) * inv * inv;
   for (int64_t j = threadIdx.x; j < d; j += blockDim.x) dxr[j] = inv * (w[j] * gr[j] - xr[j] * c);
@@ -73,6 +72,32 @@ __global__ void swiglu_bwd(const float* g, const float* u, const float* dout, fl
     du[i] = d * gi * s;
     dg[i] = d * ui * s * (1.0f + gi * (1.0f - s));
   }
+}
+
+// The gain gradient's term of row r, column j: dy x r, the product in float as on the CPU.
+struct GainTerm {
+  const float *dy, *x, *rstd;
+  int64_t d;
+  __device__ double operator()(int64_t r, int64_t j) const {
+    return static_cast<double>(dy[r * d + j] * x[r * d + j] * rstd[r]);
+  }
+};
+
+// out[j] += sum over rows r of term(r, j) for j < d, in row order within chunks of rows and
+// chunk order across them.
+template <class Term>
+void add_column_sums(const char* op, int64_t n, int64_t d, float* out, Term term) {
+  constexpr int64_t kChunkRows = 64;
+  const int64_t chunks = std::min<int64_t>((n + kChunkRows - 1) / kChunkRows, 65535);
+  const int64_t rows_per = (n + chunks - 1) / chunks;
+  core::Tensor partial = core::Tensor::empty({chunks * d}, core::DType::I64, core::Device::Cuda);
+  double* p = reinterpret_cast<double*>(partial.raw());
+  const unsigned cols = static_cast<unsigned>((d + ordered::kThreads - 1) / ordered::kThreads);
+  ordered::column_partials<<<dim3(cols, static_cast<unsigned>(chunks)), ordered::kThreads, 0,
+                             stream()>>>(term, n, d, rows_per, p);
+  check_launch(op);
+  ordered::column_finish<<<cols, ordered::kThreads, 0, stream()>>>(p, chunks, d, out);
+  check_launch(op);
 }
 
 void rope_apply(const char* op, Tensor& x, const Tensor& pos, float theta, double sign) {
@@ -113,9 +138,12 @@ void rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, cons
                 rstd.numel() == n,
             "rmsnorm_backward: shapes of ", x.describe(), " ", w.describe(), " ", rstd.describe());
   if (n == 0) return;
+  // dw first: dx may alias dy (the in-place backward), which the dx kernel overwrites.
+  add_column_sums("rmsnorm_backward (dw)", n, d, dw.data<float>(),
+                  GainTerm{dy.data<float>(), x.data<float>(), rstd.data<float>(), d});
   rmsnorm_bwd<<<static_cast<unsigned>(n), kThreads, 0, stream()>>>(x.data<float>(), w.data<float>(),
                                                       rstd.data<float>(), dy.data<float>(),
-                                                      dx.data<float>(), dw.data<float>(), d);
+                                                      dx.data<float>(), d);
   check_launch("rmsnorm_backward");
 }
 
