@@ -84,7 +84,8 @@ void embedding_backward(const Tensor& d_out, const Tensor& ids, Tensor& d_table,
                         const VocabRange& range = {});
 
 // ---- RMSNorm: y = x / rms(x) * w, rms(x) = sqrt(mean(x^2) + eps), row-wise over D -----------
-// rstd [N] (may be null) receives 1/rms for the backward.
+// rstd [N] (may be null) receives 1/rms for the backward. y may be bf16 (a GEMM operand in
+// mixed precision): the f32 result rounded as cast() rounds.
 void rmsnorm_forward(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor* rstd);
 // dx overwrite, dw accumulate.
 void rmsnorm_backward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy,
@@ -97,6 +98,8 @@ void rope_forward(Tensor& x, const Tensor& pos, float theta);
 void rope_backward(Tensor& dx, const Tensor& pos, float theta);
 
 // ---- SwiGLU: out = silu(gate) * up ---------------------------------------------------------
+// out, and d_gate with d_up, may be bf16 (GEMM operands in mixed precision): the f32 results
+// rounded as cast() rounds.
 void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& out);
 void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& d_out, Tensor& d_gate,
                      Tensor& d_up);  // overwrite both

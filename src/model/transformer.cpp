@@ -172,7 +172,7 @@ Transformer::Slot& Transformer::ensure_slot(int slot, int64_t B, int64_t T, bool
   s.h = alloc({N, D});
   s.rstd_f = alloc({N});
   s.tmp = alloc({N, D});
-  s.stage = compute_dtype() == core::DType::F32 ? Tensor() : alloc({N * std::max({D, QS, F})});
+  s.stage = compute_dtype() == core::DType::F32 ? Tensor() : alloc({N * QS});
   s.buf_batch = B;
   s.buf_seq = T;
   s.buf_keep = keep;
@@ -253,9 +253,8 @@ void Transformer::forward_layers(Slot& s, bool keep, KVCache* cache) {
     Tensor& x_in = s.resid[static_cast<std::size_t>(keep ? l : l % 2)];
     Tensor& x_out = s.resid[static_cast<std::size_t>(keep ? l + 1 : (l + 1) % 2)];
 
-    Tensor xn1 = staged(s, a.xn1);
-    ops::rmsnorm_forward(x_in, w(li.attn_norm), eps, xn1, keep ? &a.rstd1 : nullptr);
-    keep_input(xn1, a.xn1);
+    // The norm writes its GEMM operand directly (bf16 in mixed precision).
+    ops::rmsnorm_forward(x_in, w(li.attn_norm), eps, a.xn1, keep ? &a.rstd1 : nullptr);
     Tensor& q_lin = cfg_.qk_norm ? a.q_raw : a.q;
     Tensor& k_lin = cfg_.qk_norm ? a.k_raw : a.k;
     ops::gemm(a.xn1, false, wc(li.q), true, q_lin);
@@ -296,14 +295,10 @@ void Transformer::forward_layers(Slot& s, bool keep, KVCache* cache) {
     reduce(s.tmp);  // row-parallel: sum of the heads' shares
     ops::add(x_in, s.tmp, a.x_mid);
 
-    Tensor xn2 = staged(s, a.xn2);
-    ops::rmsnorm_forward(a.x_mid, w(li.mlp_norm), eps, xn2, keep ? &a.rstd2 : nullptr);
-    keep_input(xn2, a.xn2);
+    ops::rmsnorm_forward(a.x_mid, w(li.mlp_norm), eps, a.xn2, keep ? &a.rstd2 : nullptr);
     ops::gemm(a.xn2, false, wc(li.gate), true, a.gate);
     ops::gemm(a.xn2, false, wc(li.up), true, a.up);
-    Tensor act = staged(s, a.act);
-    ops::swiglu_forward(a.gate, a.up, act);
-    keep_input(act, a.act);
+    ops::swiglu_forward(a.gate, a.up, a.act);
     ops::gemm(a.act, false, wc(li.down), true, s.tmp);
     reduce(s.tmp);  // row-parallel: sum of the hidden units' shares
     ops::add(a.x_mid, s.tmp, x_out);
@@ -385,8 +380,9 @@ void Transformer::backward(const Tensor& d_h, int slot, bool last_pass) {
     Tensor dx = operand(s.dx, s.c_dx);
     ops::gemm(dx, false, wc(li.down), false, s.d_act);
     ops::gemm(dx, true, a.act, false, g(li.down), 1.0f, 1.0f);
-    ops::swiglu_backward(a.gate, a.up, s.d_act, s.d_gate, s.d_up);
-    const Tensor d_gate = operand(s.d_gate, s.c_gate), d_up = operand(s.d_up, s.c_up);
+    // SwiGLU writes its gradients as the GEMM operands they are (bf16 in mixed precision).
+    Tensor d_gate = operand_out(s.d_gate, s.c_gate), d_up = operand_out(s.d_up, s.c_up);
+    ops::swiglu_backward(a.gate, a.up, s.d_act, d_gate, d_up);
     ops::gemm(d_gate, false, wc(li.gate), false, s.d_xn);
     ops::gemm(d_up, false, wc(li.up), false, s.d_xn, 1.0f, 1.0f);
     ops::gemm(d_gate, true, a.xn2, false, g(li.gate), 1.0f, 1.0f);
@@ -519,10 +515,15 @@ void Transformer::keep_input(const Tensor& staged, Tensor& kept) const {
   if (staged.raw() != kept.raw()) ops::cast(staged, kept);
 }
 
-Tensor Transformer::operand(const Tensor& x, Tensor& buf) const {
+Tensor Transformer::operand_out(const Tensor& x, Tensor& buf) const {
   if (compute_dtype() == core::DType::F32) return x;
   if (buf.numel() < x.numel()) buf = Tensor::empty({x.numel()}, compute_dtype(), device());
-  Tensor out = buf.slice(0, x.numel()).view(x.shape());
+  return buf.slice(0, x.numel()).view(x.shape());
+}
+
+Tensor Transformer::operand(const Tensor& x, Tensor& buf) const {
+  if (compute_dtype() == core::DType::F32) return x;
+  Tensor out = operand_out(x, buf);
   ops::cast(x, out);
   return out;
 }

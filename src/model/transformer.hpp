@@ -151,7 +151,7 @@ class Transformer {
     std::vector<Tensor> resid;   // keep: L + 1 residual streams [N, D]; else 2, alternating
     std::vector<LayerActs> acts; // keep: one per layer; else one shared
     Tensor h, rstd_f, tmp;
-    Tensor stage;                // bf16: f32 results before their cast to a kept GEMM input
+    Tensor stage;                // bf16: the f32 attention output before its cast to a GEMM input
     Tensor ids, pos;             // what the forward saw (for backward)
     int64_t batch = 0, seq = 0;
     bool have_activations = false;
@@ -188,6 +188,8 @@ class Transformer {
   void keep_input(const Tensor& staged, Tensor& kept) const;
   // x as a GEMM operand: x itself in f32, else rounded to bf16 into `buf` (grown as needed).
   Tensor operand(const Tensor& x, Tensor& buf) const;
+  // Where an op writes a GEMM operand the shape of x directly: x in f32, else `buf` in bf16.
+  Tensor operand_out(const Tensor& x, Tensor& buf) const;
   // ids or positions on the model's device (copied when they come from the host).
   Tensor on_device(const Tensor& x) const;
   Tensor& w(std::size_t i) { return params_[i].value; }

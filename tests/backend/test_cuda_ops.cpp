@@ -323,3 +323,37 @@ TEST(CudaOps, Bf16LmHeadWithinBf16Tolerance) {
   EXPECT_TRUE(same(gdh, dh, 1e-2, 1e-3));
   EXPECT_TRUE(same(gdw, dw, 1e-2, 1e-3));
 }
+
+// The normed and SwiGLU GEMM operands written directly in bf16 equal the f32 results cast (the
+// same rounding), on the GPU as on the CPU.
+TEST(CudaOps, Bf16OutputsOfNormAndSwiGluAreTheF32OutputsRounded) {
+  REQUIRE_GPU();
+  const Tensor x = random_tensor({9, 70}, 80), w = random_tensor({70}, 81, 0.5f, 1.5f);
+  const Tensor g = random_tensor({9, 70}, 82, -4.0f, 4.0f), u = random_tensor({9, 70}, 83);
+  const Tensor d = random_tensor({9, 70}, 84);
+  auto bits = [](const Tensor& gpu_bf16) {
+    const Tensor h = to_cpu(gpu_bf16);
+    return std::vector<uint16_t>(h.data<uint16_t>(), h.data<uint16_t>() + h.numel());
+  };
+  auto rounded = [&](const Tensor& gpu_f32) {
+    Tensor h = Tensor::empty(gpu_f32.shape(), DType::BF16, Device::Cuda);
+    ops::cast(gpu_f32, h);
+    return bits(h);
+  };
+  auto f32 = [](const Tensor& like) { return Tensor::empty(like.shape(), DType::F32, Device::Cuda); };
+  auto b16 = [](const Tensor& like) { return Tensor::empty(like.shape(), DType::BF16, Device::Cuda); };
+  const Tensor gx = to_gpu(x), gw = to_gpu(w), gg = to_gpu(g), gu = to_gpu(u), gd = to_gpu(d);
+  Tensor y = f32(x), y16 = b16(x);
+  ops::rmsnorm_forward(gx, gw, 1e-5f, y, nullptr);
+  ops::rmsnorm_forward(gx, gw, 1e-5f, y16, nullptr);
+  EXPECT_EQ(bits(y16), rounded(y));
+  Tensor o = f32(g), o16 = b16(g);
+  ops::swiglu_forward(gg, gu, o);
+  ops::swiglu_forward(gg, gu, o16);
+  EXPECT_EQ(bits(o16), rounded(o));
+  Tensor dg = f32(g), du = f32(g), dg16 = b16(g), du16 = b16(g);
+  ops::swiglu_backward(gg, gu, gd, dg, du);
+  ops::swiglu_backward(gg, gu, gd, dg16, du16);
+  EXPECT_EQ(bits(dg16), rounded(dg));
+  EXPECT_EQ(bits(du16), rounded(du));
+}

@@ -110,3 +110,20 @@ TEST(RmsNorm, MisuseThrows) {
   Tensor dx = Tensor::empty({3, 4}), dw_bad = Tensor::zeros({3});
   EXPECT_THROW(ops::rmsnorm_backward(x, w4, rstd, y, dx, dw_bad), opd::Error);
 }
+
+// A bf16 output (a GEMM operand in mixed precision) holds exactly the f32 output cast to bf16;
+// other dtypes are refused.
+TEST(RmsNorm, Bf16OutputIsTheF32OutputRounded) {
+  const Tensor x = random_tensor({7, 33}, 50), w = random_tensor({33}, 51, 0.5f, 1.5f);
+  Tensor y = Tensor::empty({7, 33}), rstd = Tensor::empty({7}), rstd2 = Tensor::empty({7});
+  ops::rmsnorm_forward(x, w, 1e-5f, y, &rstd);
+  Tensor want = Tensor::empty({7, 33}, opd::core::DType::BF16);
+  ops::cast(y, want);
+  Tensor got = Tensor::empty({7, 33}, opd::core::DType::BF16);
+  ops::rmsnorm_forward(x, w, 1e-5f, got, &rstd2);
+  EXPECT_EQ(std::vector<uint16_t>(got.data<uint16_t>(), got.data<uint16_t>() + got.numel()),
+            std::vector<uint16_t>(want.data<uint16_t>(), want.data<uint16_t>() + want.numel()));
+  EXPECT_EQ(rstd2.to_vector(), rstd.to_vector());
+  Tensor bad = Tensor::empty({7, 33}, opd::core::DType::I32);
+  EXPECT_THROW(ops::rmsnorm_forward(x, w, 1e-5f, bad, nullptr), opd::Error);
+}

@@ -91,3 +91,28 @@ TEST(SwiGlu, FastExpIsAccurateOverItsRange) {
   for (float x : {100.0f, 1000.0f, 1e7f, 1e30f})
     EXPECT_EQ(opd::backend::cpu::fast_exp(x), INFINITY) << x;  // overflow
 }
+
+// bf16 outputs (GEMM operands in mixed precision) hold exactly the f32 outputs cast to bf16.
+TEST(SwiGlu, Bf16OutputsAreTheF32OutputsRounded) {
+  const auto bf16 = opd::core::DType::BF16;
+  const Tensor g = random_tensor({5, 40}, 60, -4.0f, 4.0f), u = random_tensor({5, 40}, 61);
+  const Tensor d = random_tensor({5, 40}, 62);
+  auto bits = [](const Tensor& t) {
+    return std::vector<uint16_t>(t.data<uint16_t>(), t.data<uint16_t>() + t.numel());
+  };
+  auto rounded = [&](const Tensor& f) {
+    Tensor h = Tensor::empty(f.shape(), bf16);
+    ops::cast(f, h);
+    return bits(h);
+  };
+  Tensor out = Tensor::empty({5, 40}), out16 = Tensor::empty({5, 40}, bf16);
+  ops::swiglu_forward(g, u, out);
+  ops::swiglu_forward(g, u, out16);
+  EXPECT_EQ(bits(out16), rounded(out));
+  Tensor dg = Tensor::empty({5, 40}), du = Tensor::empty({5, 40});
+  Tensor dg16 = Tensor::empty({5, 40}, bf16), du16 = Tensor::empty({5, 40}, bf16);
+  ops::swiglu_backward(g, u, d, dg, du);
+  ops::swiglu_backward(g, u, d, dg16, du16);
+  EXPECT_EQ(bits(dg16), rounded(dg));
+  EXPECT_EQ(bits(du16), rounded(du));
+}

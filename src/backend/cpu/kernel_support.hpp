@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "core/bf16.hpp"
 #include "core/error.hpp"
 #include "core/tensor.hpp"
 
@@ -18,6 +19,30 @@ inline void require_f32(const char* op, const char* name, const core::Tensor& t)
   OPD_CHECK(t.dtype() == core::DType::F32 && t.is_host(), op, ": ", name,
             " must be a host f32 tensor, got ", t.describe());
 }
+
+// A host output that is f32, or bf16 where it feeds a GEMM in mixed precision: bf16 rounds as
+// cast() does, so writing it directly gives the bits an f32 result cast afterwards would have.
+class Output {
+ public:
+  Output(const char* op, const char* name, core::Tensor& t) {
+    OPD_CHECK(t.is_host() && (t.dtype() == core::DType::F32 || t.dtype() == core::DType::BF16), op,
+              ": ", name, " must be a host f32 or bf16 tensor, got ", t.describe());
+    if (t.dtype() == core::DType::F32)
+      f32_ = t.data<float>();
+    else
+      bf16_ = t.data<uint16_t>();
+  }
+  void set(int64_t i, float v) const {
+    if (f32_)
+      f32_[i] = v;
+    else
+      bf16_[i] = core::float_to_bf16(v);
+  }
+
+ private:
+  float* f32_ = nullptr;
+  uint16_t* bf16_ = nullptr;
+};
 
 // out[j] += sum over rows r of term(r, j), accumulated in double. Race-free under a threaded
 // Kokkos: each work item owns a block of columns and walks every row (gradients of per-column

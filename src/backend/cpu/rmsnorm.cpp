@@ -41,15 +41,15 @@ void require_rstd(const char* op, const Tensor& rstd, int64_t n) {
 void rmsnorm_forward(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor* rstd) {
   const int64_t n = rows_of("rmsnorm_forward", x, w);
   const int64_t d = w.numel();
-  require_like("rmsnorm_forward", "y", y, x);
+  const Output py("rmsnorm_forward", "y", y);
+  OPD_CHECK(y.numel() == x.numel() && y.dim(-1) == x.dim(-1), "rmsnorm_forward: y ",
+            y.describe(), " does not match x ", x.describe());
   if (rstd) require_rstd("rmsnorm_forward", *rstd, n);
   const float* px = x.data<float>();
   const float* pw = w.data<float>();
-  float* py = y.data<float>();
   float* pr = rstd ? rstd->data<float>() : nullptr;
   Kokkos::parallel_for("opd::rmsnorm_forward", Policy(0, n), [=](int64_t r) {
     const float* xr = px + r * d;
-    float* yr = py + r * d;
     double a[4] = {};
     int64_t j = 0;
     for (; j + 4 <= d; j += 4)
@@ -57,7 +57,7 @@ void rmsnorm_forward(const Tensor& x, const Tensor& w, float eps, Tensor& y, Ten
     for (; j < d; ++j) a[0] += static_cast<double>(xr[j]) * xr[j];
     const double ms = ((a[0] + a[1]) + (a[2] + a[3])) / static_cast<double>(d);
     const float inv = static_cast<float>(1.0 / std::sqrt(ms + static_cast<double>(eps)));
-    for (int64_t k = 0; k < d; ++k) yr[k] = xr[k] * inv * pw[k];
+    for (int64_t k = 0; k < d; ++k) py.set(r * d + k, xr[k] * inv * pw[k]);
     if (pr) pr[r] = inv;
   });
 }

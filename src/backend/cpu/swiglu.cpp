@@ -1,4 +1,4 @@
-// CPU SwiGLU: out = silu(gate) * up, and its backward.
+// CPU SwiGLU: out = silu(gate) * up, and its backward; outputs f32 or bf16 (GEMM operands).
 #include <Kokkos_Core.hpp>
 #include <cstdint>
 
@@ -20,18 +20,24 @@ void require_like(const char* op, const char* name, const Tensor& t, const Tenso
             gate.describe());
 }
 
+// An f32 or bf16 output the size of gate.
+Output output_like(const char* op, const char* name, Tensor& t, const Tensor& gate) {
+  OPD_CHECK(t.numel() == gate.numel(), op, ": ", name, " ", t.describe(), " does not match gate ",
+            gate.describe());
+  return Output(op, name, t);
+}
+
 }  // namespace
 
 void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& out) {
   require_like("swiglu_forward", "gate", gate, gate);
   require_like("swiglu_forward", "up", up, gate);
-  require_like("swiglu_forward", "out", out, gate);
+  const Output po = output_like("swiglu_forward", "out", out, gate);
   const float* pg = gate.data<float>();
   const float* pu = up.data<float>();
-  float* po = out.data<float>();
   Kokkos::parallel_for("opd::swiglu_forward", Policy(0, gate.numel()), [=](int64_t i) {
     const float g = pg[i];
-    po[i] = g / (1.0f + fast_exp(-g)) * pu[i];
+    po.set(i, g / (1.0f + fast_exp(-g)) * pu[i]);
   });
 }
 
@@ -41,19 +47,17 @@ void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& d_out, 
   require_like("swiglu_backward", "gate", gate, gate);
   require_like("swiglu_backward", "up", up, gate);
   require_like("swiglu_backward", "d_out", d_out, gate);
-  require_like("swiglu_backward", "d_gate", d_gate, gate);
-  require_like("swiglu_backward", "d_up", d_up, gate);
+  const Output pdg = output_like("swiglu_backward", "d_gate", d_gate, gate);
+  const Output pdu = output_like("swiglu_backward", "d_up", d_up, gate);
   const float* pg = gate.data<float>();
   const float* pu = up.data<float>();
   const float* pd = d_out.data<float>();
-  float* pdg = d_gate.data<float>();
-  float* pdu = d_up.data<float>();
   // Every input is read before either output is written, so the outputs may alias the inputs.
   Kokkos::parallel_for("opd::swiglu_backward", Policy(0, gate.numel()), [=](int64_t i) {
     const float g = pg[i], u = pu[i], d = pd[i];
     const float s = 1.0f / (1.0f + fast_exp(-g));
-    pdu[i] = d * g * s;
-    pdg[i] = d * u * s * (1.0f + g * (1.0f - s));
+    pdu.set(i, d * g * s);
+    pdg.set(i, d * u * s * (1.0f + g * (1.0f - s)));
   });
 }
 

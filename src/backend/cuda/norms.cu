@@ -1,4 +1,5 @@
-// CUDA RMSNorm, RoPE and SwiGLU (backend/ops.hpp), fp32.
+// CUDA RMSNorm, RoPE and SwiGLU (backend/ops.hpp), fp32; the normed and SwiGLU outputs (and
+// SwiGLU's gradients) may be bf16, the GEMM operands of mixed precision.
 //  - RMSNorm: one block per row; the sums of squares (forward) and of dy w x (backward) are
 //    block reductions in double, like the CPU reference; dw sums over rows in a fixed order
 //    (ordered_sums.cuh), so the result does not depend on scheduling.
@@ -6,6 +7,7 @@
 //  - SwiGLU: elementwise, silu(g) = g sigmoid(g).
 #include "backend/cuda/block_reduce.cuh"
 #include "backend/cuda/ordered_sums.cuh"
+#include "core/bf16.hpp"
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/cuda_ops.hpp"
 
@@ -13,16 +15,22 @@ namespace opd::backend::cuda {
 
 namespace {
 
-__global__ void rmsnorm_fwd(const float* x, const float* w, float eps, float* y, float* rstd,
+// An output element: f32, or bf16 (uint16_t bits) rounded as cast() rounds, so a bf16 output
+// has the bits of the f32 result cast afterwards.
+__device__ __forceinline__ void put(float* p, float v) { *p = v; }
+__device__ __forceinline__ void put(uint16_t* p, float v) { *p = core::float_to_bf16(v); }
+
+template <class Out>
+__global__ void rmsnorm_fwd(const float* x, const float* w, float eps, Out* y, float* rstd,
                             int64_t d) {
   __shared__ double red[kThreads];
   const float* xr = x + blockIdx.x * d;
-  float* yr = y + blockIdx.x * d;
+  Out* yr = y + blockIdx.x * d;
   double s = 0.0;
   for (int64_t j = threadIdx.x; j < d; j += blockDim.x) s += double(xr[j]) * xr[j];
   const double ms = block_reduce<double>(s, red, false) / double(d);
   const float inv = static_cast<float>(1.0 / sqrt(ms + double(eps)));
-  for (int64_t j = threadIdx.x; j < d; j += blockDim.x) yr[j] = xr[j] * inv * w[j];
+  for (int64_t j = threadIdx.x; j < d; j += blockDim.x) put(yr + j, xr[j] * inv * w[j]);
   if (rstd && threadIdx.x == 0) rstd[blockIdx.x] = inv;
 }
 
@@ -58,19 +66,21 @@ __global__ void rope(float* x, const int32_t* pos, int64_t n, int64_t h, int64_t
   }
 }
 
-__global__ void swiglu_fwd(const float* g, const float* u, float* out, int64_t n) {
+template <class Out>
+__global__ void swiglu_fwd(const float* g, const float* u, Out* out, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    put(out + i, g[i] / (1.0f + expf(-g[i])) * u[i]);
 }
 
 // silu(g) = g s, s = sigmoid(g): d silu / dg = s (1 + g (1 - s)).
-__global__ void swiglu_bwd(const float* g, const float* u, const float* dout, float* dg, float* du,
+template <class Out>
+__global__ void swiglu_bwd(const float* g, const float* u, const float* dout, Out* dg, Out* du,
                            int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const float gi = g[i], s = 1.0f / (1.0f + expf(-gi)), d = dout[i];
     const float ui = u[i];
-    du[i] = d * gi * s;
-    dg[i] = d * ui * s * (1.0f + gi * (1.0f - s));
+    put(du + i, d * gi * s);
+    put(dg + i, d * ui * s * (1.0f + gi * (1.0f - s)));
   }
 }
 
@@ -100,6 +110,13 @@ void add_column_sums(const char* op, int64_t n, int64_t d, float* out, Term term
   check_launch(op);
 }
 
+// A device output that is f32 or bf16 (a GEMM operand in mixed precision).
+void require_output(const char* op, const char* name, const Tensor& t) {
+  OPD_CHECK(t.defined() && t.device() == core::Device::Cuda &&
+                (t.dtype() == core::DType::F32 || t.dtype() == core::DType::BF16),
+            op, ": ", name, " must be a CUDA f32 or bf16 tensor, got ", t.describe());
+}
+
 void rope_apply(const char* op, Tensor& x, const Tensor& pos, float theta, double sign) {
   require_device(op, "x", x);
   require_device(op, "pos", pos, core::DType::I32);
@@ -117,14 +134,19 @@ void rope_apply(const char* op, Tensor& x, const Tensor& pos, float theta, doubl
 void rmsnorm_forward(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor* rstd) {
   require_device("rmsnorm_forward", "x", x);
   require_device("rmsnorm_forward", "w", w);
-  require_device("rmsnorm_forward", "y", y);
+  require_output("rmsnorm_forward", "y", y);
   const int64_t d = w.numel(), n = d > 0 ? x.numel() / d : 0;
   OPD_CHECK(d > 0 && x.dim(-1) == d && y.numel() == x.numel(), "rmsnorm_forward: ", x.describe(),
             " w ", w.describe(), " y ", y.describe());
   if (rstd) require_device("rmsnorm_forward", "rstd", *rstd);
   if (n == 0) return;
-  rmsnorm_fwd<<<static_cast<unsigned>(n), kThreads, 0, stream()>>>(x.data<float>(), w.data<float>(), eps,
-                                                      y.data<float>(), rstd ? rstd->data<float>() : nullptr, d);
+  float* r = rstd ? rstd->data<float>() : nullptr;
+  if (y.dtype() == core::DType::BF16)
+    rmsnorm_fwd<<<static_cast<unsigned>(n), kThreads, 0, stream()>>>(
+        x.data<float>(), w.data<float>(), eps, y.data<uint16_t>(), r, d);
+  else
+    rmsnorm_fwd<<<static_cast<unsigned>(n), kThreads, 0, stream()>>>(
+        x.data<float>(), w.data<float>(), eps, y.data<float>(), r, d);
   check_launch("rmsnorm_forward");
 }
 
@@ -153,23 +175,36 @@ void rope_backward(Tensor& dx, const Tensor& pos, float theta) { rope_apply("rop
 void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& out) {
   require_device("swiglu_forward", "gate", gate);
   require_device("swiglu_forward", "up", up);
-  require_device("swiglu_forward", "out", out);
+  require_output("swiglu_forward", "out", out);
   OPD_CHECK(gate.numel() == up.numel() && gate.numel() == out.numel(), "swiglu_forward: sizes");
-  swiglu_fwd<<<blocks_for(gate.numel()), kThreads, 0, stream()>>>(gate.data<float>(), up.data<float>(),
-                                                    out.data<float>(), gate.numel());
+  if (out.dtype() == core::DType::BF16)
+    swiglu_fwd<<<blocks_for(gate.numel()), kThreads, 0, stream()>>>(
+        gate.data<float>(), up.data<float>(), out.data<uint16_t>(), gate.numel());
+  else
+    swiglu_fwd<<<blocks_for(gate.numel()), kThreads, 0, stream()>>>(
+        gate.data<float>(), up.data<float>(), out.data<float>(), gate.numel());
   check_launch("swiglu_forward");
 }
 
 void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& d_out, Tensor& d_gate,
                      Tensor& d_up) {
   for (const auto& [name, t] : {std::pair<const char*, const Tensor*>{"gate", &gate}, {"up", &up},
-                                {"d_out", &d_out}, {"d_gate", &d_gate}, {"d_up", &d_up}})
+                                {"d_out", &d_out}})
     require_device("swiglu_backward", name, *t);
+  require_output("swiglu_backward", "d_gate", d_gate);
+  require_output("swiglu_backward", "d_up", d_up);
   const int64_t n = gate.numel();
-  OPD_CHECK(up.numel() == n && d_out.numel() == n && d_gate.numel() == n && d_up.numel() == n,
-            "swiglu_backward: sizes");
-  swiglu_bwd<<<blocks_for(n), kThreads, 0, stream()>>>(gate.data<float>(), up.data<float>(), d_out.data<float>(),
-                                         d_gate.data<float>(), d_up.data<float>(), n);
+  OPD_CHECK(up.numel() == n && d_out.numel() == n && d_gate.numel() == n && d_up.numel() == n &&
+                d_gate.dtype() == d_up.dtype(),
+            "swiglu_backward: sizes or dtypes of ", d_gate.describe(), " ", d_up.describe());
+  if (d_gate.dtype() == core::DType::BF16)
+    swiglu_bwd<<<blocks_for(n), kThreads, 0, stream()>>>(gate.data<float>(), up.data<float>(),
+                                                         d_out.data<float>(), d_gate.data<uint16_t>(),
+                                                         d_up.data<uint16_t>(), n);
+  else
+    swiglu_bwd<<<blocks_for(n), kThreads, 0, stream()>>>(gate.data<float>(), up.data<float>(),
+                                                         d_out.data<float>(), d_gate.data<float>(),
+                                                         d_up.data<float>(), n);
   check_launch("swiglu_backward");
 }
 
