@@ -41,7 +41,7 @@ int run_generate(const GenerateArgs& a) {
       ids.push_back(data::build_prompt(*tok, prompts[i]).tokens);
       streams.push_back(i * static_cast<uint64_t>(a.samples) + static_cast<uint64_t>(s));
     }
-  auto gens = model::generate(*m, ids, sampling, a.seed, streams, tok->eos_id());
+  auto gens = model::generate(*m, ids, sampling, a.seed, streams, tok->eos_id(), tok->vocab_size());
   for (std::size_t i = 0; i < gens.size(); ++i) {
     double lp = 0;
     for (float x : gens[i].logprobs) lp += x;

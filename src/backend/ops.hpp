@@ -301,8 +301,11 @@ ShardRows combine_shards(const std::vector<ShardPartials>& shards, const VocabRa
 // sequence's tokens do not depend on the rest of the batch).
 // ids [B] I32; logprobs [B] F32 = log of the chosen token's probability under that final
 // distribution (0 for greedy).
+// vocab_limit in [1, V] restricts every step to the ids [0, vocab_limit), as if the logits past
+// it were -inf (top_k counts allowed ids only): an imported model's embedding may have padded,
+// untrained rows beyond the tokenizer's vocabulary. 0 means V (all ids).
 void sample_rows(const Tensor& logits, float temperature, int top_k, float top_p,
-                 const Tensor& uniforms, Tensor& ids, Tensor& logprobs);
+                 const Tensor& uniforms, Tensor& ids, Tensor& logprobs, int64_t vocab_limit = 0);
 
 // ---- optimizer -------------------------------------------------------------------------------
 struct AdamWParams {

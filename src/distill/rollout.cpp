@@ -60,7 +60,7 @@ RolloutBatch make_rollouts(model::Transformer& student, const data::Tokenizer& t
       rb.example.push_back(static_cast<int32_t>(e));
       streams.push_back(stream_base + streams.size());
     }
-  auto gens = model::generate(student, prompts, sampling, seed, streams, tok.eos_id());
+  auto gens = model::generate(student, prompts, sampling, seed, streams, tok.eos_id(), tok.vocab_size());
   std::vector<std::vector<int32_t>> responses;
   rb.k = sampling.record_topk;
   for (std::size_t b = 0; b < gens.size(); ++b) {

@@ -21,7 +21,7 @@ void sample_responses(model::Transformer& m, const data::Tokenizer& tok,
       ids.push_back(data::build_prompt(tok, prompts[static_cast<std::size_t>(i / samples)]).tokens);
       streams.push_back(static_cast<uint64_t>(first_example * samples + i));
     }
-    const auto gens = model::generate(m, ids, sampling, seed, streams, tok.eos_id());
+    const auto gens = model::generate(m, ids, sampling, seed, streams, tok.eos_id(), tok.vocab_size());
     for (int64_t i = start; i < end; ++i)
       on_response(first_example + i / samples, i % samples, gens[static_cast<std::size_t>(i - start)]);
   }

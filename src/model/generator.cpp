@@ -35,12 +35,20 @@ struct Group {
 std::vector<Generation> generate(Transformer& model,
                                  const std::vector<std::vector<int32_t>>& prompts,
                                  const SamplingConfig& cfg, uint64_t seed,
-                                 const std::vector<uint64_t>& stream_ids, int32_t eos_id) {
+                                 const std::vector<uint64_t>& stream_ids, int32_t eos_id,
+                                 int64_t vocab_limit) {
   const int64_t B = static_cast<int64_t>(prompts.size());
   OPD_CHECK(stream_ids.size() == prompts.size(), "one stream id per prompt");
+  OPD_CHECK(vocab_limit >= 0, "generate: vocab_limit ", vocab_limit, " is negative");
   std::vector<Generation> out(static_cast<std::size_t>(B));
   if (B == 0 || cfg.max_new_tokens <= 0) return out;
   const ModelConfig& mc = model.config();
+  if (vocab_limit > mc.vocab_size)
+    input_error("generate",
+                "the tokenizer has " + std::to_string(vocab_limit) +
+                    " tokens, more than the model's vocabulary (" +
+                    std::to_string(mc.vocab_size) + ")",
+                "use the tokenizer the model was trained with");
   const parallel::PipelineParallel& pp = model.pipeline();
   int64_t longest = 0;
   for (std::size_t b = 0; b < prompts.size(); ++b) {
@@ -119,7 +127,7 @@ std::vector<Generation> generate(Transformer& model,
       uniforms.data<float>()[i] = done[bi] ? 0.0f : streams[bi].uniform();
     }
     ops::sample_rows(logits, cfg.temperature, cfg.top_k, cfg.top_p, ops::on_device(uniforms, dev),
-                     next, logprobs);
+                     next, logprobs, vocab_limit);
     const Tensor ids_host = ops::on_device(next, core::Device::Host);
     const Tensor lp_host = ops::on_device(logprobs, core::Device::Host);
     packet.assign(static_cast<std::size_t>(packet_size(g)), 0);

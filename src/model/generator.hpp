@@ -31,9 +31,13 @@ struct Generation {
 
 // prompts: token ids, each non-empty and shorter than the model's context (Input error if not).
 // stream_ids: one per prompt (e.g. the example index times samples-per-prompt plus sample).
+// vocab_limit: tokens are drawn from the ids [0, vocab_limit) only — pass the tokenizer's
+// vocabulary size, since an imported model's embedding may have padded, untrained rows past it
+// that the tokenizer cannot decode; 0: the model's whole vocabulary (Input error if larger).
 std::vector<Generation> generate(Transformer& model,
                                  const std::vector<std::vector<int32_t>>& prompts,
                                  const SamplingConfig& cfg, uint64_t seed,
-                                 const std::vector<uint64_t>& stream_ids, int32_t eos_id);
+                                 const std::vector<uint64_t>& stream_ids, int32_t eos_id,
+                                 int64_t vocab_limit = 0);
 
 }  // namespace opd::model

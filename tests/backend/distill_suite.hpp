@@ -27,7 +27,8 @@ using ops::VocabRange;
 struct DistillImpl {
   virtual ~DistillImpl() = default;
   virtual void sample_rows(const Tensor& logits, float temperature, int top_k, float top_p,
-                           const Tensor& uniforms, Tensor& ids, Tensor& logprobs) = 0;
+                           const Tensor& uniforms, Tensor& ids, Tensor& logprobs,
+                           int64_t vocab_limit) = 0;
   virtual void token_stats(const Tensor& z, const TeacherRows& teacher, const Tensor& y,
                            int diag_k, TokenStats& out, const ShardRows* shard) = 0;
   virtual void objective_rows(const Tensor& z, const TeacherRows& teacher, const Tensor& y,
@@ -92,11 +93,44 @@ inline void check_sampling_boundaries(DistillImpl& impl) {
     for (float top_p : {1.0f, 0.5f, 0.25f, 0.75f}) {
       Tensor ids = Tensor::empty({B}, DType::I32), lp = Tensor::empty({B});
       Tensor ids_c = Tensor::empty({B}, DType::I32), lp_c = Tensor::empty({B});
-      impl.sample_rows(x, 1.0f, top_k, top_p, u, ids, lp);
+      impl.sample_rows(x, 1.0f, top_k, top_p, u, ids, lp, 0);
       ops::sample_rows(x, 1.0f, top_k, top_p, u, ids_c, lp_c);
       EXPECT_EQ(ids.to_vector_i32(), ids_c.to_vector_i32()) << top_k << " " << top_p;
       EXPECT_TRUE(all_close(lp, to_double(lp_c), 1e-6, 1e-6)) << top_k << " " << top_p;
     }
+}
+
+// A vocabulary limit (the tokenizer's size below the model's): the columns past it get the
+// row's largest logits, so any step that looked past the limit would choose them. The choice
+// must stay below the limit and match the CPU backend's.
+inline void check_sampling_limited(DistillImpl& impl) {
+  const int64_t B = 16;
+  uint64_t seed = 700;
+  for (int64_t V : {2, 7, 300, 5000}) {
+    const uint64_t rows_seed = seed++;
+    const Tensor u = random_tensor({B}, seed++, 0.0f, 1.0f);
+    for (int64_t limit : {int64_t{1}, V / 2 + 1, V - 1}) {
+      Tensor x = sampling_rows(B, V, rows_seed);
+      float* p = x.data<float>();
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t j = limit; j < V; ++j) p[b * V + j] = 50.0f + static_cast<float>(j % 3);
+      for (float temperature : {0.0f, 1.0f, 1.6f})
+        for (int top_k : {0, 1, 5, static_cast<int>(limit), static_cast<int>(V)})
+          for (float top_p : {1.0f, 0.9f, 0.3f}) {
+            SCOPED_TRACE(::testing::Message() << "V " << V << " limit " << limit << " T "
+                                              << temperature << " top_k " << top_k << " top_p "
+                                              << top_p);
+            Tensor ids = Tensor::empty({B}, DType::I32), lp = Tensor::empty({B});
+            Tensor ids_c = Tensor::empty({B}, DType::I32), lp_c = Tensor::empty({B});
+            impl.sample_rows(x, temperature, top_k, top_p, u, ids, lp, limit);
+            ops::sample_rows(x, temperature, top_k, top_p, u, ids_c, lp_c, limit);
+            const std::vector<int32_t> got = ids.to_vector_i32();
+            EXPECT_EQ(got, ids_c.to_vector_i32());
+            for (int32_t id : got) EXPECT_LT(id, limit);
+            EXPECT_TRUE(all_close(lp, to_double(lp_c), 1e-5, 1e-5));
+          }
+    }
+  }
 }
 
 inline void check_sampling(DistillImpl& impl) {
@@ -113,12 +147,13 @@ inline void check_sampling(DistillImpl& impl) {
                                             << top_k << " top_p " << top_p);
           Tensor ids = Tensor::empty({B}, DType::I32), lp = Tensor::empty({B});
           Tensor ids_c = Tensor::empty({B}, DType::I32), lp_c = Tensor::empty({B});
-          impl.sample_rows(x, temperature, top_k, top_p, u, ids, lp);
+          impl.sample_rows(x, temperature, top_k, top_p, u, ids, lp, 0);
           ops::sample_rows(x, temperature, top_k, top_p, u, ids_c, lp_c);
           EXPECT_EQ(ids.to_vector_i32(), ids_c.to_vector_i32());
           EXPECT_TRUE(all_close(lp, to_double(lp_c), 1e-5, 1e-5));
         }
   }
+  check_sampling_limited(impl);
 }
 
 // ---- token_stats ---------------------------------------------------------------------------------

@@ -18,9 +18,11 @@ namespace {
 class Gpu final : public DistillImpl {
  public:
   void sample_rows(const Tensor& logits, float temperature, int top_k, float top_p,
-                   const Tensor& uniforms, Tensor& ids, Tensor& logprobs) override {
+                   const Tensor& uniforms, Tensor& ids, Tensor& logprobs,
+                   int64_t vocab_limit) override {
     Tensor gi = to_gpu(ids), gl = to_gpu(logprobs);
-    ops::sample_rows(to_gpu(logits), temperature, top_k, top_p, to_gpu(uniforms), gi, gl);
+    ops::sample_rows(to_gpu(logits), temperature, top_k, top_p, to_gpu(uniforms), gi, gl,
+                     vocab_limit);
     ops::copy(gi, ids);
     ops::copy(gl, logprobs);
   }
@@ -85,9 +87,25 @@ TEST(CudaDistillOps, SamplingLargeVocabulary) {
                          std::tuple{1.2f, 0, 0.9f}, std::tuple{0.0f, 0, 1.0f}}) {
     Tensor ids = Tensor::empty({B}, DType::I32), lp = Tensor::empty({B});
     Tensor ids_c = Tensor::empty({B}, DType::I32), lp_c = Tensor::empty({B});
-    impl.sample_rows(x, t, k, p, u, ids, lp);
+    impl.sample_rows(x, t, k, p, u, ids, lp, 0);
     ops::sample_rows(x, t, k, p, u, ids_c, lp_c);
     EXPECT_EQ(ids.to_vector_i32(), ids_c.to_vector_i32());
+    EXPECT_TRUE(all_close(lp, to_double(lp_c), 1e-5, 1e-5));
+  }
+  // Qwen2.5's padded embedding: 151665 tokenizer ids, the rest of the rows given the largest
+  // logits; nothing past the limit may be chosen.
+  const int64_t limit = 151665;
+  Tensor xp = x.clone();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = limit; j < V; ++j) xp.data<float>()[b * V + j] = 20.0f;
+  for (auto [t, k, p] : {std::tuple{1.0f, 0, 1.0f}, std::tuple{0.8f, 50, 0.95f},
+                         std::tuple{0.0f, 0, 1.0f}}) {
+    Tensor ids = Tensor::empty({B}, DType::I32), lp = Tensor::empty({B});
+    Tensor ids_c = Tensor::empty({B}, DType::I32), lp_c = Tensor::empty({B});
+    impl.sample_rows(xp, t, k, p, u, ids, lp, limit);
+    ops::sample_rows(xp, t, k, p, u, ids_c, lp_c, limit);
+    EXPECT_EQ(ids.to_vector_i32(), ids_c.to_vector_i32());
+    for (int32_t id : ids.to_vector_i32()) EXPECT_LT(id, limit);
     EXPECT_TRUE(all_close(lp, to_double(lp_c), 1e-5, 1e-5));
   }
 }

@@ -151,9 +151,11 @@ class Emulated final : public DistillImpl {
   int T;
 
   void sample_rows(const Tensor& logits, float temperature, int top_k, float top_p,
-                   const Tensor& uniforms, Tensor& ids, Tensor& logprobs) override {
+                   const Tensor& uniforms, Tensor& ids, Tensor& logprobs,
+                   int64_t vocab_limit) override {
     HostStaging st;
-    const auto P = rows::prepare_sample(st, logits, temperature, top_k, top_p, uniforms, ids, logprobs);
+    const auto P = rows::prepare_sample(st, logits, temperature, top_k, top_p, uniforms, ids,
+                                        logprobs, vocab_limit);
     emulate(logits.dim(0), T, P, [](HostBlock& b, const auto& p, int64_t r) { rows::sample_row(b, p, r); });
   }
   void token_stats(const Tensor& z, const TeacherRows& teacher, const Tensor& y, int diag_k,
@@ -278,7 +280,11 @@ TEST(CudaDistillRows, MisuseIsRefused) {
   Emulated impl(2);
   Tensor ids = Tensor::empty({P.n}, DType::I32), lp = Tensor::empty({P.n});
   Tensor bad_u = Tensor::from_vector(std::vector<float>{0.1f, 1.0f, 0.2f}, {P.n});
-  EXPECT_THROW(impl.sample_rows(P.zt, 1.0f, 0, 1.0f, bad_u, ids, lp), opd::Error);
+  EXPECT_THROW(impl.sample_rows(P.zt, 1.0f, 0, 1.0f, bad_u, ids, lp, 0), opd::Error);
+  const Tensor good_u = Tensor::from_vector(std::vector<float>{0.1f, 0.5f, 0.2f}, {P.n});
+  EXPECT_NO_THROW(impl.sample_rows(P.zt, 1.0f, 0, 1.0f, good_u, ids, lp, P.V));
+  EXPECT_THROW(impl.sample_rows(P.zt, 1.0f, 0, 1.0f, good_u, ids, lp, P.V + 1), opd::Error);
+  EXPECT_THROW(impl.sample_rows(P.zt, 1.0f, 0, 1.0f, good_u, ids, lp, -1), opd::Error);
   ObjectiveArgs a;
   a.kind = ObjectiveKind::FullRkl;
   Tensor loss = Tensor::empty({P.n}), dz = Tensor::empty({P.n, P.V}), none;

@@ -1,6 +1,7 @@
 // sample_rows: greedy, hand-computed inverse-CDF cases for temperature, top-k and top-p, exact
 // log-probs, a full-sort float64 reference on large rows, a statistical check of the sampled
-// distribution, row independence and determinism.
+// distribution, row independence and determinism, and the vocabulary limit (ids past it never
+// chosen, top-k/top-p over the allowed ids).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <cstdint>
 #include <numeric>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "backend/ops.hpp"
@@ -27,21 +29,21 @@ struct Draws {
 };
 
 Draws sample(const std::vector<float>& logits, int64_t V, float temperature, int top_k, float top_p,
-             const std::vector<float>& u) {
+             const std::vector<float>& u, int64_t vocab_limit = 0) {
   const int64_t B = static_cast<int64_t>(u.size());
   Tensor x = Tensor::from_vector(logits, {B, V});
   Tensor uniforms = Tensor::from_vector(u, {B});
   Tensor ids = Tensor::empty({B}, DType::I32), lp = Tensor::empty({B});
-  ops::sample_rows(x, temperature, top_k, top_p, uniforms, ids, lp);
+  ops::sample_rows(x, temperature, top_k, top_p, uniforms, ids, lp, vocab_limit);
   return {ids.to_vector_i32(), lp.to_vector()};
 }
 
 // The same row repeated once per uniform.
 Draws sample_row(const std::vector<float>& row, float temperature, int top_k, float top_p,
-                 const std::vector<float>& u) {
+                 const std::vector<float>& u, int64_t vocab_limit = 0) {
   std::vector<float> x;
   for (std::size_t b = 0; b < u.size(); ++b) x.insert(x.end(), row.begin(), row.end());
-  return sample(x, static_cast<int64_t>(row.size()), temperature, top_k, top_p, u);
+  return sample(x, static_cast<int64_t>(row.size()), temperature, top_k, top_p, u, vocab_limit);
 }
 
 std::vector<float> log_of(const std::vector<double>& p) {
@@ -278,6 +280,89 @@ TEST(Sampling, RowsAreIndependentAndDeterministic) {
   for (int64_t b = 0; b < B; ++b) EXPECT_EQ(rev.ids[B - 1 - b], batch.ids[b]);
 }
 
+// kProbs over ids 0..3, then two "padded" ids 4 and 5 (past a tokenizer's vocabulary of 4)
+// with logits far above the rest: unrestricted, they take almost all the mass.
+std::vector<float> padded_row() {
+  std::vector<float> row = log_of(kProbs);
+  row.push_back(12.0f);
+  row.push_back(11.0f);
+  return row;
+}
+
+TEST(Sampling, VocabLimitNeverChoosesIdsPastIt) {
+  const std::vector<float> row = padded_row();
+  // Unrestricted, the padded ids win (the test's premise).
+  EXPECT_EQ(sample_row(row, 0.0f, 0, 1.0f, {0.5f}).ids[0], 4);
+  EXPECT_EQ(sample_row(row, 1.0f, 0, 1.0f, {0.5f}).ids[0], 4);
+  // Greedy picks the best allowed id.
+  for (float t : {0.0f, -1.0f}) {
+    Draws g = sample_row(row, t, 0, 1.0f, {0.99f}, 4);
+    EXPECT_EQ(g.ids[0], 1);
+    EXPECT_EQ(g.logprobs[0], 0.0f);
+  }
+  // Sampling is the allowed ids' own distribution: kProbs exactly, as in
+  // InverseCdfInDescendingOrder.
+  Draws d = sample_row(row, 1.0f, 0, 1.0f, {0.0f, 0.39f, 0.41f, 0.69f, 0.75f, 0.95f, 0.999f}, 4);
+  EXPECT_EQ(d.ids, (std::vector<int32_t>{1, 1, 3, 3, 2, 0, 0}));
+  const std::vector<double> lp = {0.4, 0.4, 0.3, 0.3, 0.2, 0.1, 0.1};
+  for (std::size_t i = 0; i < lp.size(); ++i) EXPECT_NEAR(d.logprobs[i], std::log(lp[i]), 1e-6) << i;
+  // A limit equal to V changes nothing, bit for bit.
+  const std::vector<float> u = uniforms(64, 61);
+  Draws whole = sample_row(row, 0.8f, 3, 0.9f, u);
+  Draws at_v = sample_row(row, 0.8f, 3, 0.9f, u, 6);
+  EXPECT_EQ(whole.ids, at_v.ids);
+  EXPECT_EQ(whole.logprobs, at_v.logprobs);
+}
+
+TEST(Sampling, VocabLimitTopKAndTopPCountAllowedIdsOnly) {
+  const std::vector<float> row = padded_row();
+  // top_k = 2 over the allowed ids: 1 and 3 with 4/7 and 3/7 (over all ids it would be 4 and 5).
+  Draws k = sample_row(row, 1.0f, 2, 1.0f, {0.5f, 0.6f, 0.99f}, 4);
+  EXPECT_EQ(k.ids, (std::vector<int32_t>{1, 3, 3}));
+  EXPECT_NEAR(k.logprobs[0], std::log(4.0 / 7.0), 1e-6);
+  EXPECT_NEAR(k.logprobs[1], std::log(3.0 / 7.0), 1e-6);
+  // top_k at or above the limit (below V, or V itself) keeps every allowed id.
+  for (int top_k : {4, 5, 6}) {
+    Draws all = sample_row(row, 1.0f, top_k, 1.0f, {0.95f}, 4);
+    EXPECT_EQ(all.ids[0], 0) << top_k;
+    EXPECT_NEAR(all.logprobs[0], std::log(0.1), 1e-6) << top_k;
+  }
+  // top_p on the allowed mass: 0.65 keeps {1, 3} (0.4 < 0.65 <= 0.7), 0.75 keeps {1, 3, 2}.
+  Draws p = sample_row(row, 1.0f, 0, 0.65f, {0.5f, 0.6f}, 4);
+  EXPECT_EQ(p.ids, (std::vector<int32_t>{1, 3}));
+  EXPECT_NEAR(p.logprobs[1], std::log(3.0 / 7.0), 1e-6);
+  Draws q = sample_row(row, 1.0f, 0, 0.75f, {0.8f, 0.999f}, 4);
+  EXPECT_EQ(q.ids, (std::vector<int32_t>{2, 2}));
+  EXPECT_NEAR(q.logprobs[0], std::log(2.0 / 9.0), 1e-6);
+  // A limit of 1 leaves id 0 alone, with probability 1.
+  Draws one = sample_row(row, 1.0f, 0, 1.0f, {0.7f}, 1);
+  EXPECT_EQ(one.ids[0], 0);
+  EXPECT_NEAR(one.logprobs[0], 0.0, 1e-7);
+  // Allowed ids all -inf: the argmax fallback still stays below the limit.
+  const float ninf = -INFINITY;
+  Draws masked = sample_row({ninf, ninf, ninf, 3.0f, 2.0f}, 1.0f, 0, 1.0f, {0.5f}, 3);
+  EXPECT_LT(masked.ids[0], 3);
+}
+
+TEST(Sampling, VocabLimitLargeRowsMatchReferenceOnThePrefix) {
+  const int64_t V = 5000, B = 32, limit = 4100;
+  std::vector<float> x = random_tensor({B, V}, 71, -6.0f, 6.0f).to_vector();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = limit; j < V; ++j) x[b * V + j] += 8.0f;  // the padded ids dominate
+  std::vector<float> u = uniforms(B, 72);
+  for (auto [t, k, p] : {std::tuple{1.0f, 0, 1.0f}, std::tuple{0.7f, 200, 0.9f},
+                         std::tuple{1.3f, 0, 0.5f}}) {
+    SCOPED_TRACE(::testing::Message() << "T " << t << " k " << k << " p " << p);
+    Draws d = sample(x, V, t, k, p, u, limit);
+    for (int64_t b = 0; b < B; ++b) {
+      std::vector<float> allowed(x.begin() + b * V, x.begin() + b * V + limit);
+      auto [id, lp] = reference_choice(reference_distribution(allowed, t, k, p), u[b]);
+      EXPECT_EQ(d.ids[b], id) << "row " << b;
+      EXPECT_NEAR(d.logprobs[b], lp, 1e-5 * std::max(1.0, std::abs(lp))) << "row " << b;
+    }
+  }
+}
+
 TEST(Sampling, MisuseThrows) {
   Tensor x = random_tensor({3, 5}, 1);
   Tensor u = Tensor::from_vector(std::vector<float>{0.1f, 0.2f, 0.3f}, {3});
@@ -292,6 +377,8 @@ TEST(Sampling, MisuseThrows) {
   EXPECT_THROW(ops::sample_rows(x, 1.0f, 0, 1.0f, u_one, ids, lp), opd::Error);
   Tensor x1 = random_tensor({15}, 2);
   EXPECT_THROW(ops::sample_rows(x1, 1.0f, 0, 1.0f, u, ids, lp), opd::Error);
+  EXPECT_THROW(ops::sample_rows(x, 1.0f, 0, 1.0f, u, ids, lp, 6), opd::Error);   // > V
+  EXPECT_THROW(ops::sample_rows(x, 1.0f, 0, 1.0f, u, ids, lp, -1), opd::Error);
 }
 
 }  // namespace

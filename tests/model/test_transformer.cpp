@@ -189,6 +189,59 @@ TEST(Transformer, GreedyGenerationFollowsArgmaxOfFullForward) {
   }
 }
 
+// A model whose embedding has more rows than the tokenizer has tokens (vocab_limit 12 of 20):
+// sampled and greedy tokens stay below the limit; the limit at V changes nothing.
+TEST(Transformer, GenerationStaysBelowTheVocabLimit) {
+  ModelConfig c = tiny(false, false, false);
+  c.vocab_size = 20;
+  Transformer m(c);
+  m.init_weights(7);
+  const int64_t limit = 12;
+  const std::vector<std::vector<int32_t>> prompts = {{1, 4}, {1, 7, 8}, {1}, {1, 2, 2, 2}};
+  const std::vector<uint64_t> ids = {0, 1, 2, 3};
+  SamplingConfig sc;
+  sc.temperature = 1.0f;
+  sc.max_new_tokens = 12;
+  auto count_past = [&](const std::vector<Generation>& gens) {
+    int past = 0;
+    for (const auto& g : gens)
+      for (int32_t t : g.tokens) past += t >= limit;
+    return past;
+  };
+  const auto unrestricted = generate(m, prompts, sc, 3, ids, -1);
+  EXPECT_GT(count_past(unrestricted), 0);  // the premise: unrestricted, ids past it occur
+  const auto limited = generate(m, prompts, sc, 3, ids, -1, limit);
+  EXPECT_EQ(count_past(limited), 0);
+  for (const auto& g : limited) EXPECT_EQ(g.tokens.size(), 12u);
+  const auto at_v = generate(m, prompts, sc, 3, ids, -1, c.vocab_size);
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(at_v[i].tokens, unrestricted[i].tokens);
+    EXPECT_EQ(at_v[i].logprobs, unrestricted[i].logprobs);
+  }
+  // Greedy: the argmax of the full forward's logits over the allowed ids.
+  sc.temperature = 0.0f;
+  sc.max_new_tokens = 6;
+  const auto g = generate(m, {prompts[1]}, sc, 1, {0}, -1, limit);
+  std::vector<int32_t> seq = prompts[1];
+  for (int32_t tok : g[0].tokens) {
+    const int64_t T = static_cast<int64_t>(seq.size());
+    Tensor h = m.forward(ids_tensor(seq, 1, T), causal_positions(1, T), false).clone();
+    Tensor lg = Tensor::empty({T, c.vocab_size});
+    m.logits(h, lg);
+    auto v = lg.to_vector();
+    auto last = v.begin() + (T - 1) * c.vocab_size;
+    EXPECT_EQ(tok, std::max_element(last, last + limit) - last);
+    seq.push_back(tok);
+  }
+  // A tokenizer larger than the model's vocabulary is refused.
+  try {
+    generate(m, {prompts[0]}, sc, 1, {0}, -1, c.vocab_size + 1);
+    FAIL() << "no error";
+  } catch (const opd::Error& e) {
+    EXPECT_EQ(e.exit_status(), 2);
+  }
+}
+
 TEST(Transformer, StopTokensEndASequence) {
   ModelConfig c = tiny(false, false, false);
   c.vocab_size = 15;

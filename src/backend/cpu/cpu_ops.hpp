@@ -69,7 +69,7 @@ void shard_full_sums(const Tensor& z_local, const Tensor& u_local, const std::ve
                      const std::vector<double>& lse_u, double beta, ShardSums& out);
 std::vector<double> shard_values(const Tensor& x_local, const VocabRange& range, const Tensor& ids);
 void sample_rows(const Tensor& logits, float temperature, int top_k, float top_p,
-                 const Tensor& uniforms, Tensor& ids, Tensor& logprobs);
+                 const Tensor& uniforms, Tensor& ids, Tensor& logprobs, int64_t vocab_limit);
 void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& hp);
 
 }  // namespace opd::backend::cpu

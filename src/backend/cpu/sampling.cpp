@@ -1,5 +1,7 @@
 // CPU sampling: one token per row of logits [B, V] (backend/ops.hpp, sample_rows).
 //
+// Only the allowed ids [0, vocab_limit) of a row are candidates: every step below runs on that
+// prefix of the row, which is the same as treating the logits past it as -inf.
 // Order: every step works in the descending order of the logits, ties broken by the lower id
 // (probabilities are monotone in the logits, so this is the descending-probability order).
 //   temperature <= 0: argmax, logprob 0.
@@ -139,13 +141,15 @@ void check_tensor(const char* name, const Tensor& t, const core::Shape& shape, D
 }  // namespace
 
 void sample_rows(const Tensor& logits, float temperature, int top_k, float top_p,
-                 const Tensor& uniforms, Tensor& ids, Tensor& logprobs) {
+                 const Tensor& uniforms, Tensor& ids, Tensor& logprobs, int64_t vocab_limit) {
   OPD_CHECK(
       logits.defined() && logits.is_host() && logits.dtype() == DType::F32 && logits.ndim() == 2,
       "sample_rows: logits must be a host f32 [B, V] tensor, got ", logits.describe());
   const int64_t B = logits.dim(0), V = logits.dim(1);
   OPD_CHECK(V >= 1 && V <= std::numeric_limits<int32_t>::max(), "sample_rows: vocabulary ", V,
             " out of range");
+  OPD_CHECK(vocab_limit >= 0 && vocab_limit <= V, "sample_rows: vocab_limit ", vocab_limit,
+            " must be in [1, V = ", V, "] (0: all)");
   OPD_CHECK(!std::isnan(temperature), "sample_rows: temperature is NaN");
   OPD_CHECK(!std::isnan(top_p), "sample_rows: top_p is NaN");
   check_tensor("uniforms", uniforms, {B}, DType::F32);
@@ -156,11 +160,12 @@ void sample_rows(const Tensor& logits, float temperature, int top_k, float top_p
     OPD_CHECK(up[b] >= 0.0f && up[b] < 1.0f, "sample_rows: uniforms[", b, "] = ", up[b],
               " is not in [0, 1)");
 
+  const int64_t allowed = vocab_limit == 0 ? V : vocab_limit;
   const float* xp = logits.data<float>();
   int32_t* ip = ids.data<int32_t>();
   float* lp = logprobs.data<float>();
   Kokkos::parallel_for("opd::cpu::sample_rows", Policy(0, B), [=](int64_t b) {
-    const Choice c = sample_row(xp + b * V, V, temperature, top_k, top_p, up[b]);
+    const Choice c = sample_row(xp + b * V, allowed, temperature, top_k, top_p, up[b]);
     ip[b] = c.id;
     lp[b] = c.logprob;
   });

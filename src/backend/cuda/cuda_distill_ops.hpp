@@ -20,7 +20,7 @@ namespace opd::backend::cuda {
 
 // sampling.cu
 void sample_rows(const Tensor& logits, float temperature, int top_k, float top_p,
-                 const Tensor& uniforms, Tensor& ids, Tensor& logprobs);
+                 const Tensor& uniforms, Tensor& ids, Tensor& logprobs, int64_t vocab_limit);
 // token_stats.cu
 void token_stats(const Tensor& z, const TeacherRows& teacher, const Tensor& y, int diag_k,
                  TokenStats& out, const ShardRows* shard);

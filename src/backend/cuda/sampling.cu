@@ -14,10 +14,10 @@ struct SampleRow {
 }  // namespace
 
 void sample_rows(const Tensor& logits, float temperature, int top_k, float top_p,
-                 const Tensor& uniforms, Tensor& ids, Tensor& logprobs) {
+                 const Tensor& uniforms, Tensor& ids, Tensor& logprobs, int64_t vocab_limit) {
   DeviceStaging st;
-  const rows::SampleParams P =
-      rows::prepare_sample(st, logits, temperature, top_k, top_p, uniforms, ids, logprobs);
+  const rows::SampleParams P = rows::prepare_sample(st, logits, temperature, top_k, top_p,
+                                                    uniforms, ids, logprobs, vocab_limit);
   launch_rows<SampleRow>("sample_rows", logits.dim(0), P);
 }
 

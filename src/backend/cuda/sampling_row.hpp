@@ -6,6 +6,7 @@
 // summed over the candidates in double, and the top-p cut and the inverse CDF are crossings of
 // the cumulative weight in the top-k order (row_select.hpp). Sums run in another order than the
 // CPU's, so only a uniform within rounding of a cumulative-mass boundary can choose otherwise.
+// Like the CPU, every step sees only the row's allowed prefix [0, allowed) (vocab_limit).
 #pragma once
 
 #include <limits>
@@ -21,7 +22,8 @@ struct SampleParams {
   const float* u = nullptr;  // [B]
   int32_t* ids = nullptr;
   float* logprobs = nullptr;
-  int64_t V = 0;
+  int64_t V = 0;        // the row stride
+  int64_t allowed = 0;  // the candidates: columns [0, allowed), 1 <= allowed <= V
   float temperature = 0.0f, top_p = 1.0f;
   int top_k = 0;
 };
@@ -37,8 +39,8 @@ struct SoftmaxWeight {
 
 template <class Blk>
 OPD_ROW void sample_row(Blk& b, const SampleParams& P, int64_t r) {
-  const int64_t V = P.V;
-  const float* x = P.x + r * V;
+  const float* x = P.x + r * P.V;
+  const int64_t V = P.allowed;  // from here on the row is its allowed prefix
   const int32_t best = key_id(first_key(b, x, V));  // always among the top-k candidates
   if (P.temperature <= 0.0f || !is_finite(double(x[best]))) {
     // Greedy, or no finite distribution (the CPU's argmax fallback).
@@ -73,7 +75,7 @@ OPD_ROW void sample_row(Blk& b, const SampleParams& P, int64_t r) {
 // The CPU backend's checks; logits, ids and logprobs on the staging device, uniforms anywhere.
 inline SampleParams prepare_sample(Staging& st, const Tensor& logits, float temperature, int top_k,
                                    float top_p, const Tensor& uniforms, Tensor& ids,
-                                   Tensor& logprobs) {
+                                   Tensor& logprobs, int64_t vocab_limit) {
   const core::Device dev = st.device();
   OPD_CHECK(logits.defined() && logits.device() == dev && logits.dtype() == core::DType::F32 &&
                 logits.ndim() == 2,
@@ -82,6 +84,8 @@ inline SampleParams prepare_sample(Staging& st, const Tensor& logits, float temp
   const int64_t B = logits.dim(0), V = logits.dim(1);
   OPD_CHECK(V >= 1 && V <= std::numeric_limits<int32_t>::max(), "sample_rows: vocabulary ", V,
             " out of range");
+  OPD_CHECK(vocab_limit >= 0 && vocab_limit <= V, "sample_rows: vocab_limit ", vocab_limit,
+            " must be in [1, V = ", V, "] (0: all)");
   OPD_CHECK(!(temperature != temperature), "sample_rows: temperature is NaN");
   OPD_CHECK(!(top_p != top_p), "sample_rows: top_p is NaN");
   auto check = [&](const char* name, const Tensor& t, core::DType dtype, bool on_device) {
@@ -103,6 +107,7 @@ inline SampleParams prepare_sample(Staging& st, const Tensor& logits, float temp
   P.ids = ids.data<int32_t>();
   P.logprobs = logprobs.data<float>();
   P.V = V;
+  P.allowed = vocab_limit == 0 ? V : vocab_limit;
   P.temperature = temperature;
   P.top_k = top_k;
   P.top_p = top_p;
