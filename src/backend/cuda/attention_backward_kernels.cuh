@@ -94,8 +94,8 @@ __global__ void __launch_bounds__(kThreads) flash_dkdv(BwdArgs a) {
   const int b = blockIdx.y / s.G, g = blockIdx.y % s.G;
   const int j0 = blockIdx.x * kBc;
   const int keys = min(kBc, s.S - j0);
-  load_tile<kBc, kE>(ks, keys, s.E, [&](int i) { return a.k + kv_offset(s, b, j0 + i, g); });
-  load_tile<kBc, kE>(vs, keys, s.E, [&](int i) { return a.v + kv_offset(s, b, j0 + i, g); });
+  load_tile<kBc, kE>(ks, keys, s.E, KeyRows{a.k, s, b, g, j0});
+  load_tile<kBc, kE>(vs, keys, s.E, KeyRows{a.v, s, b, g, j0});
 
   // The thread's keys ty + 16 i, columns tx + 16 c.
   float dk[kKA][kCE], dv[kKA][kCE];
@@ -112,14 +112,8 @@ __global__ void __launch_bounds__(kThreads) flash_dkdv(BwdArgs a) {
     if (threadIdx.x < kBr)
       sees = load_row_stats(a, b, g, n0, rows, threadIdx.x, vis_s, lse_s, d_s, j0);
     if (!__syncthreads_or(sees)) continue;  // no row of this tile sees a key of this block
-    load_tile<kBr, kE>(qs, rows, s.E, [&](int i) {
-      const Row r = row_of(s, g, n0 + i);
-      return a.q + q_offset(s, b, r.t, r.h);
-    });
-    load_tile<kBr, kE>(dos, rows, s.E, [&](int i) {
-      const Row r = row_of(s, g, n0 + i);
-      return a.d_out + q_offset(s, b, r.t, r.h);
-    });
+    load_tile<kBr, kE>(qs, rows, s.E, QueryRows{a.q, s, b, g, n0});
+    load_tile<kBr, kE>(dos, rows, s.E, QueryRows{a.d_out, s, b, g, n0});
     __syncthreads();
     float p[kA][kC], ds[kA][kC];
     scores_to_ds<kA, kC, kE>(qs, dos, ks, vs, vis_s, lse_s, d_s, j0, a.scale, ty, tx, p, ds);
@@ -196,14 +190,8 @@ __global__ void __launch_bounds__(kThreads) flash_dq(BwdArgs a) {
     load_row_stats(a, b, g, n0, rows, threadIdx.x, vis_s, lse_s, d_s, 0);
     atomicMax(&kv_end_s, vis_s[threadIdx.x]);
   }
-  load_tile<kBr, kE>(qs, rows, s.E, [&](int i) {
-    const Row r = row_of(s, g, n0 + i);
-    return a.q + q_offset(s, b, r.t, r.h);
-  });
-  load_tile<kBr, kE>(dos, rows, s.E, [&](int i) {
-    const Row r = row_of(s, g, n0 + i);
-    return a.d_out + q_offset(s, b, r.t, r.h);
-  });
+  load_tile<kBr, kE>(qs, rows, s.E, QueryRows{a.q, s, b, g, n0});
+  load_tile<kBr, kE>(dos, rows, s.E, QueryRows{a.d_out, s, b, g, n0});
   __syncthreads();
   const int tiles = ceil_div(kv_end_s, kBc);
 
@@ -217,8 +205,8 @@ __global__ void __launch_bounds__(kThreads) flash_dq(BwdArgs a) {
     const int j0 = kt * kBc;
     const int keys = min(kBc, s.S - j0);
     __syncthreads();  // the previous tile's reads of ks, vs, dss are done
-    load_tile<kBc, kE>(ks, keys, s.E, [&](int i) { return a.k + kv_offset(s, b, j0 + i, g); });
-    load_tile<kBc, kE>(vs, keys, s.E, [&](int i) { return a.v + kv_offset(s, b, j0 + i, g); });
+    load_tile<kBc, kE>(ks, keys, s.E, KeyRows{a.k, s, b, g, j0});
+    load_tile<kBc, kE>(vs, keys, s.E, KeyRows{a.v, s, b, g, j0});
     __syncthreads();
     float p[kA][kC], ds[kA][kC];
     scores_to_ds<kA, kC, kE>(qs, dos, ks, vs, vis_s, lse_s, d_s, j0, a.scale, ty, tx, p, ds);

@@ -46,22 +46,8 @@ __global__ void __launch_bounds__(kThreads) flash_forward(FwdArgs a) {
   // keys end at its rows' largest count.
   if (threadIdx.x == 0) kv_end_s = 0;
   __syncthreads();
-  if (threadIdx.x < kBr) {
-    int vis = 0;
-    float l = 0.0f;
-    if (static_cast<int>(threadIdx.x) < rows) {
-      const Row r = row_of(s, g, n0 + threadIdx.x);
-      vis = visible_keys(a.q_pos[static_cast<int64_t>(b) * s.T + r.t], s.S);
-      if (kDelta) l = a.lse_in[lse_offset(s, b, r.h, r.t)];
-    }
-    vis_s[threadIdx.x] = vis;
-    lse_s[threadIdx.x] = l;
-    atomicMax(&kv_end_s, vis);
-  }
-  load_tile<kBr, kE>(qs, rows, s.E, [&](int i) {
-    const Row r = row_of(s, g, n0 + i);
-    return a.q + q_offset(s, b, r.t, r.h);
-  });
+  forward_row_stats<kBr, kDelta>(a, b, g, n0, rows, vis_s, lse_s, &kv_end_s);
+  load_tile<kBr, kE>(qs, rows, s.E, QueryRows{a.q, s, b, g, n0});
   __syncthreads();
   const TileRange range = split_tiles(kv_end_s, kBc, a.max_tiles, a.splits, blockIdx.z);
 
@@ -81,7 +67,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward(FwdArgs a) {
     const int j0 = kt * kBc;
     const int keys = min(kBc, s.S - j0);
     __syncthreads();  // the previous tile's reads of kvs and ps are done
-    load_tile<kBc, kE>(kvs, keys, s.E, [&](int i) { return a.k + kv_offset(s, b, j0 + i, g); });
+    load_tile<kBc, kE>(kvs, keys, s.E, KeyRows{a.k, s, b, g, j0});
     __syncthreads();
     float sc[kA][kC];
 #pragma unroll
@@ -116,7 +102,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward(FwdArgs a) {
       for (int c = 0; c < kC; ++c) ps[(ty + 16 * i) * kPPitch + tx + 16 * c] = p[c];
     }
     __syncthreads();  // P complete, K no longer read
-    load_tile<kBc, kE>(kvs, keys, s.E, [&](int i) { return a.v + kv_offset(s, b, j0 + i, g); });
+    load_tile<kBc, kE>(kvs, keys, s.E, KeyRows{a.v, s, b, g, j0});
     __syncthreads();
     mma_nn<kA, kCE, kBc, kPPitch, kPitch>(acc, ps, kvs, ty, tx);
   }

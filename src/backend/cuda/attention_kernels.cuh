@@ -54,6 +54,24 @@ __device__ __forceinline__ void load_tile(float* dst, int rows, int E, RowPtr ro
   }
 }
 
+// The rows of a tile for load_tile: query rows n0 + i of problem (b, g) in a q-shaped tensor (q,
+// dO), and keys j0 + i in a k-shaped one (k, v).
+struct QueryRows {
+  const Elem* x;
+  Shape s;
+  int b, g, n0;
+  __device__ const Elem* operator()(int i) const {
+    const Row r = row_of(s, g, n0 + i);
+    return x + q_offset(s, b, r.t, r.h);
+  }
+};
+struct KeyRows {
+  const Elem* x;
+  Shape s;
+  int b, g, j0;
+  __device__ const Elem* operator()(int i) const { return x + kv_offset(s, b, j0 + i, g); }
+};
+
 // acc[a][c] += sum_{x < kK} A[(ty + 16 a) kLda + x] B[(tx + 16 c) kLdb + x]   (A B^T)
 // Rows are read 4 floats at a time (A and B 16-byte aligned, kLda, kLdb, kK multiples of 4); the
 // sum still runs over x in order.
@@ -161,6 +179,26 @@ struct FwdArgs {
   int max_tiles = 0, splits = 1;
   Shape s{};
 };
+// A forward block's row statistics, by threads < kBr: row i's visible keys (0 past the last row)
+// and, in delta form, the forward's lse; *kv_end (0 and synchronised before) becomes the tile's
+// largest count.
+template <int kBr, bool kDelta>
+__device__ __forceinline__ void forward_row_stats(const FwdArgs& a, int b, int g, int n0, int rows,
+                                                  int* vis_s, float* lse_s, int* kv_end) {
+  const int i = static_cast<int>(threadIdx.x);
+  if (i >= kBr) return;
+  int vis = 0;
+  float l = 0.0f;
+  if (i < rows) {
+    const Row r = row_of(a.s, g, n0 + i);
+    vis = visible_keys(a.q_pos[static_cast<int64_t>(b) * a.s.T + r.t], a.s.S);
+    if (kDelta) l = a.lse_in[lse_offset(a.s, b, r.h, r.t)];
+  }
+  vis_s[i] = vis;
+  lse_s[i] = l;
+  atomicMax(kv_end, vis);
+}
+
 // Arguments of the backward kernels (attention_backward_kernels.cuh); delta = dO . O per row.
 struct BwdArgs {
   const Elem *q, *k, *v, *d_out;

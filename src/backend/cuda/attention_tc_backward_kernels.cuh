@@ -93,8 +93,8 @@ __global__ void __launch_bounds__(kThreads) flash_dkdv_tc(BwdArgs a) {
   const int b = blockIdx.y / s.G, g = blockIdx.y % s.G;
   const int j0 = blockIdx.x * kBc;
   const int keys = min(kBc, s.S - j0);
-  load_tile_bf16<kBc, kE>(ks, keys, s.E, [&](int i) { return a.k + kv_offset(s, b, j0 + i, g); });
-  load_tile_bf16<kBc, kE>(vs, keys, s.E, [&](int i) { return a.v + kv_offset(s, b, j0 + i, g); });
+  load_tile_bf16<kBc, kE>(ks, keys, s.E, KeyRows{a.k, s, b, g, j0});
+  load_tile_bf16<kBc, kE>(vs, keys, s.E, KeyRows{a.v, s, b, g, j0});
 
   Acc dk[kE / 16], dv[kE / 16];  // keys 16 warp .. 16 warp + 15
 #pragma unroll
@@ -111,14 +111,8 @@ __global__ void __launch_bounds__(kThreads) flash_dkdv_tc(BwdArgs a) {
     if (threadIdx.x < kBr)
       sees = load_row_stats(a, b, g, n0, rows, threadIdx.x, vis_s, lse_s, d_s, j0);
     if (!__syncthreads_or(sees)) continue;  // no row of this tile sees a key of this block
-    load_tile_bf16<kBr, kE>(qs, rows, s.E, [&](int i) {
-      const Row r = row_of(s, g, n0 + i);
-      return a.q + q_offset(s, b, r.t, r.h);
-    });
-    load_tile_bf16<kBr, kE>(dos, rows, s.E, [&](int i) {
-      const Row r = row_of(s, g, n0 + i);
-      return a.d_out + q_offset(s, b, r.t, r.h);
-    });
+    load_tile_bf16<kBr, kE>(qs, rows, s.E, QueryRows{a.q, s, b, g, n0});
+    load_tile_bf16<kBr, kE>(dos, rows, s.E, QueryRows{a.d_out, s, b, g, n0});
     __syncthreads();
     // S = Q K^T and dP = dO V^T, block (rb, cb) by warp (rb kBlocksC + cb) % kWarps.
     for (int blk = warp; blk < kBlocks; blk += kWarps) {
@@ -214,14 +208,8 @@ __global__ void __launch_bounds__(kThreads) flash_dq_tc(BwdArgs a) {
     load_row_stats(a, b, g, n0, rows, threadIdx.x, vis_s, lse_s, d_s, 0);
     atomicMax(kv_end_s, vis_s[threadIdx.x]);
   }
-  load_tile_bf16<kBr, kE>(qs, rows, s.E, [&](int i) {
-    const Row r = row_of(s, g, n0 + i);
-    return a.q + q_offset(s, b, r.t, r.h);
-  });
-  load_tile_bf16<kBr, kE>(dos, rows, s.E, [&](int i) {
-    const Row r = row_of(s, g, n0 + i);
-    return a.d_out + q_offset(s, b, r.t, r.h);
-  });
+  load_tile_bf16<kBr, kE>(qs, rows, s.E, QueryRows{a.q, s, b, g, n0});
+  load_tile_bf16<kBr, kE>(dos, rows, s.E, QueryRows{a.d_out, s, b, g, n0});
   __syncthreads();
   const int tiles = ceil_div(*kv_end_s, kBc);
 
@@ -241,8 +229,8 @@ __global__ void __launch_bounds__(kThreads) flash_dq_tc(BwdArgs a) {
     const int j0 = kt * kBc;
     const int keys = min(kBc, s.S - j0);
     __syncthreads();  // every warp is done with the previous K and V
-    load_tile_bf16<kBc, kE>(ks, keys, s.E, [&](int i) { return a.k + kv_offset(s, b, j0 + i, g); });
-    load_tile_bf16<kBc, kE>(vs, keys, s.E, [&](int i) { return a.v + kv_offset(s, b, j0 + i, g); });
+    load_tile_bf16<kBc, kE>(ks, keys, s.E, KeyRows{a.k, s, b, g, j0});
+    load_tile_bf16<kBc, kE>(vs, keys, s.E, KeyRows{a.v, s, b, g, j0});
     __syncthreads();
     warp_gemm<kBc / 16, kE / 16, wmma::row_major, wmma::col_major, false>(s_w, kSP, q_w, kQP, ks,
                                                                           kQP);  // Q K^T

@@ -59,22 +59,8 @@ __global__ void __launch_bounds__(kThreads) flash_forward_tc(FwdArgs a) {
   if (threadIdx.x == 0) *kv_end_s = 0;
   for (int idx = threadIdx.x; idx < kBr * kE; idx += kThreads) os[(idx / kE) * kOP + idx % kE] = 0.0f;
   __syncthreads();
-  if (threadIdx.x < kBr) {
-    int vis = 0;
-    float l = 0.0f;
-    if (static_cast<int>(threadIdx.x) < rows) {
-      const Row r = row_of(s, g, n0 + threadIdx.x);
-      vis = visible_keys(a.q_pos[static_cast<int64_t>(b) * s.T + r.t], s.S);
-      if (kDelta) l = a.lse_in[lse_offset(s, b, r.h, r.t)];
-    }
-    vis_s[threadIdx.x] = vis;
-    lse_s[threadIdx.x] = l;
-    atomicMax(kv_end_s, vis);
-  }
-  load_tile_bf16<kBr, kE>(qs, rows, s.E, [&](int i) {
-    const Row r = row_of(s, g, n0 + i);
-    return a.q + q_offset(s, b, r.t, r.h);
-  });
+  forward_row_stats<kBr, kDelta>(a, b, g, n0, rows, vis_s, lse_s, kv_end_s);
+  load_tile_bf16<kBr, kE>(qs, rows, s.E, QueryRows{a.q, s, b, g, n0});
   __syncthreads();
   const TileRange range = split_tiles(*kv_end_s, kBc, a.max_tiles, a.splits, blockIdx.z);
 
@@ -92,8 +78,8 @@ __global__ void __launch_bounds__(kThreads) flash_forward_tc(FwdArgs a) {
     const int j0 = kt * kBc;
     const int keys = min(kBc, s.S - j0);
     __syncthreads();  // every warp is done with the previous K and V
-    load_tile_bf16<kBc, kE>(ks, keys, s.E, [&](int i) { return a.k + kv_offset(s, b, j0 + i, g); });
-    load_tile_bf16<kBc, kE>(vs, keys, s.E, [&](int i) { return a.v + kv_offset(s, b, j0 + i, g); });
+    load_tile_bf16<kBc, kE>(ks, keys, s.E, KeyRows{a.k, s, b, g, j0});
+    load_tile_bf16<kBc, kE>(vs, keys, s.E, KeyRows{a.v, s, b, g, j0});
     __syncthreads();
     warp_gemm<kBc / 16, kE / 16, wmma::row_major, wmma::col_major, false>(s_w, kSP, q_w, kQP, ks,
                                                                           kQP);  // Q K^T
