@@ -329,7 +329,11 @@ void Transformer::take_inputs(Slot& s, const Tensor& ids, const Tensor& pos) {
 }
 
 uint64_t Transformer::decode_key(const Slot& s, const KVCache& cache) const {
+  // Sizes too: a cache of another capacity may reuse the same addresses.
   uint64_t key = backend::mix_key(backend::kKeySeed, s.epoch);
+  key = backend::mix_key(key, static_cast<uint64_t>(cache.batch));
+  key = backend::mix_key(key, static_cast<uint64_t>(cache.capacity));
+  key = backend::mix_key(key, static_cast<uint64_t>(compute_dtype()));
   key = backend::mix_key(key, reinterpret_cast<uintptr_t>(s.ids.raw()));
   key = backend::mix_key(key, reinterpret_cast<uintptr_t>(s.pos.raw()));
   for (std::size_t l = 0; l < cache.k.size(); ++l) {
