@@ -208,20 +208,6 @@ JobConfig parse_job(const std::string& toml_text, const std::string& source_name
   job.parallel.placement = par.get_choice("placement", "colocated", {"colocated", "split"});
   job.parallel.zero = static_cast<int>(par.get_int("zero", 0, 0, 1));
   job.parallel.micro_batches = static_cast<int>(par.get_int("micro_batches", 0, 0, 1 << 16));
-  if (job.run.device == "cuda") {  // what the GPU path does not do yet, refused before any work
-    const std::string fix = "run with [run] device = \"cpu\" for this layout";
-    if (job.parallel.student.tp > 1 || job.parallel.teacher.tp > 1)
-      input_error(par.key_path("student.tp"),
-                  "tensor parallelism is not available with device = \"cuda\" yet",
-                  "use tp = 1 with pp or dp on GPUs, or " + fix);
-    if (job.parallel.placement == "split")
-      input_error(par.key_path("placement"),
-                  "split placement (teacher on its own ranks) is not available with device = \"cuda\" yet",
-                  "use placement = \"colocated\" on GPUs, or " + fix);
-    if (job.parallel.zero)
-      input_error(par.key_path("zero"), "zero = 1 is not available with device = \"cuda\" yet",
-                  "use zero = 0 on GPUs, or " + fix);
-  }
   ConfigTable tok = t.table_or_empty("tokenizer");
   job.tokenizer = tok.get_choice("kind", "char", {"char", "hf", "tiktoken"});
   if (job.tokenizer != "char")  // the file: tokenizer.json (hf) or a rank file (tiktoken)

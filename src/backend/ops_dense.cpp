@@ -16,7 +16,7 @@ void fill(Tensor& x, float value) {
 }
 
 void copy(const Tensor& src, Tensor& dst) {
-  OPD_ON_CUDA("copy", src.is_host() ? dst : src, copy(src, dst));
+  OPD_ON_CUDA_STAGED("copy", src.is_host() ? dst : src, copy(src, dst));
   cpu::copy(src, dst);
 }
 

@@ -76,7 +76,7 @@ void objective_rows(const Tensor& z, const TeacherRows& teacher, const Tensor& y
 
 void shard_partials(const Tensor& z_local, const VocabRange& range, const Tensor& ids,
                     const Tensor* tail_ids, ShardPartials& out) {
-  OPD_ON_CUDA("shard_partials", z_local, shard_partials(z_local, range, ids, tail_ids, out));
+  OPD_ON_CUDA_STAGED("shard_partials", z_local, shard_partials(z_local, range, ids, tail_ids, out));
   cpu::shard_partials(z_local, range, ids, tail_ids, out);
 }
 
@@ -87,7 +87,7 @@ ShardRows combine_shards(const std::vector<ShardPartials>& shards, const VocabRa
 
 void shard_topk(const Tensor& x_local, const VocabRange& range, int64_t k,
                 std::vector<int32_t>& ids, std::vector<double>& values) {
-  OPD_ON_CUDA("shard_topk", x_local, shard_topk(x_local, range, k, ids, values));
+  OPD_ON_CUDA_STAGED("shard_topk", x_local, shard_topk(x_local, range, k, ids, values));
   cpu::shard_topk(x_local, range, k, ids, values);
 }
 
@@ -99,12 +99,12 @@ std::vector<int32_t> merge_topk(const std::vector<std::vector<int32_t>>& ids,
 
 void shard_full_sums(const Tensor& z_local, const Tensor& u_local, const std::vector<double>& lse,
                      const std::vector<double>& lse_u, double beta, ShardSums& out) {
-  OPD_ON_CUDA("shard_full_sums", z_local, shard_full_sums(z_local, u_local, lse, lse_u, beta, out));
+  OPD_ON_CUDA_STAGED("shard_full_sums", z_local, shard_full_sums(z_local, u_local, lse, lse_u, beta, out));
   cpu::shard_full_sums(z_local, u_local, lse, lse_u, beta, out);
 }
 
 std::vector<double> shard_values(const Tensor& x_local, const VocabRange& range, const Tensor& ids) {
-  OPD_ON_CUDA("shard_values", x_local, shard_values(x_local, range, ids));
+  OPD_ON_CUDA_STAGED("shard_values", x_local, shard_values(x_local, range, ids));
   return cpu::shard_values(x_local, range, ids);
 }
 

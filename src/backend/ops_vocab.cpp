@@ -59,7 +59,7 @@ void lm_head_cross_entropy_backward(const Tensor& h, const Tensor& w, const Tens
 
 void sample_rows(const Tensor& logits, float temperature, int top_k, float top_p,
                  const Tensor& uniforms, Tensor& ids, Tensor& logprobs, int64_t vocab_limit) {
-  OPD_ON_CUDA("sample_rows", logits,
+  OPD_ON_CUDA_STAGED("sample_rows", logits,
               sample_rows(logits, temperature, top_k, top_p, uniforms, ids, logprobs, vocab_limit));
   cpu::sample_rows(logits, temperature, top_k, top_p, uniforms, ids, logprobs, vocab_limit);
 }

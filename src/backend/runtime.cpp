@@ -1,6 +1,9 @@
 // Backend runtime: Kokkos start/stop and the OpenBLAS thread count.
 #include <Kokkos_Core.hpp>
 
+#include <cstring>
+#include <new>
+
 #include "backend/ops.hpp"
 
 #ifdef OPD_WITH_CUDA
@@ -36,9 +39,27 @@ void set_blas_threads(int n) {
 
 int blas_threads() { return openblas_get_num_threads(); }
 
+#ifdef OPD_DEVICE_EMULATION
+namespace {
+// Emulated device memory: host memory filled with 0xff bytes (NaN in f32 and bf16, -1 in
+// integers), as a GPU's fresh allocation holds whatever was there before: a read of memory that
+// no op wrote shows up in the results instead of reading as zeros.
+void* emulated_alloc(std::size_t bytes) {
+  void* p = ::operator new(bytes, std::align_val_t(256));
+  std::memset(p, 0xff, bytes);
+  return p;
+}
+void emulated_free(void* p) { ::operator delete(p, std::align_val_t(256)); }
+}  // namespace
+#endif
+
 bool use_cuda_device(int index) {
 #ifdef OPD_WITH_CUDA
   return cuda::activate(index);
+#elif defined(OPD_DEVICE_EMULATION)
+  if (index != 0) return false;  // one emulated device per process
+  core::register_device_allocator(core::Device::Cuda, {emulated_alloc, emulated_free});
+  return true;
 #else
   (void)index;
   return false;
@@ -48,6 +69,8 @@ bool use_cuda_device(int index) {
 std::string cuda_device_name() {
 #ifdef OPD_WITH_CUDA
   return cuda::device_name();
+#elif defined(OPD_DEVICE_EMULATION)
+  return "emulated CUDA device (host memory, CPU kernels)";
 #else
   return "";
 #endif

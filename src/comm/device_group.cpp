@@ -26,7 +26,9 @@ int use_local_cuda_device() {
   return backend::use_cuda_device(device) ? device : -1;
 }
 
-DeviceGroup::DeviceGroup(const Communicator& comm) {
+#ifndef OPD_DEVICE_EMULATION  // (device_group_emulated.cpp defines what follows)
+
+DeviceGroup::DeviceGroup(const Communicator& comm) : rank_(comm.rank()), size_(comm.size()) {
   // 1. Every rank checks NCCL and a GPU; all fail together if any rank cannot go on.
   try {
     library_ = backend::require_device_comm();
@@ -99,5 +101,7 @@ void DeviceGroup::flush_sends() const {
   const Timed timed;
   comm_->flush_sends();
 }
+
+#endif  // OPD_DEVICE_EMULATION
 
 }  // namespace opd::comm

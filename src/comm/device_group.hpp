@@ -26,8 +26,8 @@ class DeviceGroup {
   // Collective over `comm` (see above); Input errors when NCCL or a GPU is missing.
   explicit DeviceGroup(const Communicator& comm);
 
-  int rank() const { return comm_->rank(); }
-  int size() const { return comm_->size(); }
+  int rank() const { return rank_; }
+  int size() const { return size_; }
   const std::string& library() const { return library_; }  // NCCL version and path
 
   // The backend::DeviceComm operations (see there), counted in comm::mpi_seconds().
@@ -44,6 +44,10 @@ class DeviceGroup {
 
  private:
   std::unique_ptr<backend::DeviceComm> comm_;
+  // Device emulation (core/device_access.hpp, comm/device_group_emulated.cpp): the same ranks'
+  // own MPI communicator carries the host-memory "device" tensors instead of NCCL.
+  std::unique_ptr<Communicator> host_;
+  int rank_ = 0, size_ = 1;
   std::string library_;
 };
 

@@ -4,6 +4,7 @@
 #include <new>
 #include <sstream>
 
+#include "core/device_access.hpp"
 #include "core/error.hpp"
 
 namespace opd::core {
@@ -57,7 +58,8 @@ void register_device_allocator(Device device, DeviceAllocator allocator) {
   g_cuda_allocator = allocator;
 }
 
-Storage::Storage(std::size_t bytes, Device device) : bytes_(bytes), device_(device) {
+Storage::Storage(std::size_t bytes, Device device)
+    : bytes_(bytes), device_(device), op_scratch_(kDeviceEmulation && device_access_open()) {
   std::size_t n = bytes == 0 ? kHostAlign : bytes;
   if (device == Device::Host) {
     n = (n + kHostAlign - 1) / kHostAlign * kHostAlign;
@@ -121,7 +123,18 @@ int64_t Tensor::dim(int i) const {
 
 void* Tensor::raw() const {
   OPD_CHECK(storage_, "use of an undefined tensor");
+  if constexpr (kDeviceEmulation) {
+    if (device_ == Device::Cuda ? !device_access_open()
+                                : device_access_strict() && !storage_->op_scratch())
+      device_access_violation(describe(), device_ == Device::Host);
+  }
   return static_cast<char*>(storage_->data()) + offset_ * static_cast<int64_t>(dtype_size(dtype_));
+}
+
+uintptr_t Tensor::address() const {
+  OPD_CHECK(storage_, "use of an undefined tensor");
+  return reinterpret_cast<uintptr_t>(storage_->data()) +
+         static_cast<uintptr_t>(offset_) * dtype_size(dtype_);
 }
 
 void Tensor::check_dtype(DType want) const {

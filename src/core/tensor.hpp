@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "core/device_access.hpp"
+
 namespace opd::core {
 
 enum class DType : uint8_t { F32, BF16, I32, I64 };
@@ -40,11 +42,14 @@ class Storage {
   void* data() const { return data_; }
   std::size_t bytes() const { return bytes_; }
   Device device() const { return device_; }
+  // Device emulation: host memory an op made for itself (a strict op may use it).
+  bool op_scratch() const { return op_scratch_; }
 
  private:
   void* data_ = nullptr;
   std::size_t bytes_ = 0;
   Device device_;
+  bool op_scratch_ = false;
 };
 
 struct DeviceAllocator {
@@ -71,9 +76,16 @@ class Tensor {
   DType dtype() const { return dtype_; }
   Device device() const { return device_; }
   std::size_t bytes() const { return static_cast<std::size_t>(numel_) * dtype_size(dtype_); }
-  bool is_host() const { return device_ == Device::Host; }
+  // (In a device-emulation build, device memory counts as host memory inside an op: the CPU
+  // kernels run on it. See core/device_access.hpp.)
+  bool is_host() const {
+    return device_ == Device::Host || (kDeviceEmulation && device_access_open());
+  }
 
   void* raw() const;
+  // Where the elements start, for identity only (aliasing checks, keys): never dereference it
+  // (raw() is the access, and device emulation checks that one).
+  uintptr_t address() const;
   template <class T> T* data() const {
     check_dtype(dtype_of<T>());
     return static_cast<T*>(raw());

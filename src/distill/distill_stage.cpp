@@ -251,7 +251,7 @@ StageOutcome DistillStage::run(StopCondition& stop) {
         topo_.world(), topo_.teacher_of(topo_.dp_rank()), topo_.teacher_reply_rank(topo_.dp_rank()),
         topo_.tp(),
         model_config_of(job_, dc.teacher, tok_), static_cast<float>(dc.teacher_temperature),
-        dc.signal == "full");
+        dc.signal == "full", unsharded_on(job_.run).device);
     remote = static_cast<RemoteTeacher*>(teacher_ptr.get());
   } else {
     auto lt = std::make_unique<LocalTeacher>(load_model(resolve_checkpoint(job_, dc.teacher),

@@ -2,6 +2,7 @@
 
 #include <map>
 
+#include "comm/device_group.hpp"
 #include "core/error.hpp"
 #include "distill/model_io.hpp"
 #include "parallel/zero_partition.hpp"
@@ -45,8 +46,13 @@ double DataParallelOptimizer::step(const model::OptimConfig& cfg, double lr) {
   buckets_.finish();
   const double norm = adam_.step(params_, cfg, lr);
   if (zero_)
-    for (std::size_t i = 0; i < params_.size(); ++i)
-      dp_.broadcast(params_[i].value.raw(), static_cast<int64_t>(params_[i].value.bytes()), owner_[i]);
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+      core::Tensor& value = params_[i].value;
+      if (value.is_host())
+        dp_.broadcast(value.raw(), static_cast<int64_t>(value.bytes()), owner_[i]);
+      else
+        dp_.device_group().broadcast(value, owner_[i]);
+    }
   params_.values_changed();  // (ZeRO: the broadcast wrote the shards other ranks updated)
   return norm;
 }
@@ -55,13 +61,15 @@ void DataParallelOptimizer::write(io::CheckpointWriter* w,
                                   const std::vector<model::ParamSpec>& specs) {
   const bool root = dp_.rank() == 0;
   OPD_CHECK(root == (w != nullptr), "the checkpoint writer lives on data-parallel rank 0");
-  // The owners' moments travel to the writing rank (ZeRO-1).
+  // The owners' moments travel to the writing rank (ZeRO-1), through host memory.
   std::vector<core::Tensor> m_all(params_.size()), v_all(params_.size());
   for (std::size_t i = 0; i < params_.size(); ++i) {
     core::Tensor m = adam_.exp_avg()[i], v = adam_.exp_avg_sq()[i];
     const int owner = owner_[i] < 0 ? 0 : owner_[i];
     if (owner != 0) {
       if (dp_.rank() == owner) {
+        m = host_copy(m);
+        v = host_copy(v);
         dp_.send(m.raw(), static_cast<int64_t>(m.bytes()), 0, 2 * static_cast<int>(i));
         dp_.send(v.raw(), static_cast<int64_t>(v.bytes()), 0, 2 * static_cast<int>(i) + 1);
       } else if (root) {

@@ -3,18 +3,26 @@
 #include <array>
 #include <initializer_list>
 
+#include "backend/ops.hpp"
 #include "core/error.hpp"
 
 namespace opd::distill {
+
+namespace ops = opd::backend;
 
 namespace {
 
 constexpr int kTag = 77;  // one tag: MPI keeps messages between two ranks in order
 
+// Messages travel through host memory (MPI): a device tensor is copied out first, and what
+// arrives is a host tensor (the receiver moves what its device needs).
+core::Tensor on_host(const core::Tensor& t) { return ops::on_device(t, core::Device::Host); }
+
 // A tensor travels as a header (ndim or -1 for none, dtype, up to 6 dims) and its bytes;
 // `later`: without waiting for the receiver (the bytes are copied).
-void send_tensor(const comm::Communicator& world, const core::Tensor& t, int dest,
+void send_tensor(const comm::Communicator& world, const core::Tensor& device_or_host, int dest,
                  bool later = false) {
+  const core::Tensor t = on_host(device_or_host);
   std::array<int64_t, 8> h{};
   h.fill(0);
   h[0] = t.defined() ? t.ndim() : -1;
@@ -41,9 +49,10 @@ core::Tensor recv_tensor(const comm::Communicator& world, int source) {
   return t;
 }
 
-// The tensor of `root` (a header, then its bytes) on every rank of `group`.
+// The tensor of `root` (a header, then its bytes) on every rank of `group`, in host memory.
 void broadcast_tensor(const comm::Communicator& group, core::Tensor& t, int root) {
   if (group.size() == 1) return;
+  if (group.rank() == root) t = on_host(t);
   std::array<int64_t, 8> h{};
   if (group.rank() == root) {
     h[0] = t.defined() ? t.ndim() : -1;
@@ -64,16 +73,18 @@ void broadcast_tensor(const comm::Communicator& group, core::Tensor& t, int root
 
 RemoteTeacher::RemoteTeacher(const comm::Communicator& world, int teacher_rank, int reply_rank,
                              const comm::Communicator& tp, const model::ModelConfig& cfg,
-                             float temperature, bool full)
+                             float temperature, bool full, core::Device device)
     : world_(world),
       tp_(tp),
       teacher_rank_(teacher_rank),
       reply_rank_(reply_rank),
       cfg_(cfg),
-      temperature_(temperature) {
+      temperature_(temperature),
+      device_(device) {
   if (!full) return;
   if (tp_.rank() == 0) head_ = recv_tensor(world_, reply_rank_);
   broadcast_tensor(tp_, head_, 0);
+  head_ = ops::on_device(head_, device_);  // the student's ranks form the teacher's logits
 }
 
 ScoreReply RemoteTeacher::score(const ScoreRequest& req) {
@@ -103,6 +114,8 @@ ScoreReply RemoteTeacher::receive_reply(const ScoreRequest& req) {
   if (tp_.rank() == 0)
     for (core::Tensor* t : answers) *t = recv_tensor(world_, reply_rank_);
   for (core::Tensor* t : answers) broadcast_tensor(tp_, *t, 0);
+  // As from a LocalTeacher: the per-row arrays on the host, the hidden rows with the head.
+  reply.hidden = ops::on_device(reply.hidden, device_);
   return reply;
 }
 
@@ -110,7 +123,7 @@ void send_teacher_head(LocalTeacher& teacher, const comm::Communicator& world, i
   if (!teacher.model().has_head()) return;  // the last pipeline stage holds it
   // The head is sharded by vocabulary rows: the shards in rank order are the whole head.
   const comm::Communicator& tp = teacher.model().tensor_parallel().group();
-  const core::Tensor& shard = teacher.model().lm_head().value;
+  const core::Tensor shard = on_host(teacher.model().lm_head().value);
   core::Tensor whole = core::Tensor::empty({shard.dim(0) * tp.size(), shard.dim(1)});
   tp.allgather(shard.data<float>(), shard.numel(), whole.data<float>());
   if (tp.rank() == 0) send_tensor(world, whole, client);

@@ -18,10 +18,11 @@ class RemoteTeacher final : public TeacherScorer {
  public:
   // teacher_rank / reply_rank: the teacher replica's first rank and the rank that replies (world
   // numbering); tp: this student rank's tensor-parallel group. Full mode: receives the teacher's
-  // head first.
+  // head first. The messages travel through host memory; the head and the hidden rows of each
+  // reply are then moved to `device` (the student's), the per-row arrays stay on the host.
   RemoteTeacher(const comm::Communicator& world, int teacher_rank, int reply_rank,
                 const comm::Communicator& tp, const model::ModelConfig& cfg, float temperature,
-                bool full);
+                bool full, core::Device device = core::Device::Host);
   ScoreReply score(const ScoreRequest& request) override;
   const model::ModelConfig& config() const override { return cfg_; }
   // score() in two halves, for overlapping the teacher's work with the student's (distill
@@ -35,6 +36,7 @@ class RemoteTeacher final : public TeacherScorer {
   int teacher_rank_, reply_rank_;
   model::ModelConfig cfg_;
   float temperature_;
+  core::Device device_;
   core::Tensor head_;
 };
 

@@ -115,7 +115,7 @@ ScoreReply LocalTeacher::score(const ScoreRequest& req) {
     // Vocabulary-parallel: this rank's columns of each block, log q at the student's ids and the
     // teacher's own top-k gathered and merged over the group (O(rows x k) traffic).
     const backend::VocabRange range = parallel::vocab_shard(V, tp);
-    Tensor local = Tensor::empty({rows_per_block_, V / tp.size()});
+    Tensor local = Tensor::empty({rows_per_block_, V / tp.size()}, DType::F32, dev);
     for (int64_t r0 = 0; r0 < M; r0 += rows_per_block_) {
       const int64_t r1 = std::min(M, r0 + rows_per_block_);
       Tensor b = local.slice(0, r1 - r0);

@@ -105,11 +105,14 @@ void take_shard(const core::Tensor& global, Param& p) {
   for (std::size_t i = 0; i < ax; ++i) outer *= p.global_shape[i];
   for (std::size_t i = ax + 1; i < p.global_shape.size(); ++i) inner *= p.global_shape[i];
   const int64_t g = p.global_shape[ax], l = p.value.dim(static_cast<int>(ax));
+  // The slice is cut in host memory (global is a host tensor) and then moved where the value lives.
+  core::Tensor shard = p.value.is_host() ? p.value : core::Tensor::empty(p.value.shape());
   const float* src = global.data<float>();
-  float* dst = p.value.data<float>();
+  float* dst = shard.data<float>();
   for (int64_t o = 0; o < outer; ++o)
     std::copy(src + (o * g + p.shard_begin) * inner, src + (o * g + p.shard_begin + l) * inner,
               dst + o * l * inner);
+  if (!p.value.is_host()) backend::copy(shard, p.value);
 }
 
 }  // namespace opd::model

@@ -29,12 +29,6 @@ Transformer::Transformer(const ModelConfig& cfg, parallel::TensorParallel tp,
                          parallel::PipelineParallel pp, core::Device device)
     : cfg_(cfg), params_(std::move(tp), std::move(pp), device) {
   cfg_.validate("model");
-  // On GPUs the pipeline and data-parallel traffic goes through NCCL; the vocabulary-parallel
-  // head still combines its row statistics in host memory, so tensor parallelism is host-only.
-  if (device != core::Device::Host && tensor_parallel().size() > 1)
-    input_error("parallel", "tensor parallelism (tp = " + std::to_string(tensor_parallel().size()) +
-                                ") is not available on GPUs yet",
-                "use tp = 1 with pipeline (pp) or data (dp) parallelism on GPUs, or run on CPUs");
   const int P = tensor_parallel().size();
   cfg_.check_layout(P, pipeline().size(), "model", "parallel");
   heads_ = cfg_.n_heads / P;
@@ -108,8 +102,8 @@ void Transformer::init_weights(uint64_t seed) {
     Param& p = params_[i];
     // The whole parameter is drawn and this rank's shard kept, so every layout initialises the
     // same model.
-    const bool host = p.value.is_host();
-    Tensor whole = (p.sharded() || !host) ? Tensor::empty(p.global_shape) : p.value;
+    const bool in_place = p.value.is_host() && !p.sharded();
+    Tensor whole = in_place ? p.value : Tensor::empty(p.global_shape);
     float* x = whole.data<float>();
     const auto& n = p.name;
     auto ends_with = [&](const char* s) {
@@ -125,11 +119,7 @@ void Transformer::init_weights(uint64_t seed) {
       core::RngStream rng(seed, core::RngPurpose::Init, static_cast<uint64_t>(p.spec_index));
       for (int64_t j = 0; j < whole.numel(); ++j) x[j] = std * rng.normal();
     }
-    if (!host) {  // drawn on the host, then moved (shards are tp > 1: host models only)
-      ops::copy(whole, p.value);
-    } else if (p.sharded()) {
-      take_shard(whole, p);
-    }
+    if (!in_place) take_shard(whole, p);  // this rank's slice, moved to the device if there
   }
   params_.values_changed();
 }
@@ -334,16 +324,16 @@ uint64_t Transformer::decode_key(const Slot& s, const KVCache& cache) const {
   key = backend::mix_key(key, static_cast<uint64_t>(cache.batch));
   key = backend::mix_key(key, static_cast<uint64_t>(cache.capacity));
   key = backend::mix_key(key, static_cast<uint64_t>(compute_dtype()));
-  key = backend::mix_key(key, reinterpret_cast<uintptr_t>(s.ids.raw()));
-  key = backend::mix_key(key, reinterpret_cast<uintptr_t>(s.pos.raw()));
+  key = backend::mix_key(key, s.ids.address());
+  key = backend::mix_key(key, s.pos.address());
   for (std::size_t l = 0; l < cache.k.size(); ++l) {
-    key = backend::mix_key(key, reinterpret_cast<uintptr_t>(cache.k[l].raw()));
-    key = backend::mix_key(key, reinterpret_cast<uintptr_t>(cache.v[l].raw()));
+    key = backend::mix_key(key, cache.k[l].address());
+    key = backend::mix_key(key, cache.v[l].address());
   }
   for (std::size_t i = 0; i < params_.size(); ++i) {
     const Param& p = params_[i];
-    key = backend::mix_key(key, reinterpret_cast<uintptr_t>(p.value.raw()));
-    if (p.compute.defined()) key = backend::mix_key(key, reinterpret_cast<uintptr_t>(p.compute.raw()));
+    key = backend::mix_key(key, p.value.address());
+    if (p.compute.defined()) key = backend::mix_key(key, p.compute.address());
   }
   return key;
 }
@@ -516,7 +506,7 @@ Tensor Transformer::staged(Slot& s, const Tensor& kept) const {
 }
 
 void Transformer::keep_input(const Tensor& staged, Tensor& kept) const {
-  if (staged.raw() != kept.raw()) ops::cast(staged, kept);
+  if (staged.address() != kept.address()) ops::cast(staged, kept);
 }
 
 Tensor Transformer::operand_out(const Tensor& x, Tensor& buf) const {

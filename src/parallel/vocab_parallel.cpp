@@ -15,6 +15,22 @@ backend::VocabRange vocab_shard(int64_t vocab, const TensorParallel& tp) {
   return {tp.shard_begin(vocab), vocab};
 }
 
+namespace {
+
+// A tensor's values in host memory for the combine: the O(rows) statistics are combined in
+// doubles over the host communicator whatever device computed them. A device tensor is copied
+// out, and written back by put_back(); a host one is used in place.
+struct HostRows {
+  explicit HostRows(Tensor& t) : where(t), host(ops::on_device(t, core::Device::Host)) {}
+  void put_back() {
+    if (where.defined() && !where.is_host()) ops::copy(host, where);
+  }
+  Tensor& where;
+  Tensor host;
+};
+
+}  // namespace
+
 void vocab_parallel_head_stats(const Tensor& h, const Tensor& w_local, const Tensor* targets,
                                float temperature, int64_t chunk, const TensorParallel& tp,
                                ops::HeadStats& out) {
@@ -23,7 +39,8 @@ void vocab_parallel_head_stats(const Tensor& h, const Tensor& w_local, const Ten
   if (tp.size() == 1) return;
   const int64_t N = h.dim(0);
   const bool want_target = out.target_logit.defined(), want_entropy = out.entropy.defined();
-  const float* lse = out.lse.data<float>();
+  HostRows lse_rows(out.lse), target_rows(out.target_logit), entropy_rows(out.entropy);
+  const float* lse = lse_rows.host.data<float>();
   // One collective for the maxima, one for the sums: [exp(lse_r - m), t_r, exp(lse_r - m) e_r]
   // with e_r = lse_r - H_r = E_{p_r}[z] of this shard's renormalised softmax.
   std::vector<double> m(static_cast<std::size_t>(N));
@@ -41,18 +58,19 @@ void vocab_parallel_head_stats(const Tensor& h, const Tensor& w_local, const Ten
   for (int64_t n = 0; n < N; ++n) {
     const double a = std::exp(static_cast<double>(lse[n]) - m[n]);
     sums[n] = a;
-    if (want_target) sums[N + n] = out.target_logit.data<float>()[n];
+    if (want_target) sums[N + n] = target_rows.host.data<float>()[n];
     if (want_entropy)
-      sums[2 * N + n] = a * (static_cast<double>(lse[n]) - out.entropy.data<float>()[n]);
+      sums[2 * N + n] = a * (static_cast<double>(lse[n]) - entropy_rows.host.data<float>()[n]);
   }
   tp.group().allreduce_sum(sums.data(), 3 * N);
   for (int64_t n = 0; n < N; ++n) {
     const double total_lse = m[n] + std::log(sums[n]);
-    out.lse.data<float>()[n] = static_cast<float>(total_lse);
-    if (want_target) out.target_logit.data<float>()[n] = static_cast<float>(sums[N + n]);
+    lse_rows.host.data<float>()[n] = static_cast<float>(total_lse);
+    if (want_target) target_rows.host.data<float>()[n] = static_cast<float>(sums[N + n]);
     if (want_entropy)
-      out.entropy.data<float>()[n] = static_cast<float>(total_lse - sums[2 * N + n] / sums[n]);
+      entropy_rows.host.data<float>()[n] = static_cast<float>(total_lse - sums[2 * N + n] / sums[n]);
   }
+  for (HostRows* r : {&lse_rows, &target_rows, &entropy_rows}) r->put_back();
 }
 
 void vocab_parallel_cross_entropy_backward(const Tensor& h, const Tensor& w_local,
@@ -103,8 +121,10 @@ void vocab_parallel_gather(const Tensor& x_local, const backend::VocabRange& ran
   std::vector<double> total(mine.size(), 0.0);
   for (const auto& part : gather_all(mine, tp))  // rank order: the same on every rank
     for (std::size_t i = 0; i < total.size(); ++i) total[i] += part[i];
-  float* o = out.data<float>();
+  HostRows out_rows(out);
+  float* o = out_rows.host.data<float>();
   for (std::size_t i = 0; i < total.size(); ++i) o[i] = static_cast<float>(total[i]);
+  out_rows.put_back();
 }
 
 void vocab_parallel_topk(const Tensor& x_local, const backend::VocabRange& range, int64_t k,
@@ -123,7 +143,8 @@ void vocab_parallel_topk(const Tensor& x_local, const backend::VocabRange& range
     all_ids.emplace_back(part.begin() + static_cast<std::ptrdiff_t>(nk), part.end());
   }
   const std::vector<int32_t> top = ops::merge_topk(all_ids, all_vals, n, k);
-  std::copy(top.begin(), top.end(), ids.data<int32_t>());
+  HostRows id_rows(ids), value_rows(values);
+  std::copy(top.begin(), top.end(), id_rows.host.data<int32_t>());
   for (int64_t r = 0; r < n; ++r)  // each winner's value, from the shard that proposed it
     for (int64_t i = 0; i < k; ++i) {
       const int32_t id = top[static_cast<std::size_t>(r * k + i)];
@@ -134,8 +155,10 @@ void vocab_parallel_topk(const Tensor& x_local, const backend::VocabRange& range
             v = all_vals[s][static_cast<std::size_t>(r * k + c)];
             break;
           }
-      values.data<float>()[r * k + i] = static_cast<float>(v);
+      value_rows.host.data<float>()[r * k + i] = static_cast<float>(v);
     }
+  id_rows.put_back();
+  value_rows.put_back();
 }
 
 backend::ShardRows vocab_parallel_rows(const Tensor& z_local, const backend::VocabRange& range,
@@ -216,7 +239,8 @@ backend::ShardRows vocab_parallel_rows(const Tensor& z_local, const backend::Voc
   // Assemble: ids [y | S | T | top p | top q] with both logits at each.
   std::vector<int32_t> all_ids(static_cast<std::size_t>(n * K2));
   std::vector<double> z_at(all_ids.size()), u_at(all_ids.size());
-  const int32_t* ip = ids.data<int32_t>();
+  const Tensor ids_host = ops::on_device(ids, core::Device::Host);
+  const int32_t* ip = ids_host.data<int32_t>();
   const std::size_t e = static_cast<std::size_t>(n * 2 * top_k);
   for (int64_t r = 0; r < n; ++r) {
     for (int64_t c = 0; c < K; ++c) {

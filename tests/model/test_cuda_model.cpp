@@ -8,6 +8,7 @@
 
 #include "backend/ops.hpp"
 #include "backend/recording.hpp"
+#include "core/device_access.hpp"
 #include "testing/gpu.hpp"
 #include "model/generator.hpp"
 #include "model/lm_loss.hpp"
@@ -138,8 +139,9 @@ TEST(CudaModel, DecodeStepsReplayedAsGraphsEqualOpByOp) {
     opd::backend::Recording::set_enabled(true);
     const uint64_t before = opd::backend::Recording::launches();
     const auto replayed = generate(gpu, prompts, sc, 5, {0, 1, 2}, -1);
-    // 20 tokens: a prefill, then 19 decode steps of which the first runs op by op.
-    EXPECT_EQ(opd::backend::Recording::launches() - before, 18u);
+    // 20 tokens: a prefill, then 19 decode steps of which the first runs op by op. (The emulated
+    // device has no graphs: its steps all run op by op, through the same recording keys.)
+    EXPECT_EQ(opd::backend::Recording::launches() - before, opd::core::kDeviceEmulation ? 0u : 18u);
     for (std::size_t i = 0; i < prompts.size(); ++i) {
       EXPECT_EQ(replayed[i].tokens, plain[i].tokens) << i;
       EXPECT_EQ(replayed[i].logprobs, plain[i].logprobs) << i;

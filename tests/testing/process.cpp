@@ -1,5 +1,6 @@
 #include "testing/process.hpp"
 
+#include <cstdio>
 #include <cstdlib>
 
 #include <sys/wait.h>
@@ -52,8 +53,19 @@ std::string opd_binary() {
 }
 }  // namespace
 
+namespace {
+// OPD_TEST_DEVICE=cuda: every `opd run` that names no device runs on that one (the device
+// emulation build runs the job tests this way: tools/test).
+std::string with_test_device(const std::string& args) {
+  const char* device = std::getenv("OPD_TEST_DEVICE");
+  if (!device || !*device || args.rfind("run ", 0) != 0 || args.find("run.device") != std::string::npos)
+    return args;
+  return args + " --set run.device=" + device;
+}
+}  // namespace
+
 ProcessResult run_opd(const std::string& args, const fs::path& cwd) {
-  return run_command("'" + opd_binary() + "' " + args, cwd);
+  return run_command("'" + opd_binary() + "' " + with_test_device(args), cwd);
 }
 
 ProcessResult run_mpi(const std::string& args, const fs::path& cwd, const std::string& env,
@@ -61,7 +73,7 @@ ProcessResult run_mpi(const std::string& args, const fs::path& cwd, const std::s
   return run_command(env +
                          "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
                          "OPENBLAS_NUM_THREADS=1 mpirun --oversubscribe -np " +
-                         std::to_string(ranks) + " '" + opd_binary() + "' " + args,
+                         std::to_string(ranks) + " '" + opd_binary() + "' " + with_test_device(args),
                      cwd);
 }
 
@@ -81,6 +93,10 @@ ScratchDir::ScratchDir(const std::string& tag) {
 }
 
 ScratchDir::~ScratchDir() {
+  if (const char* keep = std::getenv("OPD_KEEP_SCRATCH"); keep && std::string(keep) == "1") {
+    std::fprintf(stderr, "kept %s (OPD_KEEP_SCRATCH=1)\n", path_.c_str());
+    return;
+  }
   std::error_code ec;
   fs::remove_all(path_, ec);
 }

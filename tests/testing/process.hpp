@@ -17,7 +17,8 @@ struct ProcessResult {
 
 // Runs `command` with /bin/sh in directory `cwd`, capturing both streams.
 ProcessResult run_command(const std::string& command, const std::filesystem::path& cwd);
-// Runs the opd binary under test (OPD_BINARY) with `args`.
+// Runs the opd binary under test (OPD_BINARY) with `args`. With OPD_TEST_DEVICE=cuda in the
+// environment, an `opd run` that sets no run.device gets --set run.device=cuda appended.
 ProcessResult run_opd(const std::string& args, const std::filesystem::path& cwd);
 // The same under `mpirun --oversubscribe -np ranks`; `env` ("NAME=value ") precedes the command.
 ProcessResult run_mpi(const std::string& args, const std::filesystem::path& cwd,
@@ -25,6 +26,7 @@ ProcessResult run_mpi(const std::string& args, const std::filesystem::path& cwd,
 // The number of opd's own error lines in `err` (mpirun adds its own report of a failed rank).
 long error_lines(const std::string& err);
 
+// A fresh directory removed with the object (kept, and named on stderr, with OPD_KEEP_SCRATCH=1).
 class ScratchDir {
  public:
   explicit ScratchDir(const std::string& tag);
