@@ -21,8 +21,10 @@ namespace opd::backend {
 constexpr std::size_t kDeviceCommIdBytes = 128;  // NCCL's unique id
 using DeviceCommId = std::array<char, kDeviceCommIdBytes>;
 
-// CUDA devices visible to this process (0 without a driver, a device or the CUDA backend).
+// CUDA devices visible to this process (0 without a driver, a device or the CUDA backend;
+// kEmulatedDevices in a device-emulation build, core/device_access.hpp).
 int cuda_device_count();
+constexpr int kEmulatedDevices = 8;
 // Throws the Input error a DeviceComm would (no CUDA backend, NCCL not found); returns NCCL's
 // version and path ("2.28.3 (/usr/local/cuda/lib64/libnccl.so.2)") when it is usable. Call it on
 // every rank before exchanging an id, so that one rank's failure cannot leave the others waiting.

@@ -23,12 +23,14 @@ namespace {
 struct DeviceComm::Impl {};
 
 #ifdef OPD_DEVICE_EMULATION
-// One emulated device (core/device_access.hpp); its collectives are comm/device_group_emulated.cpp.
-int cuda_device_count() { return 1; }
+// Emulated devices (core/device_access.hpp): as many as a node of ranks may take, one each; their
+// collectives are comm/device_group_emulated.cpp's.
+int cuda_device_count() { return kEmulatedDevices; }
+std::string require_device_comm() { return "device emulation (MPI)"; }
 #else
 int cuda_device_count() { return 0; }
-#endif
 std::string require_device_comm() { no_cuda(); }
+#endif
 DeviceCommId new_device_comm_id() { no_cuda(); }
 
 DeviceComm::DeviceComm(int, int, const DeviceCommId&) { no_cuda(); }

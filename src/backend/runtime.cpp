@@ -4,6 +4,7 @@
 #include <cstring>
 #include <new>
 
+#include "backend/device_comm.hpp"
 #include "backend/ops.hpp"
 
 #ifdef OPD_WITH_CUDA
@@ -57,7 +58,7 @@ bool use_cuda_device(int index) {
 #ifdef OPD_WITH_CUDA
   return cuda::activate(index);
 #elif defined(OPD_DEVICE_EMULATION)
-  if (index != 0) return false;  // one emulated device per process
+  if (index < 0 || index >= kEmulatedDevices) return false;
   core::register_device_allocator(core::Device::Cuda, {emulated_alloc, emulated_free});
   return true;
 #else

@@ -251,15 +251,15 @@ TEST_F(OneRankDeviceGroup, Bf16SumKeepsTheBits) {
 
 TEST_F(OneRankDeviceGroup, GathersAndColumnBlocks) {
   const Tensor local = opd::testing::random_tensor({5, 7}, 2);
-  Tensor out = Tensor::zeros({5, 7}, DType::F32, Device::Cuda);
+  Tensor out = to_device(Tensor::zeros({5, 7}));
   group().allgather(to_device(local), out);
   EXPECT_EQ(to_host(out).to_vector(), local.to_vector());
-  Tensor full = Tensor::zeros({5, 7}, DType::F32, Device::Cuda);
+  Tensor full = to_device(Tensor::zeros({5, 7}));
   group().allgather_columns(to_device(local), full);
   EXPECT_EQ(to_host(full).to_vector(), local.to_vector());
   // Column block 2 of a [5, 21] matrix is its columns [14, 21).
   const Tensor wide = opd::testing::random_tensor({5, 21}, 3);
-  Tensor block = Tensor::zeros({5, 7}, DType::F32, Device::Cuda);
+  Tensor block = to_device(Tensor::zeros({5, 7}));
   opd::backend::take_column_block(to_device(wide), 2, block);
   EXPECT_EQ(to_host(block).to_vector(), opd::testing::column_slice(wide, 14, 21).to_vector());
 }

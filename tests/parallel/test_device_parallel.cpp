@@ -94,13 +94,13 @@ TEST(DeviceParallelWorker, TensorParallel) {
   const Tensor local = random_tensor({6, 5}, 20 + r);
   Tensor full_host = Tensor::empty({6, 10});
   tp.gather_columns(local, full_host);
-  Tensor full_dev = Tensor::zeros({6, 10}, DType::F32, Device::Cuda);
+  Tensor full_dev = to_device(Tensor::zeros({6, 10}));
   tp.gather_columns(to_device(local), full_dev);
   EXPECT_EQ(to_host(full_dev).to_vector(), full_host.to_vector());
   Tensor mine_host = Tensor::empty({6, 5});
   tp.take_columns(full_host, mine_host);
   EXPECT_EQ(mine_host.to_vector(), local.to_vector());
-  Tensor mine_dev = Tensor::zeros({6, 5}, DType::F32, Device::Cuda);
+  Tensor mine_dev = to_device(Tensor::zeros({6, 5}));
   tp.take_columns(full_dev, mine_dev);
   EXPECT_EQ(to_host(mine_dev).to_vector(), local.to_vector());
 }
@@ -127,7 +127,7 @@ TEST(DeviceParallelWorker, Pipeline) {
       pp.send_next(x);
       opd::backend::fill(x, -1.0f);  // the send copied it: overwriting must not matter
     } else {
-      Tensor x = Tensor::zeros({rows(i), 32}, DType::F32, Device::Cuda);
+      Tensor x = to_device(Tensor::zeros({rows(i), 32}));
       pp.recv_prev(x);
       EXPECT_EQ(to_host(x).to_vector(), act(i).to_vector()) << "activation " << i;
     }
@@ -138,7 +138,7 @@ TEST(DeviceParallelWorker, Pipeline) {
       pp.send_prev(dx);
       opd::backend::fill(dx, -2.0f);
     } else {
-      Tensor dx = Tensor::zeros({rows(i), 32}, DType::F32, Device::Cuda);
+      Tensor dx = to_device(Tensor::zeros({rows(i), 32}));
       pp.recv_next(dx);
       EXPECT_EQ(to_host(dx).to_vector(), grad(i).to_vector()) << "gradient " << i;
     }
@@ -168,7 +168,7 @@ TEST(DeviceParallelWorker, GradientBuckets) {
   const std::vector<int64_t> sizes = {5, 300, 7, 1000, 64, 3};
   std::vector<Tensor> g;
   std::vector<Tensor*> ptrs;
-  for (int64_t n : sizes) g.push_back(Tensor::zeros({n}, DType::F32, Device::Cuda));
+  for (int64_t n : sizes) g.push_back(to_device(Tensor::zeros({n})));
   for (auto& t : g) ptrs.push_back(&t);
   opd::parallel::GradientBuckets buckets(ptrs, world, 256 * 4);  // 256 floats per bucket
   EXPECT_EQ(buckets.buckets(), 3);
