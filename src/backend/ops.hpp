@@ -63,6 +63,13 @@ double sum_squares(const Tensor& x);                           // sum of x^2 in 
 // accumulated in f32); c is F32.
 void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
           float alpha = 1.0f, float beta = 0.0f);
+// out [M, N] = residual + op(a) @ op(b): a projection added to the residual stream in one
+// step. residual and out are F32 and may be the same tensor; a and b as for gemm. scratch
+// [M, N] F32 may hold the product (the CPU forms it there, then adds; cuBLASLt adds the residual
+// in its epilogue, saving that pass, and leaves scratch as it was), so the result is
+// fl(residual + fl(product)) either way.
+void gemm_residual(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+                   const Tensor& residual, Tensor& out, Tensor& scratch);
 // Batched: a [L, ., .], b [L, ., .], c [L, ., .], the same per-matrix rule for each of L.
 void gemm_batched(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
                   float alpha = 1.0f, float beta = 0.0f);

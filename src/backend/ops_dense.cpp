@@ -68,6 +68,13 @@ void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& 
   cpu::gemm(a, trans_a, b, trans_b, c, alpha, beta);
 }
 
+void gemm_residual(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+                   const Tensor& residual, Tensor& out, Tensor& scratch) {
+  OPD_ON_CUDA("gemm_residual", a, gemm_residual(a, trans_a, b, trans_b, residual, out));
+  cpu::gemm(a, trans_a, b, trans_b, scratch, 1.0f, 0.0f);
+  cpu::add(residual, scratch, out);
+}
+
 void gemm_batched(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
                   float alpha, float beta) {
   OPD_ON_CUDA("gemm_batched", a, gemm_batched(a, trans_a, b, trans_b, c, alpha, beta));

@@ -221,6 +221,18 @@ const Tensor& Transformer::forward(const Tensor& ids, const Tensor& pos, bool ke
   return pp.last() ? s.h : none_;
 }
 
+void Transformer::add_projection(Slot& s, const Tensor& in, const Tensor& w, const Tensor& residual,
+                                 Tensor& out) const {
+  if (tensor_parallel().size() == 1) {  // one GEMM whose epilogue adds the residual (cuBLASLt)
+    ops::gemm_residual(in, false, w, true, residual, out, s.tmp);
+    return;
+  }
+  // The shares must be summed before the residual joins (it would be counted once per rank).
+  ops::gemm(in, false, w, true, s.tmp);
+  reduce(s.tmp);
+  ops::add(residual, s.tmp, out);
+}
+
 void Transformer::forward_layers(Slot& s, bool keep, KVCache* cache) {
   const int64_t B = s.batch, T = s.seq, N = B * T;
   const int64_t H = heads_, G = kv_heads_, E = cfg_.head_size();
@@ -281,17 +293,13 @@ void Transformer::forward_layers(Slot& s, bool keep, KVCache* cache) {
                              out4, nullptr, keep ? &a.attn_lse : nullptr, compute_dtype());
     }
     keep_input(attn, a.attn);
-    ops::gemm(a.attn, false, wc(li.o), true, s.tmp);
-    reduce(s.tmp);  // row-parallel: sum of the heads' shares
-    ops::add(x_in, s.tmp, a.x_mid);
+    add_projection(s, a.attn, wc(li.o), x_in, a.x_mid);  // row-parallel: the heads' shares
 
     ops::rmsnorm_forward(a.x_mid, w(li.mlp_norm), eps, a.xn2, keep ? &a.rstd2 : nullptr);
     ops::gemm(a.xn2, false, wc(li.gate), true, a.gate);
     ops::gemm(a.xn2, false, wc(li.up), true, a.up);
     ops::swiglu_forward(a.gate, a.up, a.act);
-    ops::gemm(a.act, false, wc(li.down), true, s.tmp);
-    reduce(s.tmp);  // row-parallel: sum of the hidden units' shares
-    ops::add(a.x_mid, s.tmp, x_out);
+    add_projection(s, a.act, wc(li.down), a.x_mid, x_out);  // row-parallel: the hidden units' shares
   }
   const Tensor& last = s.resid[static_cast<std::size_t>(keep ? L : L % 2)];
   if (!pp.last()) {

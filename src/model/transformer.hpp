@@ -175,6 +175,10 @@ class Transformer {
   void ensure_workspace(int64_t rows);
   // Sums a row-parallel partial product (or a column-parallel input gradient) over the group.
   void reduce(Tensor& x) const { tensor_parallel().allreduce_sum(x); }
+  // out = residual + in w^T summed over the tensor-parallel group (a row-parallel projection
+  // joining the residual stream); s.tmp is its scratch.
+  void add_projection(Slot& s, const Tensor& in, const Tensor& w, const Tensor& residual,
+                      Tensor& out) const;
   Tensor logits_scratch(int64_t rows);      // [rows, V/tp]
   Tensor alloc(const core::Shape& shape) const {  // an activation buffer on the model's device
     return Tensor::empty(shape, core::DType::F32, device());

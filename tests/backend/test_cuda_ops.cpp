@@ -76,6 +76,31 @@ TEST(CudaOps, GemmEveryTransposeAndBatched) {
   EXPECT_TRUE(same(gc, c));
 }
 
+TEST(CudaOps, GemmResidualAddsInTheEpilogue) {
+  // cuBLASLt reads the residual as C and writes out as D (another buffer, or the same one).
+  REQUIRE_GPU();
+  const int64_t M = 48, K = 320, N = 40;
+  for (const DType dt : {DType::F32, DType::BF16}) {
+    SCOPED_TRACE(opd::core::dtype_name(dt));
+    auto operand = [&](const Tensor& x) {
+      if (dt == DType::F32) return x;
+      Tensor h = Tensor::empty(x.shape(), DType::BF16);
+      ops::cast(x, h);
+      return h;
+    };
+    const Tensor a = operand(random_tensor({M, K}, 21)), b = operand(random_tensor({N, K}, 22));
+    const Tensor r = random_tensor({M, N}, 23);
+    Tensor out = Tensor::empty({M, N}), scratch = Tensor::empty({M, N});
+    ops::gemm_residual(a, false, b, true, r, out, scratch);
+    Tensor gr = to_gpu(r), gout = to_gpu(Tensor::zeros({M, N})), gscratch = to_gpu(Tensor::zeros({M, N}));
+    ops::gemm_residual(to_gpu(a), false, to_gpu(b), true, gr, gout, gscratch);
+    EXPECT_TRUE(same(gout, out));
+    EXPECT_TRUE(same(gr, r, 0, 0)) << "the residual is only read";
+    ops::gemm_residual(to_gpu(a), false, to_gpu(b), true, gr, gr, gscratch);  // in place
+    EXPECT_TRUE(same(gr, out));
+  }
+}
+
 TEST(CudaOps, EmbeddingWithAndWithoutAShard) {
   REQUIRE_GPU();
   Tensor table = random_tensor({10, 6}, 9), ids = random_ids({13}, 20, 10);

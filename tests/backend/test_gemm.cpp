@@ -101,6 +101,31 @@ TEST(Gemm, EmptyInnerDimensionScalesC) {
   for (float v : c.to_vector()) EXPECT_EQ(v, 0.0f);
 }
 
+TEST(Gemm, ResidualIsTheResidualPlusTheProductRounded) {
+  // out = fl(residual + fl(op(a) op(b))): the product rounded to f32 first, as a GEMM into its
+  // own buffer followed by an add; the float64 reference agrees within f32 rounding.
+  const int64_t m = 7, n = 5, k = 300;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "ta " << ta << " tb " << tb);
+      Tensor a = random_tensor(ta ? Shape{k, m} : Shape{m, k}, 71);
+      Tensor b = random_tensor(tb ? Shape{n, k} : Shape{k, n}, 72);
+      Tensor r = random_tensor({m, n}, 73);
+      Tensor out = Tensor::empty({m, n}), scratch = Tensor::empty({m, n});
+      ops::gemm_residual(a, ta, b, tb, r, out, scratch);
+      Tensor product = Tensor::empty({m, n}), expected = Tensor::empty({m, n});
+      ops::gemm(a, ta, b, tb, product);
+      ops::add(r, product, expected);
+      EXPECT_EQ(out.to_vector(), expected.to_vector());
+      EXPECT_TRUE(all_close(to_double(out),
+                            ref_gemm(to_double(a), ta, to_double(b), tb, to_double(r), m, n, k, 1.0, 1.0),
+                            1e-5, 1e-5));
+      // In place: the residual stream updated where it is.
+      ops::gemm_residual(a, ta, b, tb, r, r, scratch);
+      EXPECT_EQ(r.to_vector(), expected.to_vector());
+    }
+}
+
 TEST(Gemm, Batched) {
   const int64_t L = 3;
   uint64_t seed = 400;

@@ -21,6 +21,8 @@ double sum_squares(const Tensor& x);
 // gemm.cu (cuBLASLt)
 void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c, float alpha,
           float beta);
+void gemm_residual(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+                   const Tensor& residual, Tensor& out);
 void gemm_batched(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
                   float alpha, float beta);
 // embedding.cu

@@ -84,17 +84,21 @@ struct Plan {
   bool have_algo = false;
 };
 
-using PlanKey = std::array<int64_t, 13>;
+using PlanKey = std::array<int64_t, 14>;
 
-// c [M, N] = alpha op(a) op(b) + beta c for `batch` row-major matrices of each operand.
-// a and b hold elements of `in` (fp32 or bf16); c is fp32.
+// c [M, N] = alpha op(a) op(b) + beta c_in for `batch` row-major matrices of each operand, with
+// c_in = c unless given (cuBLASLt reads C and writes D through separate pointers, so a residual
+// can be added in the epilogue into another buffer). a and b hold elements of `in` (fp32 or
+// bf16); c and c_in are fp32.
 void matmul(cudaDataType_t in, const void* a, int64_t a_rows, int64_t a_cols, bool ta, const void* b,
             int64_t b_rows, int64_t b_cols, bool tb, float* c, int64_t M, int64_t N, float alpha,
-            float beta, int64_t batch) {
+            float beta, int64_t batch, const float* c_in = nullptr) {
   static std::map<PlanKey, Plan> plans;
-  const uint32_t align_a = alignment(b), align_b = alignment(a), align_c = alignment(c);
+  if (!c_in) c_in = c;
+  const uint32_t align_a = alignment(b), align_b = alignment(a), align_c = alignment(c),
+                 align_c_in = alignment(c_in);
   const PlanKey key{int64_t(in), a_rows, a_cols, ta, b_rows, b_cols, tb, M, N, batch,
-                    align_a, align_b, align_c};
+                    align_a, align_b, align_c, align_c_in};
   auto it = plans.find(key);
   if (it == plans.end()) {
     if (plans.size() >= 4096) {  // shapes that vary without end (response lengths): start over
@@ -122,7 +126,7 @@ void matmul(cudaDataType_t in, const void* a, int64_t a_rows, int64_t a_cols, bo
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof align_a);
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof align_b);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof align_c);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c_in, sizeof align_c_in);
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof align_c);
     cublasLtMatmulHeuristicResult_t result{};
     int found = 0;
@@ -138,7 +142,7 @@ void matmul(cudaDataType_t in, const void* a, int64_t a_rows, int64_t a_cols, bo
     it = plans.emplace(key, p).first;
   }
   const Plan& p = it->second;
-  check_lt(cublasLtMatmul(lt().handle, p.desc, &alpha, b, p.la, a, p.lb, &beta, c, p.lc, c, p.lc,
+  check_lt(cublasLtMatmul(lt().handle, p.desc, &alpha, b, p.la, a, p.lb, &beta, c_in, p.lc, c, p.lc,
                           p.have_algo ? &p.algo : nullptr, lt().workspace, Lt::kWorkspace, stream()),
            "cublasLtMatmul");
 }
@@ -172,6 +176,26 @@ void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& 
   }
   matmul(in, a.raw(), a.dim(0), a.dim(1), trans_a, b.raw(), b.dim(0), b.dim(1), trans_b,
          c.data<float>(), M, N, alpha, beta, 1);
+}
+
+void gemm_residual(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+                   const Tensor& residual, Tensor& out) {
+  const cudaDataType_t in = operand_type("gemm_residual", a, b, out);
+  require_device("gemm_residual", "residual", residual);
+  OPD_CHECK(a.ndim() == 2 && b.ndim() == 2 && out.ndim() == 2 && residual.shape() == out.shape(),
+            "gemm_residual: 2-d operands and a residual of out's shape, got ", a.describe(),
+            b.describe(), residual.describe(), out.describe());
+  const int64_t M = trans_a ? a.dim(1) : a.dim(0), K = trans_a ? a.dim(0) : a.dim(1);
+  const int64_t Kb = trans_b ? b.dim(1) : b.dim(0), N = trans_b ? b.dim(0) : b.dim(1);
+  OPD_CHECK(K == Kb && out.dim(0) == M && out.dim(1) == N, "gemm_residual: op(a) ", M, "x", K,
+            ", op(b) ", Kb, "x", N, ", out ", out.describe());
+  if (M == 0 || N == 0) return;
+  if (K == 0) {  // an empty product: out = residual
+    copy(residual, out);
+    return;
+  }
+  matmul(in, a.raw(), a.dim(0), a.dim(1), trans_a, b.raw(), b.dim(0), b.dim(1), trans_b,
+         out.data<float>(), M, N, 1.0f, 1.0f, 1, residual.data<float>());
 }
 
 void gemm_batched(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
