@@ -1,7 +1,7 @@
 // DeviceComm in a build without the CUDA backend: there are no CUDA tensors to communicate, so
 // every entry point says how to get a build that has them. (With the CUDA backend,
-// backend/cuda/nccl_comm.cpp defines these; device emulation has one host-memory device and
-// runs its collectives over MPI in comm/device_group_emulated.cpp.)
+// backend/cuda/nccl_comm.cpp defines these; device emulation has host-memory devices whose
+// collectives run over MPI in comm/device_group_emulated.cpp.)
 #include "backend/device_comm.hpp"
 
 #ifndef OPD_WITH_CUDA
