@@ -4,7 +4,10 @@
 #include <atomic>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
+#include "core/device_access.hpp"
+#include "core/error.hpp"
 #include "core/log.hpp"
 #ifdef OPD_WITH_CUDA
 #include "backend/cuda/graph.hpp"
@@ -35,6 +38,9 @@ struct Recording::Impl {
   bool failed = false;  // this key could not be recorded
 #ifdef OPD_WITH_CUDA
   std::unique_ptr<cuda::Graph> graph;
+#endif
+#ifdef OPD_DEVICE_EMULATION
+  std::vector<uintptr_t> captured;  // the older device memory the "capture" call touched
 #endif
 };
 
@@ -89,6 +95,34 @@ void Recording::run(core::Device device, uint64_t key, const std::function<void(
   m.graph = std::move(graph);
   m.graph->launch();
   ++graph_launches;
+#elif defined(OPD_DEVICE_EMULATION)
+  // No graphs here, but their rule is checked: where a GPU would capture (the second call with
+  // a key) and replay (the later ones), each call must touch the same device memory allocated
+  // before it, since a replay reads and writes exactly what the capture did. (Memory allocated
+  // within the call belongs to the graph.) A key that misses an input's address fails here.
+  Impl& m = *impl_;
+  if (m.calls == 0 || key != m.key) {
+    reset();
+    m.key = key;
+  }
+  if (++m.calls < 2) {
+    fn();
+    return;
+  }
+  std::vector<uintptr_t> touched;
+  {
+    const core::ReplayTrace trace;
+    fn();
+    touched = trace.touched();
+  }
+  if (m.calls == 2)
+    m.captured = std::move(touched);
+  else if (touched != m.captured)
+    internal_error("recording",
+                   "a recorded call touched other device memory than its capture did (" +
+                       std::to_string(touched.size()) + " addresses, captured " +
+                       std::to_string(m.captured.size()) +
+                       "): a CUDA graph would replay stale addresses; the key must change with them");
 #else
   fn();
 #endif

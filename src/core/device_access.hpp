@@ -15,7 +15,9 @@
 // In other builds DeviceAccess is an empty object.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace opd::core {
 
@@ -41,6 +43,25 @@ class DeviceAccess {
 // and whether a strict one is.
 bool device_access_open();
 bool device_access_strict();
+
+// A CUDA graph replays the memory its capture touched. ReplayTrace collects, while it lives,
+// the addresses of the device memory touched that was allocated before it began (memory
+// allocated during a capture belongs to the graph and is the same at every replay), so that two
+// calls of a recorded function can be compared (backend/recording.cpp). One at a time.
+class ReplayTrace {
+ public:
+  ReplayTrace();
+  ~ReplayTrace();
+  ReplayTrace(const ReplayTrace&) = delete;
+  ReplayTrace& operator=(const ReplayTrace&) = delete;
+  // The addresses touched so far, in ascending order.
+  std::vector<uintptr_t> touched() const;
+
+ private:
+  uint64_t first_serial_;
+};
+uint64_t next_storage_serial();
+void trace_device_access(uint64_t serial, const void* p);
 
 // Whether this is a device-emulation build (tests use it to skip what only real GPUs do, such
 // as CUDA graphs).

@@ -59,7 +59,10 @@ void register_device_allocator(Device device, DeviceAllocator allocator) {
 }
 
 Storage::Storage(std::size_t bytes, Device device)
-    : bytes_(bytes), device_(device), op_scratch_(kDeviceEmulation && device_access_open()) {
+    : bytes_(bytes),
+      device_(device),
+      op_scratch_(kDeviceEmulation && device_access_open()),
+      serial_(kDeviceEmulation ? next_storage_serial() : 0) {
   std::size_t n = bytes == 0 ? kHostAlign : bytes;
   if (device == Device::Host) {
     n = (n + kHostAlign - 1) / kHostAlign * kHostAlign;
@@ -123,12 +126,14 @@ int64_t Tensor::dim(int i) const {
 
 void* Tensor::raw() const {
   OPD_CHECK(storage_, "use of an undefined tensor");
+  void* p = static_cast<char*>(storage_->data()) + offset_ * static_cast<int64_t>(dtype_size(dtype_));
   if constexpr (kDeviceEmulation) {
     if (device_ == Device::Cuda ? !device_access_open()
                                 : device_access_strict() && !storage_->op_scratch())
       device_access_violation(describe(), device_ == Device::Host);
+    if (device_ == Device::Cuda) trace_device_access(storage_->serial(), p);
   }
-  return static_cast<char*>(storage_->data()) + offset_ * static_cast<int64_t>(dtype_size(dtype_));
+  return p;
 }
 
 uintptr_t Tensor::address() const {

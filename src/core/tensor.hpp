@@ -42,14 +42,17 @@ class Storage {
   void* data() const { return data_; }
   std::size_t bytes() const { return bytes_; }
   Device device() const { return device_; }
-  // Device emulation: host memory an op made for itself (a strict op may use it).
+  // Device emulation: host memory an op made for itself (a strict op may use it), and the
+  // allocation's number in the order of allocations (a replay trace keeps the older ones).
   bool op_scratch() const { return op_scratch_; }
+  uint64_t serial() const { return serial_; }
 
  private:
   void* data_ = nullptr;
   std::size_t bytes_ = 0;
   Device device_;
   bool op_scratch_ = false;
+  uint64_t serial_ = 0;
 };
 
 struct DeviceAllocator {
